@@ -1,0 +1,1 @@
+"""I/O at the input edge: model weights, SAEs and Neuronpedia labels."""

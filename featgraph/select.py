@@ -1,0 +1,223 @@
+"""Pick the strongest entries of `S = src @ dst.T` without materialising S.
+
+S is walked in row blocks under a memory budget. A block is computed in the
+chosen precision only to *propose* candidates; a rigorous bound on that
+precision's error keeps every entry that could belong to the selection, and
+the candidates are re-scored exactly (float64 dot products rounded to float32).
+So fp32, TF32 and bf16 give the same edges with the same values, and ties are
+broken by (src, dst) index: the order is (-|w|, src, dst).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from featgraph.errors import BadInput
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+_SLACK = 1 - 2.0**-20  # float32 rounding of the exact value vs its float64 source
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to keep per (head, circuit).
+
+    top_k: the K largest |weight| (None: no limit); min_abs: every |weight| ≥ W;
+    both together: the K largest among those ≥ W. per_source_k adds each source
+    feature's k strongest edges. max_edges guards threshold mode.
+    """
+
+    top_k: int | None = 1000
+    min_abs: float | None = None
+    per_source_k: int | None = None
+    precision: str = "fp32"
+    block_bytes: int = 256 << 20
+    max_edges: int = 5_000_000
+
+    def __post_init__(self):
+        if self.top_k is not None and self.top_k < 1:
+            raise BadInput(f"--top-k must be a positive integer, got {self.top_k}")
+        if self.min_abs is not None and not self.min_abs >= 0:
+            raise BadInput(f"--min-abs must be ≥ 0, got {self.min_abs}")
+        if self.per_source_k is not None and self.per_source_k < 1:
+            raise BadInput(f"--per-source-k must be a positive integer, got {self.per_source_k}")
+        if self.top_k is None and self.min_abs is None and self.per_source_k is None:
+            raise BadInput("nothing to select: give --top-k, --min-abs or --per-source-k")
+        if self.precision not in PRECISIONS:
+            raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.block_bytes < 1 << 16:
+            raise BadInput("the block budget must be at least 64 KiB")
+
+    def describe(self) -> dict:
+        return {
+            "top_k": self.top_k, "min_abs": self.min_abs, "per_source_k": self.per_source_k,
+            "precision": self.precision, "block_bytes": self.block_bytes,
+            "order": "|weight| descending, then src index, then dst index",
+            "values": "float64 dot products of the factors, rounded to float32",
+        }
+
+
+def error_constant(precision: str, d: int) -> float:
+    """c such that |approx − exact| ≤ c·‖a‖·‖b‖ for one entry a·b of length d.
+
+    Input rounding (unit u) costs ≤ (2u + u²)‖a‖‖b‖ (Cauchy–Schwarz), fp32
+    accumulation ≤ γ_d ≈ d·2⁻²⁴ of Σ|a_k b_k|, a bf16 output one more u; each
+    term is doubled for safety.
+    """
+    acc = 2 * (d + 2) * 2.0**-24
+    if precision == "fp32":
+        return acc + 2.0**-40
+    u = {"tf32": 2.0**-11, "bf16": 2.0**-8}[precision]
+    out = u if precision == "bf16" else 0.0
+    return 2 * (2 * u + u * u + out) + acc
+
+
+def exact(src: torch.Tensor, dst: torch.Tensor, r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """float32 of the float64 dot products src[r]·dst[c] (the reference values)."""
+    out = torch.empty(len(r), dtype=torch.float32, device=src.device)
+    step = 1 << 16
+    for i in range(0, len(r), step):
+        a = src[r[i : i + step]].double()
+        b = dst[c[i : i + step]].double()
+        out[i : i + step] = (a * b).sum(-1).float()
+    return out
+
+
+def order(src_idx: np.ndarray, dst_idx: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Permutation sorting by (-|weight|, src, dst): featgraph's rank order."""
+    return np.lexsort((dst_idx, src_idx, -np.abs(weight.astype(np.float64))))
+
+
+class _Kept:
+    """The running best-K set with its admission threshold."""
+
+    def __init__(self, k: int | None):
+        self.k = k
+        self.r = np.empty(0, np.int64)
+        self.c = np.empty(0, np.int64)
+        self.w = np.empty(0, np.float32)
+
+    @property
+    def threshold(self) -> float | None:
+        if self.k is None or len(self.w) < self.k:
+            return None
+        return float(abs(self.w[-1]))
+
+    def add(self, r: np.ndarray, c: np.ndarray, w: np.ndarray) -> None:
+        r, c, w = (np.concatenate(x) for x in ((self.r, r), (self.c, c), (self.w, w)))
+        p = order(r, c, w)
+        if self.k is not None:
+            p = p[: self.k]
+        self.r, self.c, self.w = r[p], c[p], w[p]
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, precision: str) -> torch.Tensor:
+    if precision == "tf32" and a.is_cuda:
+        prev = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            return a @ b.T
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = prev
+    return (a @ b.T).float()
+
+
+def select(
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    sel: Selection,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Selected entries of src @ dst.T as (src_idx, dst_idx, weight), in rank order.
+
+    src: [n_src, d_head], dst: [n_dst, d_head] on one device, float32.
+    """
+    n_src, d = src.shape
+    n_dst = dst.shape[0]
+    c_err = error_constant(sel.precision, d)
+    src_norm = src.double().norm(dim=1).float()
+    dst_norm_max = float(dst.double().norm(dim=1).max()) if n_dst else 0.0
+    use_cast = sel.precision == "bf16"
+    a_all = src.bfloat16() if use_cast else src
+    b_all = dst.bfloat16() if use_cast else dst
+    if sel.precision == "fp32" and src.is_cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+    kept = _Kept(sel.top_k)
+    per_src: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    rows = max(1, sel.block_bytes // max(1, n_dst * 4 * 3))
+    n_thresh = 0
+    for r0 in range(0, n_src, rows):
+        r1 = min(n_src, r0 + rows)
+        block = _matmul(a_all[r0:r1], b_all, sel.precision).abs_()  # [rows, n_dst]
+        e_blk = c_err * float(src_norm[r0:r1].max()) * dst_norm_max
+        # Global top-K / threshold candidates.
+        if sel.top_k is not None or sel.min_abs is not None:
+            cutoff = -np.inf
+            if sel.min_abs is not None:
+                cutoff = sel.min_abs * _SLACK - e_blk
+            thr = kept.threshold
+            if thr is not None:
+                cutoff = max(cutoff, thr * _SLACK - e_blk)
+            elif sel.top_k is not None and block.numel() >= sel.top_k:
+                kth = float(torch.topk(block.flatten(), sel.top_k, sorted=False).values.min())
+                cutoff = max(cutoff, kth * _SLACK - 2 * e_blk)
+            r, c = torch.nonzero(block >= cutoff, as_tuple=True) if cutoff > -np.inf else _all(block)
+            r = r + r0
+            w = exact(src, dst, r, c)
+            keep = torch.ones_like(w, dtype=torch.bool)
+            if sel.min_abs is not None:
+                keep = w.abs() >= sel.min_abs
+            rn, cn, wn = (x[keep].cpu().numpy() for x in (r, c, w))
+            if sel.top_k is None:
+                n_thresh += len(wn)
+                if n_thresh > sel.max_edges:
+                    raise BadInput(
+                        f"--min-abs {sel.min_abs} keeps more than {sel.max_edges:,} edges in one head: raise it or add --top-k"
+                    )
+            kept.add(rn, cn, wn)
+        if sel.per_source_k is not None:
+            per_src.append(_per_source(src, dst, block, r0, sel.per_source_k, c_err, src_norm[r0:r1], dst_norm_max))
+        del block
+        if progress is not None:
+            progress(r1 - r0)
+
+    r, c, w = kept.r, kept.c, kept.w
+    if per_src:
+        r = np.concatenate([r] + [p[0] for p in per_src])
+        c = np.concatenate([c] + [p[1] for p in per_src])
+        w = np.concatenate([w] + [p[2] for p in per_src])
+        key = r * max(n_dst, 1) + c
+        _, first = np.unique(key, return_index=True)
+        r, c, w = r[first], c[first], w[first]
+    p = order(r, c, w)
+    return r[p], c[p], w[p]
+
+
+def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, cols = block.shape
+    r = torch.arange(rows, device=block.device).repeat_interleave(cols)
+    c = torch.arange(cols, device=block.device).repeat(rows)
+    return r, c
+
+
+def _per_source(src, dst, block, r0, k, c_err, norms, dst_norm_max):
+    """Each source row's k strongest entries, exactly, ties by dst index."""
+    k_eff = min(k, block.shape[1])
+    kth = torch.topk(block, k_eff, dim=1, sorted=False).values.min(dim=1).values  # [rows]
+    e_row = c_err * norms.to(block.device) * dst_norm_max
+    r, c = torch.nonzero(block >= (kth * _SLACK - 2 * e_row)[:, None], as_tuple=True)
+    r = r + r0
+    w = exact(src, dst, r, c)
+    rn, cn, wn = r.cpu().numpy(), c.cpu().numpy(), w.cpu().numpy()
+    p = np.lexsort((cn, -np.abs(wn.astype(np.float64)), rn))
+    rn, cn, wn = rn[p], cn[p], wn[p]
+    # position within each row's run after sorting; keep the first k
+    starts = np.r_[0, np.flatnonzero(np.diff(rn)) + 1]
+    pos = np.arange(len(rn)) - np.repeat(starts, np.diff(np.r_[starts, len(rn)]))
+    m = pos < k_eff
+    return rn[m], cn[m], wn[m]
