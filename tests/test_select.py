@@ -1,0 +1,103 @@
+"""Blocked selection against a dense reference (float64 matrix, full sort)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from featgraph.circuits import moments
+from featgraph.errors import BadInput
+from featgraph.select import Selection, select
+
+
+def dense_reference(a, b, top_k=None, min_abs=None, per_source_k=None):
+    """Materialise S in float64, round to float32, sort by (-|w|, src, dst)."""
+    S = (a.double() @ b.double().T).float().numpy()
+    r, c = np.meshgrid(np.arange(S.shape[0]), np.arange(S.shape[1]), indexing="ij")
+    r, c, w = r.ravel(), c.ravel(), S.ravel()
+    p = np.lexsort((c, r, -np.abs(w.astype(np.float64))))
+    r, c, w = r[p], c[p], w[p]
+    chosen = np.zeros(len(w), bool)
+    if top_k is not None or min_abs is not None:
+        ok = np.ones(len(w), bool) if min_abs is None else np.abs(w) >= min_abs
+        idx = np.flatnonzero(ok)
+        if top_k is not None:
+            idx = idx[:top_k]
+        chosen[idx] = True
+    if per_source_k is not None:
+        for row in range(S.shape[0]):
+            idx = np.flatnonzero(r == row)[:per_source_k]  # already in (-|w|, dst) order within the row
+            chosen[idx] = True
+    return r[chosen], c[chosen], w[chosen]
+
+
+def _factors(n, m, d, seed, ties=False):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g)
+    b = torch.randn(m, d, generator=g)
+    if ties:  # integer-valued factors: many exactly equal entries
+        a = torch.randint(-2, 3, (n, d), generator=g).float()
+        b = torch.randint(-2, 3, (m, d), generator=g).float()
+        b[1] = b[0]  # duplicate column: pairwise-identical values
+    return a, b
+
+
+def _check(a, b, sel, **ref):
+    got = select(a, b, sel)
+    want = dense_reference(a, b, **ref)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])
+
+
+@pytest.mark.parametrize("n,m,d", [(1, 1, 3), (7, 13, 5), (50, 40, 16), (200, 90, 32)])
+@pytest.mark.parametrize("block_bytes", [1 << 16, 1 << 30])  # blocks smaller / larger than S
+@pytest.mark.parametrize("k", [1, 17, 10**6])  # K larger than n·m included
+def test_top_k_matches_dense(n, m, d, block_bytes, k):
+    a, b = _factors(n, m, d, seed=n * m + k)
+    _check(a, b, Selection(top_k=k, block_bytes=block_bytes), top_k=k)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+@pytest.mark.parametrize("ties", [False, True])
+def test_ties_and_fast_paths_give_the_same_edges(precision, ties):
+    a, b = _factors(300, 120, 24, seed=3, ties=ties)
+    _check(a, b, Selection(top_k=250, precision=precision, block_bytes=1 << 16), top_k=250)
+
+
+def test_threshold_mode_and_combined():
+    a, b = _factors(120, 80, 16, seed=5)
+    _check(a, b, Selection(top_k=None, min_abs=6.0, block_bytes=1 << 16), min_abs=6.0)
+    _check(a, b, Selection(top_k=30, min_abs=6.0, block_bytes=1 << 16), top_k=30, min_abs=6.0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_per_source_top_k_union(precision):
+    a, b = _factors(90, 70, 16, seed=9, ties=True)
+    _check(a, b, Selection(top_k=40, per_source_k=3, precision=precision, block_bytes=1 << 16), top_k=40, per_source_k=3)
+    _check(a, b, Selection(top_k=None, per_source_k=2, block_bytes=1 << 16), per_source_k=2)
+
+
+def test_threshold_guard():
+    a, b = _factors(60, 60, 8, seed=1)
+    with pytest.raises(BadInput, match="min-abs"):
+        select(a, b, Selection(top_k=None, min_abs=0.0, max_edges=100, block_bytes=1 << 16))
+
+
+def test_moments_match_dense():
+    a, b = _factors(70, 50, 12, seed=2)
+    a = a + 0.3  # non-zero mean
+    S = (a.double() @ b.double().T).numpy()
+    mean, std = moments(a, b)
+    assert mean == pytest.approx(S.mean(), rel=1e-9, abs=1e-12)
+    assert std == pytest.approx(S.std(), rel=1e-9)
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    (dict(top_k=-3), "top-k"), (dict(top_k=0), "top-k"), (dict(min_abs=-1.0), "min-abs"),
+    (dict(precision="fp8"), "precision"), (dict(top_k=None), "nothing to select"),
+])
+def test_bad_selection(kwargs, msg):
+    with pytest.raises(BadInput, match=msg):
+        Selection(**kwargs)
