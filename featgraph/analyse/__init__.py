@@ -1,0 +1,1 @@
+"""Analyses over edge tables (pure: DataFrames in, DataFrames out)."""

@@ -1,0 +1,217 @@
+"""The `featgraph` command line: each command parses options and calls one library function.
+
+Heavy imports (torch, pandas, stores) happen inside the commands so `--help` is instant.
+Errors: one line on stderr naming the problem and the fix; exit 2 for bad input,
+1 otherwise; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="SAE-feature circuits of Gemma 2 attention heads, from the weights alone, as a Cypher-queryable graph.",
+)
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")):
+    _state["debug"] = debug
+
+
+@contextlib.contextmanager
+def _guard():
+    """Turn anticipated failures into one line and an exit status."""
+    from featgraph.errors import FeatgraphError
+
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except FeatgraphError as e:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: nothing was written", err=True)
+        raise typer.Exit(130) from None
+    except Exception as e:  # unexpected: still one line unless --debug
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {e.__class__.__name__}: {e} (re-run with --debug for the traceback)", err=True)
+        raise typer.Exit(1) from None
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True, console=_console(), disable=not sys.stderr.isatty())
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _ints(text: Optional[str], what: str) -> Optional[tuple[int, ...]]:
+    from featgraph.errors import BadInput
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise BadInput(f"{what} must be comma-separated integers like 0,7, got {text!r}") from None
+
+
+def _circuits(text: str) -> tuple[str, ...]:
+    from featgraph.errors import BadInput
+    from featgraph.schema import normalise_circuit
+
+    try:
+        return tuple(dict.fromkeys(normalise_circuit(x) for x in text.split(",") if x.strip()))
+    except ValueError as e:
+        raise BadInput(f"--circuits takes qk, ov or qk,ov; {e.args[0]!r} is neither") from None
+
+
+def _circuit(text: str) -> str:
+    (c,) = _circuits(text) or ("",)
+    return c
+
+
+@app.command(epilog="Example: featgraph extract --layer 13 --heads 0,7 --top-k 1000 --out exports/layer13")
+def extract(
+    out: Path = typer.Option(..., "--out", help="Run directory to create."),
+    model: str = typer.Option("google/gemma-2-2b", help="HF repo id[@revision] or local model directory."),
+    layer: int = typer.Option(13, help="Attention layer."),
+    sae_in: Optional[str] = typer.Option(None, help="SAE read at the layer's input (default: canonical 16k residual SAE of layer-1)."),
+    sae_out: Optional[str] = typer.Option(None, help="SAE read at the layer's output (default: canonical 16k residual SAE of the layer)."),
+    heads: Optional[str] = typer.Option(None, help="Comma-separated heads (default: all)."),
+    circuits: str = typer.Option("qk,ov", help="qk, ov or qk,ov."),
+    top_k: Optional[int] = typer.Option(None, help="Edges kept per (head, circuit) by |weight| [default: 1000 unless --min-abs]."),
+    min_abs: Optional[float] = typer.Option(None, help="Keep every edge with |weight| >= W."),
+    per_source_k: Optional[int] = typer.Option(None, help="Also keep each source feature's k strongest edges."),
+    precision: str = typer.Option("fp32", help="Candidate kernel: fp32, tf32 or bf16 (values are always re-scored exactly)."),
+    attn_scale: bool = typer.Option(False, "--attn-scale", help="Multiply QK by 1/sqrt(query_pre_attn_scalar)."),
+    rope_offset: int = typer.Option(0, help="QK with the key this many tokens before the query (0 = the post)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    block_mb: int = typer.Option(256, help="Memory budget of one block of a matrix, MiB."),
+    model_id: Optional[str] = typer.Option(None, help="Neuronpedia model id (default: the repo name)."),
+    sae_in_id: Optional[str] = typer.Option(None, help="Neuronpedia source id of --sae-in (default: from its Gemma Scope path)."),
+    sae_out_id: Optional[str] = typer.Option(None, help="Neuronpedia source id of --sae-out."),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="Attach Neuronpedia labels after extracting."),
+    label_source: list[Path] = typer.Option([], help="Local label export(s) instead of downloading."),
+    csv: bool = typer.Option(False, "--csv", help="Also write edges.csv."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
+):
+    """Compute a run directory of per-head QK/OV edges between SAE features."""
+    with _guard():
+        from featgraph.circuits import Conventions
+        from featgraph.extract import ExtractConfig, run_extract
+        from featgraph.select import Selection
+
+        sel = Selection(top_k=top_k if (top_k is not None or min_abs is not None or per_source_k is not None) else 1000,
+                        min_abs=min_abs, per_source_k=per_source_k, precision=precision, block_bytes=block_mb << 20)
+        cfg = ExtractConfig(model=model, layer=layer, sae_in=sae_in, sae_out=sae_out, heads=_ints(heads, "--heads"),
+                            circuits=_circuits(circuits), selection=sel,
+                            conventions=Conventions(attn_scale=attn_scale, rope_offset=rope_offset),
+                            device=device, model_id=model_id, sae_in_id=sae_in_id, sae_out_id=sae_out_id)
+        with _progress() as prog:
+            def factory(desc: str, total: int):
+                task = prog.add_task(desc, total=total)
+                return lambda n: prog.advance(task, n)
+
+            run = run_extract(cfg, out, force=force, csv=csv, progress=factory)
+        typer.echo(f"wrote {run}")
+        if labels:
+            _attach_labels(run, tuple(label_source), (), warn_only=not label_source)
+
+
+def _attach_labels(run: Path, sources: tuple[Path, ...], prefer: tuple[str, ...], warn_only: bool) -> None:
+    from featgraph.annotate import attach
+    from featgraph.errors import BadInput, FeatgraphError
+
+    try:
+        rep = attach(run, sources, prefer)
+    except FeatgraphError as e:
+        if not warn_only or isinstance(e, BadInput):
+            raise
+        typer.echo(f"warning: labels not attached ({e}); run `featgraph labels {run}` later", err=True)
+        return
+    typer.echo(f"labelled {rep.labelled} of {rep.features} features")
+
+
+@app.command("labels", epilog="Example: featgraph labels exports/layer13 --source ../shared/data/neuronpedia/")
+def labels_cmd(
+    run: Path = typer.Argument(..., help="Run directory."),
+    source: list[Path] = typer.Option([], help="Legacy JSON export, .jsonl(.gz) file, or a directory of them (default: download)."),
+    prefer: list[str] = typer.Option([], help="Explainer model(s) to prefer when a feature has several explanations."),
+):
+    """Attach Neuronpedia descriptions to a run's features."""
+    with _guard():
+        _attach_labels(run, tuple(source), tuple(prefer), warn_only=False)
+
+
+@app.command("import", epilog="Example: featgraph import my_edges.csv --out exports/mine")
+def import_cmd(
+    edge_file: Path = typer.Argument(..., help="Edge table (.parquet or .csv) in featgraph's schema."),
+    out: Path = typer.Option(..., "--out", help="Run directory to create."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
+):
+    """Make a run directory from an edge table computed elsewhere."""
+    with _guard():
+        from featgraph.export import import_edges
+
+        typer.echo(f"wrote {import_edges(edge_file, out, force)}")
+
+
+@app.command(epilog="Example: featgraph tables exports/layer13 --head 0 --circuit qk --distinct --positive --top 20")
+def tables(
+    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    head: int = typer.Option(..., help="Head."),
+    circuit: str = typer.Option(..., help="qk or ov."),
+    distinct: bool = typer.Option(False, "--distinct", help="Drop like-to-like edges."),
+    positive: bool = typer.Option(False, "--positive", help="Keep weight > 0 only."),
+    top: int = typer.Option(30, help="Rows."),
+    format: str = typer.Option("md", "--format", help="md, csv or json."),
+):
+    """The post's tables: rank, value, source and destination features with descriptions."""
+    with _guard():
+        from featgraph.analyse.tables import head_table, render
+        from featgraph.export import read_run
+
+        r = read_run(run)
+        typer.echo(render(head_table(r.edges, r.features, head, _circuit(circuit), distinct, positive, top), format), nl=False)
+
+
+@app.command(epilog="Example: featgraph demo --out exports/demo")
+def demo(
+    out: Path = typer.Option(Path("exports/demo"), "--out", help="Directory for the demo's inputs and run."),
+    force: bool = typer.Option(True, "--force/--no-force", help="Replace a previous demo."),
+):
+    """Run the whole pipeline offline on a tiny synthetic Gemma 2 and SAEs (seconds)."""
+    with _guard():
+        from featgraph.demo import run_demo
+
+        for line in run_demo(out, force=force):
+            typer.echo(line)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
