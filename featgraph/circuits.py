@@ -55,11 +55,6 @@ class Factors:
     dst: torch.Tensor
 
 
-def gained(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x ⊙ (1 + w): Gemma's RMSNorm gain applied to feature directions [n, d_model]."""
-    return x * (1.0 + w)
-
-
 def rope_rotate(x: torch.Tensor, offset: float, theta: float) -> torch.Tensor:
     """R(offset) x for x [..., d_head], half-split pairing (dimension i with i + d_head/2)."""
     d = x.shape[-1]
@@ -89,19 +84,21 @@ def circuit_factors(
     """
     c = attn.config
     kv = c.kv_head(head)
-    x = gained(W_dec_in, attn.ln_in)  # [n_in, d_model]
+    # Fold the gains into the (small) weight slices rather than copying the
+    # (large) SAE matrices: W (g ⊙ d) = (W ⊙ g) d.
+    g_in = 1.0 + attn.ln_in
     if circuit == "QK":
-        q = x @ head_rows(attn.W_Q, head, c.d_head).T
-        k = x @ head_rows(attn.W_K, kv, c.d_head).T
+        q = W_dec_in @ (head_rows(attn.W_Q, head, c.d_head) * g_in).T
+        k = W_dec_in @ (head_rows(attn.W_K, kv, c.d_head) * g_in).T
         if conv.rope_offset:
             q = rope_rotate(q, conv.rope_offset, c.rope_theta)
         if conv.attn_scale:
             q = q / math.sqrt(c.query_pre_attn_scalar)
         return Factors("QK", head, kv, src=k, dst=q)
     if circuit == "OV":
-        v = x @ head_rows(attn.W_V, kv, c.d_head).T
-        e = gained(W_enc_out.T, attn.ln_post)  # [n_out, d_model]
-        p = e @ head_rows(attn.W_O.T, head, c.d_head).T  # [n_out, d_head]
+        v = W_dec_in @ (head_rows(attn.W_V, kv, c.d_head) * g_in).T
+        w_o = head_rows(attn.W_O.T, head, c.d_head) * (1.0 + attn.ln_post)  # [d_head, d_model]
+        p = W_enc_out.T @ w_o.T  # [n_out, d_head]
         return Factors("OV", head, kv, src=v, dst=p)
     raise ValueError(circuit)
 

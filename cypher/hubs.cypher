@@ -1,0 +1,10 @@
+// Hub features of one head and circuit by degree (in + out; a like-to-like edge counts twice).
+// @param head int: attention head
+// @param circuit str = QK: QK or OV
+// @param limit int = 20: rows to return
+MATCH (a:Feature)-[r:QK|OV]->(b:Feature)
+WHERE r.head = $head AND r.circuit = $circuit
+UNWIND [a.id, b.id] AS feature
+RETURN feature, count(*) AS degree
+ORDER BY degree DESC, feature
+LIMIT $limit

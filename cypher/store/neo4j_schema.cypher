@@ -1,0 +1,8 @@
+// Internal: constraints and indexes featgraph creates in Neo4j (one statement per block).
+CREATE CONSTRAINT feature_id IF NOT EXISTS FOR (f:Feature) REQUIRE f.id IS UNIQUE;
+CREATE INDEX feature_index IF NOT EXISTS FOR (f:Feature) ON (f.feature_index);
+CREATE INDEX feature_sae IF NOT EXISTS FOR (f:Feature) ON (f.sae);
+CREATE INDEX qk_head IF NOT EXISTS FOR ()-[r:QK]-() ON (r.head);
+CREATE INDEX ov_head IF NOT EXISTS FOR ()-[r:OV]-() ON (r.head);
+CREATE INDEX qk_run IF NOT EXISTS FOR ()-[r:QK]-() ON (r.run);
+CREATE INDEX ov_run IF NOT EXISTS FOR ()-[r:OV]-() ON (r.run);

@@ -1,0 +1,10 @@
+// The strongest edges of one head and circuit, by |weight|.
+// @param head int: attention head
+// @param circuit str = QK: QK or OV
+// @param limit int = 20: rows to return
+MATCH (a:Feature)-[r:QK|OV]->(b:Feature)
+WHERE r.head = $head AND r.circuit = $circuit
+RETURN r.rank AS rank, r.weight AS weight, a.id AS src, a.description AS src_description,
+       b.id AS dst, b.description AS dst_description
+ORDER BY abs(r.weight) DESC, src, dst
+LIMIT $limit

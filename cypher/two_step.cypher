@@ -1,0 +1,10 @@
+// Two steps through one head: query feature q attends to key feature j (QK), and j's value writes output o (OV).
+// Ranked by |QK weight × OV weight|.
+// @param head int: attention head
+// @param limit int = 20: rows to return
+MATCH (j:Feature)-[qk:QK]->(q:Feature), (j)-[ov:OV]->(o:Feature)
+WHERE qk.head = $head AND ov.head = $head
+RETURN q.id AS query, j.id AS key_value, o.id AS output, qk.weight AS qk_weight, ov.weight AS ov_weight,
+       qk.weight * ov.weight AS product
+ORDER BY abs(product) DESC, query, key_value, output
+LIMIT $limit

@@ -1,0 +1,7 @@
+// What a value feature writes: its OV edges to output features, in every head.
+// @param feature str: value feature id
+// @param limit int = 20: rows to return
+MATCH (v:Feature {id: $feature})-[r:OV]->(o:Feature)
+RETURN r.head AS head, r.weight AS weight, o.id AS output, o.description AS output_description
+ORDER BY abs(r.weight) DESC, head, output
+LIMIT $limit

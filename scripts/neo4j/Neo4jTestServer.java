@@ -1,0 +1,34 @@
+// A real Neo4j Community 5.26 server (Bolt on 127.0.0.1, auth on) for featgraph's tests.
+// Run: NEO4J_PASSWORD=... java -cp '.neo4j/lib/*' scripts/neo4j/Neo4jTestServer.java DATA_DIR
+// Prints the bolt URI on its first line, then serves until stdin closes or it is signalled.
+import java.nio.file.Path;
+import java.util.Map;
+import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.helpers.SocketAddress;
+import org.neo4j.harness.Neo4j;
+import org.neo4j.harness.Neo4jBuilders;
+
+public class Neo4jTestServer {
+    public static void main(String[] args) throws Exception {
+        String password = System.getenv("NEO4J_PASSWORD");
+        if (password == null || password.length() < 8) {
+            System.err.println("error: set NEO4J_PASSWORD (8 characters or more) in the environment");
+            System.exit(2);
+        }
+        Neo4j neo4j = Neo4jBuilders.newInProcessBuilder(Path.of(args[0]))
+            .withDisabledServer()
+            .withConfig(BoltConnector.enabled, true)
+            .withConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", 0))
+            .withConfig(GraphDatabaseSettings.auth_enabled, true)
+            .build();
+        neo4j.databaseManagementService().database("system").executeTransactionally(
+            "ALTER USER neo4j SET PASSWORD $p CHANGE NOT REQUIRED", Map.of("p", password));
+        Runtime.getRuntime().addShutdownHook(new Thread(neo4j::close));
+        System.out.println(neo4j.boltURI());
+        System.out.flush();
+        while (System.in.read() != -1) { }
+        neo4j.close();
+        System.exit(0);
+    }
+}
