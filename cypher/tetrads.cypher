@@ -1,15 +1,17 @@
 // Mutual-exclusion tetrads of one head and circuit (for small graphs; `featgraph tetrads` scales):
 // sources a < b, destinations x < y, sign(w_ax) = sign(w_by) = -sign(w_ay) = -sign(w_bx).
+// Written as two MATCH stages: LadybugDB 0.22 returns wrong rows for the single 4-cycle pattern.
 // @param head int: attention head
 // @param circuit str = OV: QK or OV
 // @param limit int = 20: rows to return
-MATCH (a:Feature)-[ax:QK|OV]->(x:Feature), (b:Feature)-[by:QK|OV]->(y:Feature),
-      (a)-[ay:QK|OV]->(y), (b)-[bx:QK|OV]->(x)
-WHERE ax.head = $head AND by.head = $head AND ay.head = $head AND bx.head = $head
-  AND ax.circuit = $circuit AND by.circuit = $circuit AND ay.circuit = $circuit AND bx.circuit = $circuit
-  AND a.id < b.id AND x.id < y.id
-  AND ax.weight * by.weight > 0 AND ax.weight * ay.weight < 0 AND ax.weight * bx.weight < 0
-WITH a, b, x, y, ax.weight AS w_ax, ay.weight AS w_ay, bx.weight AS w_bx, by.weight AS w_by
+MATCH (a:Feature)-[ax:QK|OV]->(x:Feature)<-[bx:QK|OV]-(b:Feature)
+WHERE ax.head = $head AND bx.head = $head AND ax.circuit = $circuit AND bx.circuit = $circuit
+  AND a.id < b.id AND ax.weight * bx.weight < 0
+WITH a, b, x, ax.weight AS w_ax, bx.weight AS w_bx
+MATCH (a)-[ay:QK|OV]->(y:Feature)<-[by:QK|OV]-(b)
+WHERE ay.head = $head AND by.head = $head AND ay.circuit = $circuit AND by.circuit = $circuit
+  AND x.id < y.id AND w_ax * by.weight > 0 AND w_ax * ay.weight < 0
+WITH a, b, x, y, w_ax, ay.weight AS w_ay, w_bx, by.weight AS w_by
 WITH a, b, x, y, w_ax, w_ay, w_bx, w_by,
      CASE WHEN abs(w_ax) < abs(w_ay) THEN abs(w_ax) ELSE abs(w_ay) END AS m1,
      CASE WHEN abs(w_bx) < abs(w_by) THEN abs(w_bx) ELSE abs(w_by) END AS m2

@@ -209,6 +209,77 @@ def demo(
             typer.echo(line)
 
 
+@app.command(epilog="Example: featgraph load exports/layer13   (or --neo4j with NEO4J_URI/NEO4J_PASSWORD set)")
+def load(
+    run: Path = typer.Argument(..., help="Run directory."),
+    neo4j: bool = typer.Option(False, "--neo4j", help="Load into Neo4j (NEO4J_URI, NEO4J_USERNAME, NEO4J_PASSWORD, NEO4J_DATABASE)."),
+    run_name: Optional[str] = typer.Option(None, help="Name recorded on each edge (default: the run directory's name)."),
+):
+    """Load a run into the embedded graph store (default) or Neo4j; re-running replaces, never duplicates."""
+    with _guard():
+        from featgraph.graph.api import load as do_load
+
+        counts = do_load(run, neo4j=neo4j, name=run_name)
+        where = "Neo4j" if neo4j else "the embedded store"
+        typer.echo(f"loaded {counts['nodes']} features, {counts['QK']} QK and {counts['OV']} OV edges into {where}")
+
+
+@app.command(epilog="Example: featgraph query exports/layer13 top_edges --param head=0 --param circuit=QK")
+def query(
+    run: Optional[Path] = typer.Argument(None, help="Run directory (embedded store) — any value with --neo4j."),
+    cypher: Optional[str] = typer.Argument(None, help="Cypher text, or a library query name (see --list)."),
+    file: Optional[Path] = typer.Option(None, "--file", help="A .cypher file."),
+    param: list[str] = typer.Option([], "--param", help="NAME=VALUE, repeatable; typed by the query's header."),
+    neo4j: bool = typer.Option(False, "--neo4j", help="Query Neo4j instead of the embedded store."),
+    write: bool = typer.Option(False, "--write", help="Allow writes (Neo4j; read access mode otherwise)."),
+    format: str = typer.Option("table", "--format", help="table, csv or json."),
+    list_: bool = typer.Option(False, "--list", help="List the cypher/ library with descriptions and parameters."),
+):
+    """Run Cypher (literal, a library query, or --file) against a loaded run."""
+    with _guard():
+        from featgraph.graph import api
+
+        if list_:
+            typer.echo(api.describe_library(), nl=False)
+            return
+        if run is None:
+            from featgraph.errors import BadInput
+
+            raise BadInput("give the run directory first: featgraph query RUN (CYPHER | NAME | --file F)")
+        typer.echo(api.render(api.query(run, cypher, file, param, neo4j=neo4j, write=write), format), nl=False)
+
+
+@app.command("export", epilog="Example: featgraph export exports/layer13 --graphml layer13.graphml")
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    graphml: Path = typer.Option(..., "--graphml", help="GraphML file to write (Gephi, Cytoscape)."),
+):
+    """Export a run's graph for other tools."""
+    with _guard():
+        from featgraph.export import read_run
+        from featgraph.graph.nx import write_graphml
+
+        typer.echo(f"wrote {write_graphml(read_run(run), graphml)}")
+
+
+@app.command("export-neo4j", epilog="Example: featgraph export-neo4j exports/layer13 --out exports/layer13-import")
+def export_neo4j(
+    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    out: Path = typer.Option(..., "--out", help="Directory for the CSV files."),
+    run_name: Optional[str] = typer.Option(None, help="Name recorded on each edge."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing directory."),
+):
+    """Write neo4j-admin bulk-import CSVs for graphs too large to load online."""
+    with _guard():
+        import shlex
+
+        from featgraph.export import read_run
+        from featgraph.graph.neo4j_store import export_admin_csv
+
+        cmd = export_admin_csv(read_run(run), out, run_name, force)
+        typer.echo(f"wrote {out}; import into an empty, stopped database with:\n  {shlex.join(cmd)}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -65,3 +65,60 @@ def tiny(tmp_path_factory):
     sae_in = write_sae(root / "sae_in", TINY["hidden_size"], 40, seed=1)
     sae_out = write_sae(root / "sae_out", TINY["hidden_size"], 36, seed=2)
     return root / "model", model, sae_in, sae_out
+
+
+# ---------------------------------------------------------------- a real Neo4j server
+
+@pytest.fixture(scope="session")
+def neo4j_server(tmp_path_factory):
+    """Neo4j Community 5.26 on 127.0.0.1 via scripts/neo4j-server (jars fetched by Maven)."""
+    import os
+    import secrets
+    import selectors
+    import subprocess
+    import time
+
+    password = secrets.token_hex(12)
+    env = dict(os.environ, NEO4J_PASSWORD=password)
+    proc = subprocess.Popen([str(REPO / "scripts" / "neo4j-server"), str(tmp_path_factory.mktemp("neo4j"))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.time() + 300
+    uri = None
+    while time.time() < deadline and proc.poll() is None:
+        if sel.select(timeout=1):
+            uri = proc.stdout.readline().strip()
+            break
+    if not uri or not uri.startswith("bolt://"):
+        proc.kill()
+        raise RuntimeError(f"Neo4j did not start: {proc.stderr.read()[-2000:] if proc.poll() is not None else 'timeout'}")
+    yield {"uri": uri, "password": password, "user": "neo4j"}
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def neo4j_env(neo4j_server, monkeypatch):
+    """NEO4J_* set for the CLI/library, and an empty database."""
+    from neo4j import GraphDatabase
+
+    monkeypatch.setenv("NEO4J_URI", neo4j_server["uri"])
+    monkeypatch.setenv("NEO4J_USERNAME", neo4j_server["user"])
+    monkeypatch.setenv("NEO4J_PASSWORD", neo4j_server["password"])
+    with GraphDatabase.driver(neo4j_server["uri"], auth=(neo4j_server["user"], neo4j_server["password"])) as d:
+        d.execute_query("MATCH (n) DETACH DELETE n")
+    return neo4j_server
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo's run directory (synthetic model, planted antipodal features, labels)."""
+    from featgraph.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "d"
+    run_demo(out)
+    return out / "run"

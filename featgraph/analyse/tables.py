@@ -59,6 +59,8 @@ def markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
 
     def cell(v) -> str:
+        if v is None or (not isinstance(v, str) and pd.api.types.is_scalar(v) and pd.isna(v)):
+            return ""
         if isinstance(v, float):
             return f"{v:.4g}"
         return str(v).replace("|", "\\|")
