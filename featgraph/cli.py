@@ -280,6 +280,30 @@ def export_neo4j(
         typer.echo(f"wrote {out}; import into an empty, stopped database with:\n  {shlex.join(cmd)}")
 
 
+@app.command(epilog="Example: featgraph tetrads exports/layer13 --head 7 --circuit ov --top 20")
+def tetrads(
+    run: Path = typer.Argument(..., help="Run directory or edge file (.parquet/.csv)."),
+    head: Optional[int] = typer.Option(None, help="Only this head."),
+    circuit: Optional[str] = typer.Option(None, help="Only qk or ov."),
+    top: int = typer.Option(20, help="Rows to print."),
+    min_strength: float = typer.Option(0.0, help="Only tetrads whose weakest edge has |weight| >= S."),
+    explain: bool = typer.Option(True, "--explain/--no-explain", help="Add source/destination cosines through the head (extracted runs; reloads the weights)."),
+    format: str = typer.Option("md", "--format", help="md, csv or json."),
+):
+    """Find mutual-exclusion tetrads (sign checkerboards) and write tetrads.parquet into the run."""
+    with _guard():
+        from featgraph.analyse import report_ops
+
+        lines = report_ops.tetrads_command(run, head, _circuit(circuit) if circuit else None, top, min_strength, explain, format)
+        for err in lines.warnings:
+            typer.echo(f"warning: {err}", err=True)
+        if format == "md":
+            typer.echo(lines.summary)
+        else:
+            typer.echo(lines.summary, err=True)
+        typer.echo(lines.table, nl=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

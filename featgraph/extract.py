@@ -198,3 +198,25 @@ def _feature_table(edges: pd.DataFrame, model_id: str, saes: dict) -> pd.DataFra
             rows.append({"id": fid, "sae": source, "layer": layer, "index": int(idx),
                          "description": None, "url": feature_url(fid)})
     return pd.DataFrame(rows).drop_duplicates("id")
+
+
+def run_factors(manifest: dict, pairs: set[tuple[int, str]]) -> dict:
+    """Reload a run's model and SAEs (from its manifest) and return each (head, circuit)'s factors as numpy."""
+    m, si, so = manifest.get("model") or {}, manifest.get("sae_in") or {}, manifest.get("sae_out") or {}
+    if not m.get("ref") or not si.get("ref"):
+        raise BadInput("the run does not record its model and SAEs (imported?): cosines need an extracted run")
+    ref = m["ref"] + (f"@{m['revision']}" if m.get("revision") and "@" not in m["ref"] and not Path(m["ref"]).exists() else "")
+    attn = model_io.load_attention(ref, int(m["layer"]))
+    W_dec = sae_io.load(si["ref"], ("W_dec",), expect_d_in=attn.config.d_model).W_dec
+    W_enc = None
+    if any(c == "OV" for _, c in pairs):
+        W_enc = sae_io.load(so["ref"], ("W_enc",), expect_d_in=attn.config.d_model).W_enc
+    conv = manifest.get("conventions") or {}
+    rope = (conv.get("rope") or {}).get("offset", 0) or 0
+    cv = Conventions(attn_scale=conv.get("attn_scale") is not None, rope_offset=int(rope))
+    out = {}
+    with torch.inference_mode():
+        for head, circ in sorted(pairs):
+            f = circuits.circuit_factors(attn, W_dec, W_enc, head, circ, cv)
+            out[(head, circ)] = (f.src.numpy(), f.dst.numpy())
+    return out
