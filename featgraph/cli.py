@@ -304,6 +304,39 @@ def tetrads(
         typer.echo(lines.table, nl=False)
 
 
+@app.command(epilog="Example: featgraph positional --layer 13 --out exports/positional.png")
+def positional(
+    out: Path = typer.Option(..., "--out", help="PNG to write (a CSV with head, distance, score goes beside it)."),
+    model: str = typer.Option("google/gemma-2-2b", help="HF repo id[@revision] or local model directory."),
+    layer: int = typer.Option(13, help="Attention layer."),
+    sae_in: Optional[str] = typer.Option(None, help="Input SAE (default: canonical 16k residual SAE of layer-1)."),
+    feature: list[str] = typer.Option([], "--feature", help="Also profile a feature against itself (ID) or a pair (QUERY_ID,KEY_ID)."),
+    max_distance: int = typer.Option(8192, help="Largest token distance."),
+):
+    """Rotary positional profile per head: (R(Δ) q)·k of the input SAE's b_dec over token distance."""
+    with _guard():
+        from featgraph.analyse.report_ops import positional_command
+
+        png, csv = positional_command(model, layer, sae_in, feature, out, max_distance)
+        typer.echo(f"wrote {png} and {csv}")
+
+
+@app.command(epilog="Example: featgraph correlation exports/layer13 --out exports/layer13/correlation.png")
+def correlation(
+    run: Path = typer.Argument(..., help="Run directory made by extract."),
+    out: Path = typer.Option(..., "--out", help="PNG to write (CSV beside it)."),
+    heads: Optional[str] = typer.Option(None, help="Comma-separated heads (default: all)."),
+):
+    """QK–OV sender correlation: each key/value feature's mean QK as a key against its mean |OV|, per head."""
+    with _guard():
+        from featgraph.analyse.report_ops import correlation_command
+
+        png, csv, corr = correlation_command(run, out, _ints(heads, "--heads"))
+        for h, r in corr.items():
+            typer.echo(f"head {h}: r = {r:.4f}")
+        typer.echo(f"wrote {png} and {csv}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

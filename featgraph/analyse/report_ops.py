@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from featgraph import export
@@ -63,3 +64,100 @@ def tetrads_command(run_path: Path, head, circuit, top, min_strength, explain, f
     summary = (f"{len(t)} tetrads ({int(t['like_to_like'].sum()) if len(t) else 0} like-to-like)"
                + (f"; written to {run.path / TETRADS}" if run.path is not None else "") + "\n" + markdown(s))
     return CommandOutput(summary, render(t.head(top), fmt), warnings)
+
+
+def _parse_pair(spec: str) -> tuple[str, str]:
+    q, _, k = spec.partition(",")
+    return q.strip(), (k.strip() or q.strip())
+
+
+def positional_command(model: str, layer: int, sae_in: str | None, features: list[str], out: Path,
+                       max_distance: int = 8192) -> tuple[Path, Path]:
+    """The positional profile plot and its CSV (head, distance, score, query, key)."""
+    import torch
+
+    from featgraph.analyse import positional as pos
+    from featgraph.extract import default_sae
+    from featgraph.load import model as model_io
+    from featgraph.load import sae as sae_io
+    from featgraph.render.plots import positional_plot
+    from featgraph.schema import parse_feature_id
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise BadInput(f"--out must be a .png file, got {out}")
+    if not out.parent.exists():
+        raise BadInput(f"{out.parent} does not exist: create it or choose another --out")
+    if max_distance < 1:
+        raise BadInput("--max-distance must be ≥ 1")
+    if sae_in is None and layer == 0:
+        raise BadInput("layer 0 has no residual SAE before it: pass --sae-in")
+    attn = model_io.load_attention(model, layer)
+    parts = ("W_dec", "b_dec") if features else ("b_dec",)
+    sae = sae_io.load(sae_in or default_sae(layer - 1), parts, expect_d_in=attn.config.d_model, role="input SAE")
+    curves = [("b_dec", "b_dec", sae.b_dec, sae.b_dec)]
+    for spec in features:
+        q_id, k_id = _parse_pair(spec)
+        vecs = []
+        for fid in (q_id, k_id):
+            try:
+                idx = parse_feature_id(fid)[2]
+            except ValueError:
+                raise BadInput(f"--feature {fid!r} is not MODEL/SOURCE/INDEX") from None
+            if not 0 <= idx < sae.d_sae:
+                raise BadInput(f"--feature {fid}: index {idx} is outside the input SAE's {sae.d_sae} features")
+            vecs.append(sae.W_dec[idx])
+        curves.append((q_id, k_id, vecs[0], vecs[1]))
+    dist = pos.distances(max_distance)
+    rows, lines, labels = [], [], []
+    with torch.inference_mode():
+        for q_id, k_id, qv, kv in curves:
+            s = pos.profile(attn, qv, kv, dist)
+            for h in range(s.shape[0]):
+                lines.append(s[h])
+                labels.append(f"head {h}" if q_id == "b_dec" else f"head {h}: {q_id.rsplit('/', 1)[-1]}→{k_id.rsplit('/', 1)[-1]}")
+                rows.append(pd.DataFrame({"head": h, "distance": dist, "score": s[h], "query": q_id, "key": k_id}))
+    csv = out.with_suffix(".csv")
+    with export.staged_file(csv) as tmp:
+        pd.concat(rows, ignore_index=True).to_csv(tmp, index=False)
+    title = f"{model} layer {layer}: rotary profile of the input SAE's b_dec" + (" and features" if features else "")
+    positional_plot(np.array(lines), dist, out, title, labels)
+    return out, csv
+
+
+def correlation_command(run_path: Path, out: Path, heads: tuple[int, ...] | None = None) -> tuple[Path, Path, dict]:
+    """QK–OV sender correlation of an extracted run's heads: plot, CSV, Pearson r per head."""
+    import torch
+
+    from featgraph.analyse import positional as pos
+    from featgraph.circuits import Conventions
+    from featgraph.load import model as model_io
+    from featgraph.load import sae as sae_io
+    from featgraph.render.plots import correlation_plot
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise BadInput(f"--out must be a .png file, got {out}")
+    run = export.read_run(Path(run_path))
+    m = run.manifest
+    if not (m.get("model") or {}).get("ref") or not (m.get("sae_out") or {}).get("ref"):
+        raise BadInput("the correlation needs an extracted run with both circuits (it reloads the model and SAEs)")
+    attn = model_io.load_attention(m["model"]["ref"], int(m["model"]["layer"]))
+    n = attn.config.n_heads
+    heads = heads if heads is not None else tuple(range(n))
+    bad = [h for h in heads if not 0 <= h < n]
+    if bad:
+        raise BadInput(f"head {bad[0]} is out of range: the layer has heads 0..{n - 1}")
+    W_dec = sae_io.load(m["sae_in"]["ref"], ("W_dec",), expect_d_in=attn.config.d_model).W_dec
+    W_enc = sae_io.load(m["sae_out"]["ref"], ("W_enc",), expect_d_in=attn.config.d_model).W_enc
+    with torch.inference_mode():
+        stats = pos.sender_correlation(attn, W_dec, W_enc, heads, Conventions())
+    frames, corr = [], {}
+    for h, (x, y) in stats.items():
+        frames.append(pd.DataFrame({"head": h, "feature_index": np.arange(len(x)), "mean_qk_as_key": x, "mean_abs_ov": y}))
+        corr[h] = float(np.corrcoef(x, y)[0, 1])
+    csv = out.with_suffix(".csv")
+    with export.staged_file(csv) as tmp:
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    correlation_plot(stats, out, f"layer {m['model']['layer']}: QK–OV sender correlation")
+    return out, csv, corr

@@ -1,0 +1,58 @@
+"""The rotary positional profile and the QK–OV sender correlation (pure maths over factors).
+
+Positional profile (the post's "decoder bias vs rotary embedding" plot, with the
+correct half-split RoPE): per head, s_h(Δ) = (R(Δ) q)·k for the query of one
+vector and the key of another (by default both the input SAE's b_dec), in the
+raw units of QK edge weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from featgraph.circuits import Conventions, circuit_factors, rope_rotate
+from featgraph.load.model import AttentionWeights
+
+
+def distances(max_distance: int = 8192, n: int = 64) -> np.ndarray:
+    """0 and ~n log-spaced integer distances from 1 to max_distance (unique, sorted)."""
+    d = np.unique(np.round(np.logspace(0, np.log10(max_distance), n)).astype(np.int64))
+    return np.concatenate([[0], d])
+
+
+def profile(attn: AttentionWeights, query_vec: torch.Tensor, key_vec: torch.Tensor, dist: np.ndarray) -> np.ndarray:
+    """[n_heads, len(dist)]: (R(Δ) q_h)·k_h for residual directions query_vec, key_vec [d_model]."""
+    c = attn.config
+    out = np.zeros((c.n_heads, len(dist)))
+    for h in range(c.n_heads):
+        f_k = circuit_factors(attn, key_vec[None, :].float(), None, h, "QK")
+        f_q = circuit_factors(attn, query_vec[None, :].float(), None, h, "QK")
+        q = f_q.dst.double()[0]
+        k = f_k.src.double()[0]
+        qs = torch.stack([rope_rotate(q, float(x), c.rope_theta) for x in dist])
+        out[h] = (qs @ k).numpy()
+    return out
+
+
+def sender_stats(src: torch.Tensor, dst: torch.Tensor, block_rows: int = 2048) -> np.ndarray:
+    """Mean over destinations of |src_j · dst_k| for every source j, exactly, in row blocks. [n_src]"""
+    out = np.empty(src.shape[0])
+    for r0 in range(0, src.shape[0], block_rows):
+        out[r0 : r0 + block_rows] = (src[r0 : r0 + block_rows] @ dst.T).abs().double().mean(1).numpy()
+    return out
+
+
+def key_means(keys: torch.Tensor, queries: torch.Tensor) -> np.ndarray:
+    """Mean over queries of QK(i, j) for every key j: k_j · mean_i q_i (a column mean, from factor sums). [n_key]"""
+    return (keys.double() @ queries.double().mean(0)).numpy()
+
+
+def sender_correlation(attn: AttentionWeights, W_dec_in: torch.Tensor, W_enc_out: torch.Tensor, heads, conv: Conventions = Conventions()):
+    """Per head: (mean QK as key over all queries, mean |OV| over all outputs) for every key/value feature."""
+    out = {}
+    for h in heads:
+        qk = circuit_factors(attn, W_dec_in, None, h, "QK", conv)
+        ov = circuit_factors(attn, W_dec_in, W_enc_out, h, "OV", conv)
+        out[h] = (key_means(qk.src, qk.dst), sender_stats(ov.src, ov.dst))
+    return out

@@ -1,0 +1,1 @@
+"""Things people look at: plots, interactive graph pages, the run report."""
