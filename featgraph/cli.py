@@ -337,6 +337,24 @@ def correlation(
         typer.echo(f"wrote {png} and {csv}")
 
 
+@app.command(epilog="Example: featgraph viz exports/layer13 --head 7 --circuit ov --top 60 --out head7.html")
+def viz(
+    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    head: int = typer.Option(..., help="Head."),
+    circuit: str = typer.Option(..., help="qk or ov."),
+    out: Path = typer.Option(..., "--out", help="HTML page to write (works offline)."),
+    top: int = typer.Option(100, help="Strongest edges to draw."),
+    feature: Optional[str] = typer.Option(None, help="Centre on this feature id."),
+    hops: int = typer.Option(1, help="With --feature: neighbourhood radius."),
+):
+    """An interactive pyvis page of one head's circuit (arrows source → destination)."""
+    with _guard():
+        from featgraph.export import read_run
+        from featgraph.render.viz import write_viz
+
+        typer.echo(f"wrote {write_viz(read_run(run), head, _circuit(circuit), out, top, feature, hops)}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -1,0 +1,114 @@
+"""Interactive per-head graph pages with pyvis, working offline.
+
+pyvis's template pulls bootstrap from a CDN even with `cdn_resources="in_line"`;
+those tags only style a card, so they are removed and vis-network is inlined:
+the page needs no network. Arrows follow the SPEC direction (source → destination).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from featgraph.errors import BadInput
+from featgraph.export import Run, staged_file
+from featgraph.schema import ROLES
+
+PHYSICS_LIMIT = 150  # above this many nodes: a precomputed layout, physics off
+POS_COLOR, NEG_COLOR = "#2166ac", "#b2182b"
+SAE_PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
+_CDN = re.compile(r"<link[^>]*https?://[^>]*>|<script[^>]*src=\"https?://[^\"]*\"[^>]*>\s*</script>", re.S)
+
+
+def subgraph(run: Run, head: int, circuit: str, top: int = 100, feature: str | None = None, hops: int = 1) -> pd.DataFrame:
+    """The edges to draw: the head's strongest `top`, or those within `hops` of `feature`."""
+    if top < 1:
+        raise BadInput(f"--top must be ≥ 1, got {top}")
+    e = run.edges
+    heads = sorted(e["head"].unique().tolist())
+    if head not in heads:
+        raise BadInput(f"head {head} has no edges in this run: heads present are {', '.join(map(str, heads))}")
+    e = e[(e["head"] == head) & (e["circuit"] == circuit)]
+    if e.empty:
+        raise BadInput(f"the run has no {circuit} edges for head {head}")
+    if feature is not None:
+        if hops < 1:
+            raise BadInput(f"--hops must be ≥ 1, got {hops}")
+        if feature not in set(e["src"]) | set(e["dst"]):
+            raise BadInput(f"feature {feature!r} has no {circuit} edge in head {head}: check the id (MODEL/SOURCE/INDEX)")
+        import networkx as nx
+
+        g = nx.Graph()
+        g.add_edges_from(zip(e["src"], e["dst"]))
+        near = nx.single_source_shortest_path_length(g, feature, cutoff=hops)
+        e = e[e["src"].isin(near) & e["dst"].isin(near)]
+    return e.sort_values("rank").head(top)
+
+
+def _label(fid: str, idx: int, desc) -> str:
+    return f"{idx}: {desc}" if isinstance(desc, str) and desc else str(idx)
+
+
+def build_html(run: Run, edges: pd.DataFrame, title: str) -> str:
+    from pyvis.network import Network
+
+    feats = run.features.set_index("id")
+    ids = pd.unique(pd.concat([edges["src"], edges["dst"]]))
+    saes = sorted({i.split("/")[1] for i in ids})
+    colors = {s: SAE_PALETTE[i % len(SAE_PALETTE)] for i, s in enumerate(saes)}
+    net = Network(height="780px", width="100%", directed=True, cdn_resources="in_line", heading="")
+    big = len(ids) > PHYSICS_LIMIT
+    pos = _layout(edges) if big else {}
+    circuit = edges["circuit"].iloc[0]
+    src_role, dst_role = ROLES[circuit]
+    for fid in ids:
+        sae, idx = fid.split("/")[1], int(fid.rsplit("/", 1)[1])
+        desc = feats["description"].get(fid) if fid in feats.index else None
+        url = feats["url"].get(fid) if fid in feats.index else f"https://www.neuronpedia.org/{fid}"
+        label = _label(fid, idx, desc if isinstance(desc, str) else None)
+        tip = (f"<b>{html.escape(label)}</b><br>{html.escape(sae)}<br>"
+               f"<a href=\"{html.escape(str(url))}\" target=\"_blank\">Neuronpedia</a>")
+        kw = {"x": pos[fid][0], "y": pos[fid][1], "physics": False} if big else {}
+        net.add_node(fid, label=str(idx), title=tip, color=colors[sae], shape="dot", size=12, **kw)
+    wmax = float(edges["weight"].abs().max()) or 1.0
+    for s, d, w, r in zip(edges["src"], edges["dst"], edges["weight"], edges["rank"]):
+        tip = f"{circuit} head {int(edges['head'].iloc[0])}: {src_role} → {dst_role}\nweight {float(w):.4g}, rank {int(r)}"
+        net.add_edge(s, d, value=float(abs(w)) / wmax, width=1 + 7 * float(abs(w)) / wmax, title=tip,
+                     color=POS_COLOR if w > 0 else NEG_COLOR, arrows="to")
+    net.toggle_physics(not big)
+    page = net.generate_html(notebook=False)
+    page = _CDN.sub("", page)
+    legend = (f"<div style='font-family:sans-serif;margin:8px'><b>{html.escape(title)}</b> — "
+              f"arrows {src_role} → {dst_role}; <span style='color:{POS_COLOR}'>positive</span> / "
+              f"<span style='color:{NEG_COLOR}'>negative</span> weights, width ∝ |weight|; node colour = SAE: "
+              + ", ".join(f"<span style='color:{c}'>{html.escape(s)}</span>" for s, c in colors.items()) + "</div>")
+    page = page.replace("<body>", "<body>\n" + legend, 1)
+    page = page.replace("<head>", f"<head>\n<title>{html.escape(title)}</title>", 1)
+    return page
+
+
+def _layout(edges: pd.DataFrame) -> dict:
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_edges_from(zip(edges["src"], edges["dst"]))
+    pos = nx.spring_layout(g, seed=0, k=1.5 / np.sqrt(max(g.number_of_nodes(), 1)))
+    return {n: (float(x) * 1500, float(y) * 1500) for n, (x, y) in pos.items()}
+
+
+def write_viz(run: Run, head: int, circuit: str, out: Path, top: int = 100, feature: str | None = None, hops: int = 1) -> Path:
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise BadInput(f"--out must be an .html file, got {out}")
+    if not out.parent.exists():
+        raise BadInput(f"{out.parent} does not exist: create it or choose another --out")
+    e = subgraph(run, head, circuit, top, feature, hops)
+    title = f"head {head} {circuit}" + (f" around {feature} ({hops} hop{'s' if hops > 1 else ''})" if feature else f", top {len(e)} edges")
+    page = build_html(run, e, title)
+    with staged_file(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return out
