@@ -42,6 +42,11 @@ def _guard():
             raise
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
+    except BrokenPipeError:  # e.g. `featgraph tables … | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except KeyboardInterrupt:
         typer.echo("interrupted: nothing was written", err=True)
         raise typer.Exit(130) from None
@@ -353,6 +358,24 @@ def viz(
         from featgraph.render.viz import write_viz
 
         typer.echo(f"wrote {write_viz(read_run(run), head, _circuit(circuit), out, top, feature, hops)}")
+
+
+@app.command(epilog="Example: featgraph report exports/layer13 --out exports/layer13-report")
+def report(
+    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    out: Path = typer.Option(..., "--out", help="Directory for index.html, per-head pages and plots."),
+    top: int = typer.Option(15, help="Rows per table."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Positional and correlation plots (reload the weights)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing report directory."),
+):
+    """One HTML page per run: statistics, tables, tetrads, plots and links to per-head graphs."""
+    with _guard():
+        from featgraph.render.report import write_report
+
+        index, warnings = write_report(run, out, top, force, plots)
+        for w in warnings:
+            typer.echo(f"warning: {w}", err=True)
+        typer.echo(f"wrote {index}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

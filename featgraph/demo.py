@@ -110,13 +110,17 @@ def _write_sae(path: Path, rng, d_in: int, d_sae: int, antipodal: list[tuple[int
 
 
 def run_demo(out: Path, force: bool = True) -> list[str]:
-    """Build inputs, extract, label, and return the lines to show the user."""
+    """The whole pipeline on synthetic inputs; returns the lines to show the user."""
     import shutil
 
+    from featgraph.analyse.report_ops import compute_tetrads
     from featgraph.analyse.tables import head_table, markdown
     from featgraph.annotate import attach
-    from featgraph.export import check_target, read_run
+    from featgraph.export import check_target, read_run, staged_file
     from featgraph.extract import ExtractConfig, run_extract
+    from featgraph.graph import api, embedded
+    from featgraph.render.report import write_report
+    from featgraph.render.viz import write_viz
     from featgraph.select import Selection
 
     out = Path(out)
@@ -131,13 +135,28 @@ def run_demo(out: Path, force: bool = True) -> list[str]:
     run_extract(cfg, run_dir)
     rep = attach(run_dir, (inputs.labels,))
     run = read_run(run_dir)
-    lines = [
+    counts = embedded.load(run)
+    hubs = api.query(run_dir, "hubs", None, ["head=0", "circuit=OV", "limit=3"])
+    tet, _ = compute_tetrads(run)
+    with staged_file(run_dir / "tetrads.parquet") as tmp:
+        tet.to_parquet(tmp, index=False)
+    viz = write_viz(run, 0, "OV", out / "head0_ov.html", top=80)
+    index, _ = write_report(run_dir, out / "report")
+    return [
         f"demo inputs (real formats): {inputs.model}, {inputs.sae_in.parent}, {inputs.sae_out.parent}",
         f"run directory: {run_dir}  ({len(run.edges)} edges, {rep.labelled}/{rep.features} features labelled)",
+        f"embedded graph: {run_dir / embedded.DB_NAME}  ({counts['nodes']} features, {counts['QK']} QK + {counts['OV']} OV edges)",
+        f"tetrads: {len(tet)} ({int(tet['like_to_like'].sum())} like-to-like) in {run_dir / 'tetrads.parquet'}",
+        f"interactive graph: {viz}",
+        f"report: {index}",
         "",
         "head 0, QK, strongest distinct edges:",
         markdown(head_table(run.edges, run.features, 0, "QK", distinct=True, top=8)),
+        "head 0, OV, hub features (cypher/hubs.cypher):",
+        markdown(hubs),
         "try next:",
         f"  featgraph tables {run_dir} --head 1 --circuit ov --top 10",
+        f"  featgraph query {run_dir} two_step --param head=0 --param limit=5",
+        f"  featgraph tetrads {run_dir} --head 0 --circuit ov --top 5",
+        f"  featgraph query --list",
     ]
-    return lines
