@@ -72,33 +72,13 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def neo4j_server(tmp_path_factory):
     """Neo4j Community 5.26 on 127.0.0.1 via scripts/neo4j-server (jars fetched by Maven)."""
-    import os
-    import secrets
-    import selectors
-    import subprocess
-    import time
+    import sys
 
-    password = secrets.token_hex(12)
-    env = dict(os.environ, NEO4J_PASSWORD=password)
-    proc = subprocess.Popen([str(REPO / "scripts" / "neo4j-server"), str(tmp_path_factory.mktemp("neo4j"))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.time() + 300
-    uri = None
-    while time.time() < deadline and proc.poll() is None:
-        if sel.select(timeout=1):
-            uri = proc.stdout.readline().strip()
-            break
-    if not uri or not uri.startswith("bolt://"):
-        proc.kill()
-        raise RuntimeError(f"Neo4j did not start: {proc.stderr.read()[-2000:] if proc.poll() is not None else 'timeout'}")
-    yield {"uri": uri, "password": password, "user": "neo4j"}
-    proc.stdin.close()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    sys.path.insert(0, str(REPO / "scripts"))
+    from neo4j_server import neo4j_server as start
+
+    with start(tmp_path_factory.mktemp("neo4j")) as server:
+        yield server
 
 
 @pytest.fixture

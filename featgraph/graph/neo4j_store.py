@@ -52,7 +52,8 @@ class Neo4jStore:
 
         s = self.settings
         try:
-            self._driver = GraphDatabase.driver(s.uri, auth=(s.user, s.password))
+            # Server notifications (e.g. "property key does not exist" before any label is loaded) are not errors.
+            self._driver = GraphDatabase.driver(s.uri, auth=(s.user, s.password), notifications_min_severity="OFF")
             self._driver.verify_connectivity()
         except nx.AuthError:
             self._close()
