@@ -149,7 +149,9 @@ def _attach_labels(run: Path, sources: tuple[Path, ...], prefer: tuple[str, ...]
     from featgraph.errors import BadInput, FeatgraphError
 
     try:
-        rep = attach(run, sources, prefer)
+        with _progress() as prog:
+            task = prog.add_task("Neuronpedia labels", total=None)
+            rep = attach(run, sources, prefer, progress=lambda done, total: prog.update(task, completed=done, total=total))
     except FeatgraphError as e:
         if not warn_only or isinstance(e, BadInput):
             raise

@@ -170,3 +170,14 @@ def test_demo_model_loads_in_transformers(tmp_path):
     inp = write_inputs(tmp_path)
     m = Gemma2ForCausalLM.from_pretrained(inp.model)
     assert m.config.head_dim == 32 and len(m.model.layers) == 3
+
+
+def test_extract_only_warns_when_labels_are_unreachable(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATGRAPH_NEURONPEDIA_S3", "http://127.0.0.1:9")
+    monkeypatch.setenv("FEATGRAPH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    args = [a for a in _extract_args(tiny, out) if a != "--no-labels"]
+    r = fg(*args)
+    assert r.exit_code == 0, r.output
+    assert "warning: labels not attached" in r.stderr and (out / "edges.parquet").exists()
+    assert pd.read_parquet(out / "features.parquet")["description"].isna().all()

@@ -10,6 +10,7 @@ import pandas as pd
 
 from featgraph import export
 from featgraph.analyse import tetrads as tt
+from featgraph.analyse.filters import head_circuit, positive_top
 from featgraph.analyse.tables import markdown, render
 from featgraph.errors import BadInput, FeatgraphError
 
@@ -23,23 +24,9 @@ class CommandOutput:
     warnings: list[str] = field(default_factory=list)
 
 
-def select_edges(run: export.Run, head: int | None, circuit: str | None) -> pd.DataFrame:
-    e = run.edges
-    if head is not None:
-        heads = sorted(e["head"].unique().tolist())
-        if head not in heads:
-            raise BadInput(f"head {head} has no edges in this run: heads present are {', '.join(map(str, heads))}")
-        e = e[e["head"] == head]
-    if circuit is not None:
-        e = e[e["circuit"] == circuit]
-        if e.empty:
-            raise BadInput(f"the run has no {circuit} edges{'' if head is None else f' for head {head}'}")
-    return e
-
-
 def compute_tetrads(run: export.Run, head: int | None = None, circuit: str | None = None,
                     min_strength: float = 0.0, explain: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    t = tt.find_tetrads(select_edges(run, head, circuit), min_strength)
+    t = tt.find_tetrads(head_circuit(run.edges, head, circuit), min_strength)
     warnings = []
     if explain and len(t) and (run.manifest.get("model") or {}).get("ref"):
         from featgraph.extract import run_factors
@@ -53,8 +40,7 @@ def compute_tetrads(run: export.Run, head: int | None = None, circuit: str | Non
 
 
 def tetrads_command(run_path: Path, head, circuit, top, min_strength, explain, fmt) -> CommandOutput:
-    if top < 1:
-        raise BadInput(f"--top must be ≥ 1, got {top}")
+    positive_top(top)
     run = export.read_run(Path(run_path))
     t, warnings = compute_tetrads(run, head, circuit, min_strength, explain)
     if run.path is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from featgraph.analyse.filters import head_circuit, positive_top
 from featgraph.errors import BadInput
 from featgraph.schema import ROLES
 
@@ -14,14 +15,8 @@ def head_table(edges: pd.DataFrame, features: pd.DataFrame, head: int, circuit: 
 
     `distinct` drops like-to-like edges (same feature at both ends); `positive` keeps weight > 0.
     """
-    if top is not None and top < 1:
-        raise BadInput(f"--top must be ≥ 1, got {top}")
-    heads = sorted(edges["head"].unique().tolist())
-    if head not in heads:
-        raise BadInput(f"head {head} has no edges in this run: heads present are {', '.join(map(str, heads))}")
-    e = edges[(edges["head"] == head) & (edges["circuit"] == circuit)]
-    if e.empty:
-        raise BadInput(f"the run has no {circuit} edges for head {head}: circuits present are {', '.join(sorted(edges['circuit'].unique()))}")
+    positive_top(top)
+    e = head_circuit(edges, head, circuit)
     if distinct:
         e = e[e["src"] != e["dst"]]
     if positive:

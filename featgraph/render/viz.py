@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featgraph.analyse.filters import head_circuit, positive_top
 from featgraph.errors import BadInput
 from featgraph.export import Run, staged_file
 from featgraph.schema import ROLES
@@ -26,15 +27,8 @@ _CDN = re.compile(r"<link[^>]*https?://[^>]*>|<script[^>]*src=\"https?://[^\"]*\
 
 def subgraph(run: Run, head: int, circuit: str, top: int = 100, feature: str | None = None, hops: int = 1) -> pd.DataFrame:
     """The edges to draw: the head's strongest `top`, or those within `hops` of `feature`."""
-    if top < 1:
-        raise BadInput(f"--top must be ≥ 1, got {top}")
-    e = run.edges
-    heads = sorted(e["head"].unique().tolist())
-    if head not in heads:
-        raise BadInput(f"head {head} has no edges in this run: heads present are {', '.join(map(str, heads))}")
-    e = e[(e["head"] == head) & (e["circuit"] == circuit)]
-    if e.empty:
-        raise BadInput(f"the run has no {circuit} edges for head {head}")
+    positive_top(top)
+    e = head_circuit(run.edges, head, circuit)
     if feature is not None:
         if hops < 1:
             raise BadInput(f"--hops must be ≥ 1, got {hops}")
