@@ -116,14 +116,21 @@ class _Kept:
 
 
 def _matmul(a: torch.Tensor, b: torch.Tensor, precision: str) -> torch.Tensor:
-    if precision == "tf32" and a.is_cuda:
-        prev = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = True
-        try:
-            return a @ b.T
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = prev
-    return (a @ b.T).float()
+    """One block of a @ b.T in the requested precision, as float32.
+
+    On CUDA, fp32 must not silently run as TF32 (the error bound assumes fp32),
+    and bf16 must accumulate in fp32; the global flags are restored afterwards.
+    """
+    if not a.is_cuda:
+        return (a @ b.T).float()
+    m = torch.backends.cuda.matmul
+    prev = (m.allow_tf32, m.allow_bf16_reduced_precision_reduction)
+    m.allow_tf32 = precision == "tf32"
+    m.allow_bf16_reduced_precision_reduction = False
+    try:
+        return (a @ b.T).float()
+    finally:
+        m.allow_tf32, m.allow_bf16_reduced_precision_reduction = prev
 
 
 def select(
@@ -144,8 +151,6 @@ def select(
     use_cast = sel.precision == "bf16"
     a_all = src.bfloat16() if use_cast else src
     b_all = dst.bfloat16() if use_cast else dst
-    if sel.precision == "fp32" and src.is_cuda:
-        torch.backends.cuda.matmul.allow_tf32 = False
 
     kept = _Kept(sel.top_k)
     per_src: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []

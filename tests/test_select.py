@@ -101,3 +101,14 @@ def test_moments_match_dense():
 def test_bad_selection(kwargs, msg):
     with pytest.raises(BadInput, match=msg):
         Selection(**kwargs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; the CPU path is covered above")
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_cuda_matches_cpu(precision):
+    a, b = _factors(3000, 2000, 64, seed=4)
+    cpu = select(a, b, Selection(top_k=500, per_source_k=2, block_bytes=1 << 22))
+    gpu = select(a.cuda(), b.cuda(), Selection(top_k=500, per_source_k=2, precision=precision, block_bytes=1 << 22))
+    for x, y in zip(cpu, gpu):
+        np.testing.assert_array_equal(x, y)
