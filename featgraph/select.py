@@ -169,7 +169,7 @@ def select(
             if thr is not None:
                 cutoff = max(cutoff, thr * _SLACK - e_blk)
             elif sel.top_k is not None and block.numel() >= sel.top_k:
-                kth = float(torch.topk(block.flatten(), sel.top_k, sorted=False).values.min())
+                kth = _initial_cutoff(block, sel.top_k)
                 cutoff = max(cutoff, kth * _SLACK - 2 * e_blk)
             r, c = torch.nonzero(block >= cutoff, as_tuple=True) if cutoff > -np.inf else _all(block)
             r = r + r0
@@ -201,6 +201,19 @@ def select(
         r, c, w = r[first], c[first], w[first]
     p = order(r, c, w)
     return r[p], c[p], w[p]
+
+
+def _initial_cutoff(block: torch.Tensor, k: int) -> float:
+    """A value at least k distinct entries of `block` reach: the k-th largest of ≥k chunk maxima.
+
+    Cheaper than topk over the whole block (one max pass); looser, but only until
+    the running K-th best takes over after the first block.
+    """
+    flat = block.flatten()
+    chunks = min(flat.numel(), 4 * k)
+    m = flat.numel() // chunks
+    maxima = flat[: chunks * m].view(chunks, m).amax(dim=1)
+    return float(torch.topk(maxima, k, sorted=False).values.min())
 
 
 def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
