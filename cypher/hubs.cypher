@@ -2,8 +2,9 @@
 // @param head int: attention head
 // @param circuit str = QK: QK or OV
 // @param limit int = 20: rows to return
+// @param run str = *: only edges of this run (* = every run in the store; `featgraph query RUN` passes RUN's name)
 MATCH (a:Feature)-[r:QK|OV]->(b:Feature)
-WHERE r.head = $head AND r.circuit = $circuit
+WHERE r.head = $head AND r.circuit = $circuit AND ($run = '*' OR r.run = $run)
 UNWIND [a.id, b.id] AS feature
 RETURN feature, count(*) AS degree
 ORDER BY degree DESC, feature

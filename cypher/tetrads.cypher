@@ -4,13 +4,14 @@
 // @param head int: attention head
 // @param circuit str = OV: QK or OV
 // @param limit int = 20: rows to return
+// @param run str = *: only edges of this run (* = every run in the store; `featgraph query RUN` passes RUN's name)
 MATCH (a:Feature)-[ax:QK|OV]->(x:Feature)<-[bx:QK|OV]-(b:Feature)
 WHERE ax.head = $head AND bx.head = $head AND ax.circuit = $circuit AND bx.circuit = $circuit
-  AND a.id < b.id AND ax.weight * bx.weight < 0
+  AND a.id < b.id AND ax.weight * bx.weight < 0 AND ($run = '*' OR (ax.run = $run AND bx.run = $run))
 WITH a, b, x, ax.weight AS w_ax, bx.weight AS w_bx
 MATCH (a)-[ay:QK|OV]->(y:Feature)<-[by:QK|OV]-(b)
 WHERE ay.head = $head AND by.head = $head AND ay.circuit = $circuit AND by.circuit = $circuit
-  AND x.id < y.id AND w_ax * by.weight > 0 AND w_ax * ay.weight < 0
+  AND x.id < y.id AND w_ax * by.weight > 0 AND w_ax * ay.weight < 0 AND ($run = '*' OR (ay.run = $run AND by.run = $run))
 WITH a, b, x, y, w_ax, ay.weight AS w_ay, w_bx, by.weight AS w_by
 WITH a, b, x, y, w_ax, w_ay, w_bx, w_by,
      CASE WHEN abs(w_ax) < abs(w_ay) THEN abs(w_ax) ELSE abs(w_ay) END AS m1,

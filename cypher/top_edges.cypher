@@ -2,8 +2,9 @@
 // @param head int: attention head
 // @param circuit str = QK: QK or OV
 // @param limit int = 20: rows to return
+// @param run str = *: only edges of this run (* = every run in the store; `featgraph query RUN` passes RUN's name)
 MATCH (a:Feature)-[r:QK|OV]->(b:Feature)
-WHERE r.head = $head AND r.circuit = $circuit
+WHERE r.head = $head AND r.circuit = $circuit AND ($run = '*' OR r.run = $run)
 RETURN r.rank AS rank, r.weight AS weight, a.id AS src, a.description AS src_description,
        b.id AS dst, b.description AS dst_description
 ORDER BY abs(r.weight) DESC, src, dst

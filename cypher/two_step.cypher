@@ -2,8 +2,9 @@
 // Ranked by |QK weight × OV weight|.
 // @param head int: attention head
 // @param limit int = 20: rows to return
+// @param run str = *: only edges of this run (* = every run in the store; `featgraph query RUN` passes RUN's name)
 MATCH (j:Feature)-[qk:QK]->(q:Feature), (j)-[ov:OV]->(o:Feature)
-WHERE qk.head = $head AND ov.head = $head
+WHERE qk.head = $head AND ov.head = $head AND ($run = '*' OR (qk.run = $run AND ov.run = $run))
 RETURN q.id AS query, j.id AS key_value, o.id AS output, qk.weight AS qk_weight, ov.weight AS ov_weight,
        qk.weight * ov.weight AS product
 ORDER BY abs(product) DESC, query, key_value, output

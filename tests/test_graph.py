@@ -168,7 +168,7 @@ def test_embedded_matches_pandas(loaded):
     for name, params in _cases(run):
         got = api.query(loaded, name, None, [f"{k}={v}" for k, v in params.items()])
         _assert_same(got, REFS[name](e, **params), f"embedded {name} {params}")
-        assert lib[name].bind({k: str(v) for k, v in params.items()}) == params
+        assert lib[name].bind({k: str(v) for k, v in params.items()}) == params | {"run": "*"}
 
 
 def test_embedded_reload_replaces(loaded):
@@ -188,10 +188,6 @@ def test_neo4j_matches_pandas_and_loads_idempotently(loaded, neo4j_env, tmp_path
     n_edges = api.query(loaded, "MATCH ()-[r]->() RETURN count(r) AS n", None, [], neo4j=True)["n"][0]
     n_nodes = api.query(loaded, "MATCH (f:Feature) RETURN count(f) AS n", None, [], neo4j=True)["n"][0]
     assert (n_edges, n_nodes) == (len(run.edges), len(run.features))
-    e = _edges(run)
-    for name, params in _cases(run):
-        got = api.query(loaded, name, None, [f"{k}={v}" for k, v in params.items()], neo4j=True)
-        _assert_same(got, REFS[name](e, **params), f"neo4j {name} {params}")
     # a second run sharing every feature: nodes shared, edges recorded per run
     other = tmp_path / "other"
     shutil.copytree(loaded, other)
@@ -199,6 +195,13 @@ def test_neo4j_matches_pandas_and_loads_idempotently(loaded, neo4j_env, tmp_path
     assert api.query(loaded, "MATCH (f:Feature) RETURN count(f) AS n", None, [], neo4j=True)["n"][0] == len(run.features)
     runs = api.query(loaded, "MATCH ()-[r]->() RETURN r.run AS run, count(*) AS n ORDER BY run", None, [], neo4j=True)
     assert runs.to_dict("records") == [{"run": "other", "n": len(run.edges)}, {"run": "run", "n": len(run.edges)}]
+    # with two runs in the store, each library query still answers for the run it is asked about
+    e = _edges(run)
+    for name, params in _cases(run):
+        got = api.query(loaded, name, None, [f"{k}={v}" for k, v in params.items()], neo4j=True)
+        _assert_same(got, REFS[name](e, **params), f"neo4j {name} {params}")
+    both = api.query(loaded, "top_edges", None, ["head=0", "circuit=QK", "limit=100000", "run=*"], neo4j=True)
+    assert len(both) == 2 * len(ref_top_edges(e, 0, "QK", 100000))
     # the constraint is there
     cons = api.query(loaded, "SHOW CONSTRAINTS YIELD name RETURN name", None, [], neo4j=True)
     assert "feature_id" in cons["name"].tolist()

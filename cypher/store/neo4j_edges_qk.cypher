@@ -1,7 +1,7 @@
-// Internal: create a batch of QK edges (the run's old edges were deleted first, so re-loads never duplicate).
-UNWIND $rows AS row
-MATCH (a:Feature {id: row.src})
-MATCH (b:Feature {id: row.dst})
-CREATE (a)-[r:QK]->(b)
-SET r.layer = row.layer, r.head = row.head, r.kv_head = row.kv_head, r.circuit = row.circuit,
-    r.weight = row.weight, r.rank = row.rank, r.z = row.z, r.run = row.run
+// Internal: create a batch of QK edges from column lists (the run's old edges were deleted first,
+// so re-loads never duplicate). Columns as lists keep the Bolt payload small.
+UNWIND range(0, size($src) - 1) AS i
+MATCH (a:Feature {id: $src[i]})
+MATCH (b:Feature {id: $dst[i]})
+CREATE (a)-[:QK {layer: $layer[i], head: $head[i], kv_head: $kv_head[i], circuit: $circuit,
+                 weight: $weight[i], rank: $rank[i], z: $z[i], run: $run}]->(b)

@@ -1,5 +1,5 @@
-// Internal: upsert a batch of features (idempotent on the unique id).
-UNWIND $rows AS row
-MERGE (f:Feature {id: row.id})
-SET f.sae = row.sae, f.layer = row.layer, f.feature_index = row.feature_index,
-    f.description = row.description, f.url = row.url
+// Internal: upsert a batch of features from column lists (idempotent on the unique id).
+UNWIND range(0, size($id) - 1) AS i
+MERGE (f:Feature {id: $id[i]})
+SET f.sae = $sae[i], f.layer = $layer[i], f.feature_index = $feature_index[i],
+    f.description = $description[i], f.url = $url[i]

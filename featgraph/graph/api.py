@@ -27,6 +27,8 @@ def query(run_path: Path, cypher: str | None, file: Path | None, params: list[st
     given = parse_params(params)
     if file is not None or (cypher and not any(c.isspace() for c in cypher.strip())):
         q = queries.resolve(file if file is not None else cypher)
+        if "run" not in given and any(p.name == "run" for p in q.params):
+            given["run"] = Path(run_path).name  # a shared Neo4j holds many runs: answer for this one
         text, bound = q.text, q.bind(given)
     elif cypher:
         text, bound = cypher, {k: _guess(v) for k, v in given.items()}
@@ -39,8 +41,7 @@ def query(run_path: Path, cypher: str | None, file: Path | None, params: list[st
             return store.query(text, bound, write=write)
     if write:
         raise BadInput("--write applies to --neo4j; the embedded store is rebuilt by `featgraph load`")
-    run = read_run(Path(run_path))
-    with embedded.EmbeddedStore(run) as store:
+    with embedded.EmbeddedStore(Path(run_path)) as store:
         return store.query(text, bound)
 
 

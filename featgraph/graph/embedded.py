@@ -16,7 +16,7 @@ import pandas as pd
 
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.export import Run
-from featgraph.graph.model import NODE_LABEL, NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, rel_rows, run_name
+from featgraph.graph.model import NODE_LABEL, NODE_PROPS, REL_PROPS, REL_TYPES, node_table, rel_table, run_name
 
 DB_NAME = "graph.lbdb"
 
@@ -41,15 +41,15 @@ def load(run: Run, name: str | None = None) -> dict:
         rprops = ", ".join(f"{k} {t}" for k, t in REL_PROPS.items())
         for rel in REL_TYPES:
             conn.execute(f"CREATE REL TABLE {rel}(FROM {NODE_LABEL} TO {NODE_LABEL}, {rprops})")
-        nodes = node_rows(run)
+        nodes = node_table(run)
         _copy(conn, NODE_LABEL, nodes)
-        counts = {"nodes": len(nodes)}
+        counts = {"nodes": nodes.num_rows}
         rn = run_name(run, name)
         for rel in REL_TYPES:
-            rows = rel_rows(run, rel, rn)
-            if len(rows):
+            rows = rel_table(run, rel, rn)
+            if rows.num_rows:
                 _copy(conn, rel, rows)
-            counts[rel] = len(rows)
+            counts[rel] = rows.num_rows
         conn.close()
         db.close()
         for p in tmpdir.iterdir():  # the database file (and any sidecar) replace the old ones
@@ -62,23 +62,25 @@ def load(run: Run, name: str | None = None) -> dict:
     return counts
 
 
-def _copy(conn, table: str, df: pd.DataFrame) -> None:
-    # COPY scans a DataFrame from the caller's scope by name.
-    frame = df  # noqa: F841 - referenced by name in the COPY statement
+def _copy(conn, table: str, rows) -> None:
+    # COPY scans a DataFrame / Arrow table from the caller's scope by name.
+    frame = rows  # noqa: F841 - referenced by name in the COPY statement
     conn.execute(f"COPY {table} FROM frame")
 
 
 class EmbeddedStore:
     """Read access to a run's embedded graph (load it first with `load`)."""
 
-    def __init__(self, run: Run):
-        self.path = db_path(run)
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / DB_NAME
         self._db = None
         self._conn = None
 
     def __enter__(self):
         import ladybug as lb
 
+        if not self.path.parent.is_dir():
+            raise BadInput(f"{self.path.parent} is not a run directory: pass one made by `featgraph extract` or `featgraph import`")
         if not self.path.exists():
             raise BadInput(f"{self.path.parent} has no embedded graph yet: run `featgraph load {self.path.parent}` first")
         self._db = lb.Database(str(self.path), read_only=True)

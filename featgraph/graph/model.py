@@ -1,13 +1,15 @@
-"""The property graph's rows, derived from a run (pure: DataFrames in, out).
+"""The property graph's rows, derived from a run (pure: tables in, tables out).
 
 Nodes: label `Feature`, properties NODE_PROPS. Relationships: types QK and OV,
 properties REL_PROPS; `run` records which run an edge came from, `circuit`
 repeats the type so one query can filter either circuit by parameter.
+Rows are Arrow tables: the embedded store scans them without conversion.
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 
 from featgraph.export import Run
 from featgraph.schema import CIRCUITS, GRAPH_FEATURE_INDEX
@@ -18,6 +20,7 @@ NODE_PROPS = {"id": "STRING", "sae": "STRING", "layer": "INT64", GRAPH_FEATURE_I
 REL_PROPS = {"layer": "INT64", "head": "INT64", "kv_head": "INT64", "circuit": "STRING",
              "weight": "DOUBLE", "rank": "INT64", "z": "DOUBLE", "run": "STRING"}
 REL_TYPES = CIRCUITS
+_ARROW = {"STRING": pa.string(), "INT64": pa.int64(), "DOUBLE": pa.float64()}
 
 
 def run_name(run: Run, override: str | None = None) -> str:
@@ -27,28 +30,32 @@ def run_name(run: Run, override: str | None = None) -> str:
     return run.path.name if run.path is not None else "edges"
 
 
-def node_rows(run: Run) -> pd.DataFrame:
+def node_table(run: Run) -> pa.Table:
     f = run.features.rename(columns={"index": GRAPH_FEATURE_INDEX})
-    out = f[list(NODE_PROPS)].copy()
-    out["description"] = out["description"].astype(object).where(out["description"].notna(), None)
-    out["layer"] = out["layer"].astype("int64")
-    out[GRAPH_FEATURE_INDEX] = out[GRAPH_FEATURE_INDEX].astype("int64")
-    return out.reset_index(drop=True)
+    return pa.table({k: pa.array(f[k].to_numpy(dtype=object) if t == "STRING" else f[k].to_numpy(), type=_ARROW[t],
+                                 from_pandas=True) for k, t in NODE_PROPS.items()})
+
+
+def rel_table(run: Run, circuit: str, name: str) -> pa.Table:
+    """`src`, `dst` then REL_PROPS for one relationship type."""
+    e = run.edges[run.edges["circuit"] == circuit]
+    n = len(e)
+    cols = {"src": pa.array(e["src"].array, type=pa.string()), "dst": pa.array(e["dst"].array, type=pa.string())}
+    for p, t in REL_PROPS.items():
+        if p == "run":
+            cols[p] = pa.repeat(name, n)
+        elif p == "circuit":
+            cols[p] = pa.repeat(circuit, n)
+        elif p == "z" and "z" not in e.columns:
+            cols[p] = pa.nulls(n, pa.float64())
+        else:
+            cols[p] = pa.array(e[p].to_numpy().astype("float64" if t == "DOUBLE" else "int64"), type=_ARROW[t])
+    return pa.table(cols)
+
+
+def node_rows(run: Run) -> pd.DataFrame:
+    return node_table(run).to_pandas()
 
 
 def rel_rows(run: Run, circuit: str, name: str) -> pd.DataFrame:
-    """`src`, `dst` then REL_PROPS for one relationship type."""
-    e = run.edges[run.edges["circuit"] == circuit]
-    out = pd.DataFrame({"src": e["src"].astype(str).to_numpy(), "dst": e["dst"].astype(str).to_numpy()})
-    for p in REL_PROPS:
-        if p == "run":
-            out[p] = name
-        elif p == "z":
-            out[p] = e["z"].astype("float64").to_numpy() if "z" in e.columns else float("nan")
-        elif p == "weight":
-            out[p] = e["weight"].astype("float64").to_numpy()
-        elif p == "circuit":
-            out[p] = circuit
-        else:
-            out[p] = e[p].astype("int64").to_numpy()
-    return out
+    return rel_table(run, circuit, name).to_pandas()

@@ -17,7 +17,7 @@ import pandas as pd
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.export import Run, staged_dir
 from featgraph.graph import queries
-from featgraph.graph.model import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, rel_rows, run_name
+from featgraph.graph.model import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, node_table, rel_rows, rel_table, run_name
 
 BATCH = 10_000
 
@@ -83,23 +83,23 @@ class Neo4jStore:
             for stmt in queries.statements(queries.internal("neo4j_schema")):
                 s.run(stmt).consume()
             s.run("CALL db.awaitIndexes(300)").consume()
-            nodes = node_rows(run).to_dict("records")
+            nodes = node_table(run)
             write_nodes = queries.internal("neo4j_nodes")
-            for i in range(0, len(nodes), BATCH):
-                s.execute_write(lambda tx, b=nodes[i : i + BATCH]: tx.run(write_nodes, rows=b).consume())
-            delete = queries.internal("neo4j_delete_run")
-            while s.execute_write(lambda tx: tx.run(delete, run=rn, batch=BATCH).single()["deleted"]):
-                pass
-            counts = {"nodes": len(nodes)}
+            for batch in nodes.to_batches(BATCH):
+                cols = batch.to_pydict()
+                s.execute_write(lambda tx, c=cols: tx.run(write_nodes, c).consume())
+            counts = {"nodes": nodes.num_rows}
             for rel in REL_TYPES:
-                rows = rel_rows(run, rel, rn).to_dict("records")
+                s.run(queries.internal(f"neo4j_delete_run_{rel.lower()}"), run=rn).consume()
+            for rel in REL_TYPES:
+                rows = rel_table(run, rel, rn)
                 create = queries.internal(f"neo4j_edges_{rel.lower()}")
-                for i in range(0, len(rows), BATCH):
-                    batch = rows[i : i + BATCH]
-                    s.execute_write(lambda tx, b=batch: tx.run(create, rows=b).consume())
+                for batch in rows.to_batches(BATCH):
+                    cols = batch.drop_columns(["circuit", "run"]).to_pydict() | {"circuit": rel, "run": rn}
+                    s.execute_write(lambda tx, c=cols: tx.run(create, c).consume())
                     if progress:
-                        progress(len(batch))
-                counts[rel] = len(rows)
+                        progress(batch.num_rows)
+                counts[rel] = rows.num_rows
         return counts
 
     def query(self, cypher: str, params: dict | None = None, write: bool = False) -> pd.DataFrame:
