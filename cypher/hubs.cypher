@@ -2,7 +2,7 @@
 // @param head int: attention head
 // @param circuit str = QK: QK or OV
 // @param limit int = 20: rows to return
-// @param run str = *: only edges of this run (* = every run in the store; `featgraph query RUN` passes RUN's name)
+// @param run str = *: only edges of this run (* = all; `query RUN --neo4j` passes RUN's name, the embedded store holds one run)
 MATCH (a:Feature)-[r:QK|OV]->(b:Feature)
 WHERE r.head = $head AND r.circuit = $circuit AND ($run = '*' OR r.run = $run)
 UNWIND [a.id, b.id] AS feature

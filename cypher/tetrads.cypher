@@ -4,7 +4,7 @@
 // @param head int: attention head
 // @param circuit str = OV: QK or OV
 // @param limit int = 20: rows to return
-// @param run str = *: only edges of this run (* = every run in the store; `featgraph query RUN` passes RUN's name)
+// @param run str = *: only edges of this run (* = all; `query RUN --neo4j` passes RUN's name, the embedded store holds one run)
 MATCH (a:Feature)-[ax:QK|OV]->(x:Feature)<-[bx:QK|OV]-(b:Feature)
 WHERE ax.head = $head AND bx.head = $head AND ax.circuit = $circuit AND bx.circuit = $circuit
   AND a.id < b.id AND ax.weight * bx.weight < 0 AND ($run = '*' OR (ax.run = $run AND bx.run = $run))

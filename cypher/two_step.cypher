@@ -2,7 +2,7 @@
 // Ranked by |QK weight × OV weight|.
 // @param head int: attention head
 // @param limit int = 20: rows to return
-// @param run str = *: only edges of this run (* = every run in the store; `featgraph query RUN` passes RUN's name)
+// @param run str = *: only edges of this run (* = all; `query RUN --neo4j` passes RUN's name, the embedded store holds one run)
 MATCH (j:Feature)-[qk:QK]->(q:Feature), (j)-[ov:OV]->(o:Feature)
 WHERE qk.head = $head AND ov.head = $head AND ($run = '*' OR (qk.run = $run AND ov.run = $run))
 RETURN q.id AS query, j.id AS key_value, o.id AS output, qk.weight AS qk_weight, ov.weight AS ov_weight,

@@ -27,7 +27,7 @@ def query(run_path: Path, cypher: str | None, file: Path | None, params: list[st
     given = parse_params(params)
     if file is not None or (cypher and not any(c.isspace() for c in cypher.strip())):
         q = queries.resolve(file if file is not None else cypher)
-        if "run" not in given and any(p.name == "run" for p in q.params):
+        if neo4j and "run" not in given and any(p.name == "run" for p in q.params):
             given["run"] = Path(run_path).name  # a shared Neo4j holds many runs: answer for this one
         text, bound = q.text, q.bind(given)
     elif cypher:
