@@ -19,7 +19,7 @@ from featgraph.export import Run, staged_dir
 from featgraph.graph import queries
 from featgraph.graph.model import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, node_table, rel_rows, rel_table, run_name
 
-BATCH = 10_000
+BATCH = 50_000  # rows per transaction; measured faster than 10k on a 2-core machine
 
 
 @dataclass(frozen=True)
