@@ -159,6 +159,14 @@ def test_demo(tmp_path):
     assert "featgraph tables" in r.stdout
     feats = pd.read_parquet(tmp_path / "demo" / "run" / "features.parquet")
     assert feats["description"].notna().sum() > 0 and feats["description"].isna().sum() > 0
+    # tetrads of an extracted run are explained through the head: the planted antipodal
+    # input features 3/4 (decoder rows d_4 = -d_3) have cosine -1 as sources of any head
+    t = pd.read_parquet(tmp_path / "demo" / "run" / "tetrads.parquet")
+    planted = t[(t["src_a"] == "featgraph-demo/0-demo-res-96/3") & (t["src_b"] == "featgraph-demo/0-demo-res-96/4")]
+    assert len(planted) and np.allclose(planted["cos_src"], -1.0, atol=1e-5)
+    assert (t["cos_src"].abs() <= 1 + 1e-5).all() and (t["cos_dst"].abs() <= 1 + 1e-5).all()
+    for page in ("head0_ov.html", "report/index.html"):
+        assert (tmp_path / "demo" / page).is_file()
 
 
 def test_demo_model_loads_in_transformers(tmp_path):
