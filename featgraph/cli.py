@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -21,6 +21,15 @@ app = typer.Typer(
     help="SAE-feature circuits of Gemma 2 attention heads, from the weights alone, as a Cypher-queryable graph.",
 )
 _state = {"debug": False}
+
+# Arguments several commands share.
+RunOrEdges = Annotated[Path, typer.Argument(help="Run directory or edge file (.parquet/.csv).")]
+HeadOpt = Annotated[int, typer.Option(help="Head.")]
+CircuitOpt = Annotated[str, typer.Option(help="qk or ov.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="md, csv or json.")]
+ModelOpt = Annotated[str, typer.Option(help="HF repo id[@revision] or local model directory.")]
+LayerOpt = Annotated[int, typer.Option(help="Attention layer.")]
+SaeInOpt = Annotated[Optional[str], typer.Option(help="SAE read at the layer's input (default: canonical 16k residual SAE of layer-1).")]
 
 
 @app.callback()
@@ -99,9 +108,9 @@ def _circuit(text: str) -> str:
 @app.command(epilog="Example: featgraph extract --layer 13 --heads 0,7 --top-k 1000 --out exports/layer13")
 def extract(
     out: Path = typer.Option(..., "--out", help="Run directory to create."),
-    model: str = typer.Option("google/gemma-2-2b", help="HF repo id[@revision] or local model directory."),
-    layer: int = typer.Option(13, help="Attention layer."),
-    sae_in: Optional[str] = typer.Option(None, help="SAE read at the layer's input (default: canonical 16k residual SAE of layer-1)."),
+    model: ModelOpt = "google/gemma-2-2b",
+    layer: LayerOpt = 13,
+    sae_in: SaeInOpt = None,
     sae_out: Optional[str] = typer.Option(None, help="SAE read at the layer's output (default: canonical 16k residual SAE of the layer)."),
     heads: Optional[str] = typer.Option(None, help="Comma-separated heads (default: all)."),
     circuits: str = typer.Option("qk,ov", help="qk, ov or qk,ov."),
@@ -186,13 +195,13 @@ def import_cmd(
 
 @app.command(epilog="Example: featgraph tables exports/layer13 --head 0 --circuit qk --distinct --positive --top 20")
 def tables(
-    run: Path = typer.Argument(..., help="Run directory or edge file."),
-    head: int = typer.Option(..., help="Head."),
-    circuit: str = typer.Option(..., help="qk or ov."),
+    run: RunOrEdges,
+    head: HeadOpt,
+    circuit: CircuitOpt,
     distinct: bool = typer.Option(False, "--distinct", help="Drop like-to-like edges."),
     positive: bool = typer.Option(False, "--positive", help="Keep weight > 0 only."),
     top: int = typer.Option(30, help="Rows."),
-    format: str = typer.Option("md", "--format", help="md, csv or json."),
+    format: FormatOpt = "md",
 ):
     """The post's tables: rank, value, source and destination features with descriptions."""
     with _guard():
@@ -258,7 +267,7 @@ def query(
 
 @app.command("export", epilog="Example: featgraph export exports/layer13 --graphml layer13.graphml")
 def export_cmd(
-    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    run: RunOrEdges,
     graphml: Path = typer.Option(..., "--graphml", help="GraphML file to write (Gephi, Cytoscape)."),
 ):
     """Export a run's graph for other tools."""
@@ -271,7 +280,7 @@ def export_cmd(
 
 @app.command("export-neo4j", epilog="Example: featgraph export-neo4j exports/layer13 --out exports/layer13-import")
 def export_neo4j(
-    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    run: RunOrEdges,
     out: Path = typer.Option(..., "--out", help="Directory for the CSV files."),
     run_name: Optional[str] = typer.Option(None, help="Name recorded on each edge."),
     force: bool = typer.Option(False, "--force", help="Replace an existing directory."),
@@ -289,13 +298,13 @@ def export_neo4j(
 
 @app.command(epilog="Example: featgraph tetrads exports/layer13 --head 7 --circuit ov --top 20")
 def tetrads(
-    run: Path = typer.Argument(..., help="Run directory or edge file (.parquet/.csv)."),
+    run: RunOrEdges,
     head: Optional[int] = typer.Option(None, help="Only this head."),
     circuit: Optional[str] = typer.Option(None, help="Only qk or ov."),
     top: int = typer.Option(20, help="Rows to print."),
     min_strength: float = typer.Option(0.0, help="Only tetrads whose weakest edge has |weight| >= S."),
     explain: bool = typer.Option(True, "--explain/--no-explain", help="Add source/destination cosines through the head (extracted runs; reloads the weights)."),
-    format: str = typer.Option("md", "--format", help="md, csv or json."),
+    format: FormatOpt = "md",
 ):
     """Find mutual-exclusion tetrads (sign checkerboards) and write tetrads.parquet into the run."""
     with _guard():
@@ -314,9 +323,9 @@ def tetrads(
 @app.command(epilog="Example: featgraph positional --layer 13 --out exports/positional.png")
 def positional(
     out: Path = typer.Option(..., "--out", help="PNG to write (a CSV with head, distance, score goes beside it)."),
-    model: str = typer.Option("google/gemma-2-2b", help="HF repo id[@revision] or local model directory."),
-    layer: int = typer.Option(13, help="Attention layer."),
-    sae_in: Optional[str] = typer.Option(None, help="Input SAE (default: canonical 16k residual SAE of layer-1)."),
+    model: ModelOpt = "google/gemma-2-2b",
+    layer: LayerOpt = 13,
+    sae_in: SaeInOpt = None,
     feature: list[str] = typer.Option([], "--feature", help="Also profile a feature against itself (ID) or a pair (QUERY_ID,KEY_ID)."),
     max_distance: int = typer.Option(8192, help="Largest token distance."),
 ):
@@ -346,9 +355,9 @@ def correlation(
 
 @app.command(epilog="Example: featgraph viz exports/layer13 --head 7 --circuit ov --top 60 --out head7.html")
 def viz(
-    run: Path = typer.Argument(..., help="Run directory or edge file."),
-    head: int = typer.Option(..., help="Head."),
-    circuit: str = typer.Option(..., help="qk or ov."),
+    run: RunOrEdges,
+    head: HeadOpt,
+    circuit: CircuitOpt,
     out: Path = typer.Option(..., "--out", help="HTML page to write (works offline)."),
     top: int = typer.Option(100, help="Strongest edges to draw."),
     feature: Optional[str] = typer.Option(None, help="Centre on this feature id."),
@@ -364,7 +373,7 @@ def viz(
 
 @app.command(epilog="Example: featgraph report exports/layer13 --out exports/layer13-report")
 def report(
-    run: Path = typer.Argument(..., help="Run directory or edge file."),
+    run: RunOrEdges,
     out: Path = typer.Option(..., "--out", help="Directory for index.html, per-head pages and plots."),
     top: int = typer.Option(15, help="Rows per table."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Positional and correlation plots (reload the weights)."),
