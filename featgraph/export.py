@@ -128,8 +128,11 @@ def features_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["sae", "index"], kind="stable").reset_index(drop=True)
 
 
-def features_from_edges(edges: pd.DataFrame, descriptions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per feature id appearing in `edges` (ids must be `model/source/index`)."""
+def features_from_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """One row per feature id appearing in `edges` (ids must be `model/source/index`).
+
+    The layer is the number a Neuronpedia source id starts with (`12-gemmascope-res-16k`), -1 if none.
+    """
     ids = pd.unique(pd.concat([edges["src"], edges["dst"]], ignore_index=True))
     rows = []
     for fid in ids:
@@ -140,10 +143,7 @@ def features_from_edges(edges: pd.DataFrame, descriptions: pd.DataFrame | None =
         layer = source_layer(source)
         rows.append({"id": fid, "sae": source, "layer": -1 if layer is None else layer, "index": index,
                      "description": None, "url": feature_url(fid)})
-    feats = pd.DataFrame(rows, columns=list(FEATURE_COLUMNS))
-    if descriptions is not None and len(descriptions):
-        feats = feats.drop(columns="description").merge(descriptions[["id", "description"]], on="id", how="left")
-    return features_frame(feats)
+    return features_frame(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
 
 
 def rank_edges(edges: pd.DataFrame) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from featgraph.circuits import Conventions
 from featgraph.errors import BadInput
 from featgraph.load import model as model_io
 from featgraph.load import sae as sae_io
-from featgraph.schema import CIRCUITS, feature_id, feature_url
+from featgraph.schema import CIRCUITS, feature_id
 from featgraph.select import Selection
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def run_extract(cfg: ExtractConfig, out: Path, force: bool = False, csv: bool = 
         parts, stats = compute_edges(attn, sae_in.W_dec, sae_out.W_enc if sae_out else None,
                                      heads, cfg.circuits, cfg.selection, cfg.conventions, device, progress)
     edges = _edge_table(parts, cfg.layer, model_id, in_id, out_id)
-    features = _feature_table(edges, model_id, {in_id: sae_in, out_id: sae_out})
+    features = export.features_from_edges(edges)
     manifest = {
         "command": "extract",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -183,21 +183,6 @@ def _edge_table(parts: list[dict], layer: int, model_id: str, in_id: str, out_id
             "z": p["z"].astype(np.float32),
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(export.EDGE_COLUMNS))
-
-
-def _feature_table(edges: pd.DataFrame, model_id: str, saes: dict) -> pd.DataFrame:
-    rows = []
-    for end in ("src", "dst"):
-        sub = edges[[end, f"{end}_index"]].drop_duplicates(end)
-        for fid, idx in zip(sub[end], sub[f"{end}_index"]):
-            source = fid.split("/")[1]
-            sae = saes.get(source)
-            layer = sae.layer if sae is not None and sae.layer is not None else None
-            if layer is None:
-                layer = int(source.split("-")[0]) if source.split("-")[0].isdigit() else -1
-            rows.append({"id": fid, "sae": source, "layer": layer, "index": int(idx),
-                         "description": None, "url": feature_url(fid)})
-    return pd.DataFrame(rows).drop_duplicates("id")
 
 
 def run_factors(manifest: dict, pairs: set[tuple[int, str]]) -> dict:
