@@ -31,7 +31,7 @@ def load(run: Run, name: str | None = None) -> dict:
     """(Re)build the run's embedded graph; returns counts."""
     import ladybug as lb
 
-    target = db_path(run)
+    db_path(run)  # a run directory, not a bare edge file
     tmpdir = Path(tempfile.mkdtemp(prefix=".graph.tmp-", dir=run.path))
     try:
         db = lb.Database(str(tmpdir / DB_NAME))
@@ -52,11 +52,12 @@ def load(run: Run, name: str | None = None) -> dict:
             counts[rel] = rows.num_rows
         conn.close()
         db.close()
-        for p in tmpdir.iterdir():  # the database file (and any sidecar) replace the old ones
-            os.replace(p, run.path / p.name)
-        for stale in run.path.glob(DB_NAME + ".*"):
-            if not (tmpdir / stale.name).exists() and stale.name.endswith(".wal"):
+        fresh = {p.name for p in tmpdir.iterdir()}
+        for stale in run.path.glob(DB_NAME + ".*"):  # sidecars (e.g. a WAL) of the old database
+            if stale.name not in fresh:
                 stale.unlink()
+        for name_ in fresh:  # the new database file (and any sidecar) replace the old ones
+            os.replace(tmpdir / name_, run.path / name_)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return counts
