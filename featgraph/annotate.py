@@ -46,8 +46,7 @@ def attach(run_dir: Path, sources: tuple[Path, ...] = (), prefer: tuple[str, ...
     chosen = np_labels.choose(table, prefer)
     # A file's modelId must match when it has one; the legacy export always does.
     feats["_model"] = feats["id"].map(models)
-    m = feats.merge(chosen.rename(columns={"index": "index", "description": "_desc"}),
-                    left_on=["sae", "index"], right_on=["sae", "index"], how="left")
+    m = feats.merge(chosen.rename(columns={"description": "_desc"}), on=["sae", "index"], how="left")
     ok = m["model"].isna() | (m["model"] == m["_model"])
     m.loc[~ok, "_desc"] = None
     m = m.sort_values("_desc", na_position="last").drop_duplicates("id")

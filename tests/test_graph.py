@@ -223,9 +223,11 @@ def test_neo4j_read_mode_and_bad_credentials(loaded, neo4j_env, monkeypatch):
 
 
 def test_networkx_and_graphml(loaded, tmp_path):
+    import featgraph
+
     run = read_run(loaded)
-    g = to_networkx(loaded)
-    assert isinstance(g, nx.MultiDiGraph)
+    g = featgraph.to_networkx(loaded)
+    assert isinstance(g, nx.MultiDiGraph) and featgraph.to_networkx is to_networkx
     assert g.number_of_edges() == len(run.edges) and g.number_of_nodes() == len(run.features)
     row = run.edges.iloc[0]
     data = g.get_edge_data(row["src"], row["dst"])[f"{row['circuit']}/{row['head']}"]
