@@ -1,0 +1,5 @@
+"""`python -m featgraph …` is the same as the `featgraph` command."""
+
+from featgraph.cli import app
+
+app(prog_name="featgraph")
