@@ -101,8 +101,12 @@ def _circuits(text: str) -> tuple[str, ...]:
 
 
 def _circuit(text: str) -> str:
-    (c,) = _circuits(text) or ("",)
-    return c
+    from featgraph.errors import BadInput
+
+    found = _circuits(text)
+    if len(found) != 1:
+        raise BadInput(f"--circuit takes one of qk or ov, got {text!r}")
+    return found[0]
 
 
 @app.command(epilog="Example: featgraph extract --layer 13 --heads 0,7 --top-k 1000 --out exports/layer13")

@@ -96,6 +96,16 @@ def staged_file(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def check_output_file(out: Path, suffixes: tuple[str, ...]) -> Path:
+    """Refuse, before any work, an output file of the wrong kind or in a missing folder."""
+    out = Path(out)
+    if out.suffix.lower() not in suffixes:
+        raise BadInput(f"--out must be a {' or '.join(suffixes)} file, got {out}")
+    if not out.parent.exists():
+        raise BadInput(f"{out.parent} does not exist: create it or choose another --out")
+    return out
+
+
 def write_text(path: Path, text: str) -> None:
     with staged_file(path) as tmp:
         tmp.write_text(text)

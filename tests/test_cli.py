@@ -189,3 +189,11 @@ def test_extract_only_warns_when_labels_are_unreachable(tiny, tmp_path, monkeypa
     assert r.exit_code == 0, r.output
     assert "warning: labels not attached" in r.stderr and (out / "edges.parquet").exists()
     assert pd.read_parquet(out / "features.parquet")["description"].isna().all()
+
+
+@pytest.mark.parametrize("circuit", ["qk,ov", "", "xx"])
+def test_single_circuit_option_rejects_lists_and_junk(tiny, tmp_path, circuit):
+    out = tmp_path / "run"
+    assert fg(*_extract_args(tiny, out)).exit_code == 0
+    r = fg("tables", out, "--head", 0, "--circuit", circuit)
+    assert r.exit_code == 2 and r.stderr.startswith("error: --circuit") and r.stderr.count("\n") == 1

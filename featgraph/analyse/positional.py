@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from featgraph.circuits import Conventions, circuit_factors, rope_rotate
+from featgraph.circuits import circuit_factors, rope_rotate
 from featgraph.load.model import AttentionWeights
 
 
@@ -46,13 +46,3 @@ def sender_stats(src: torch.Tensor, dst: torch.Tensor, block_rows: int = 2048) -
 def key_means(keys: torch.Tensor, queries: torch.Tensor) -> np.ndarray:
     """Mean over queries of QK(i, j) for every key j: k_j · mean_i q_i (a column mean, from factor sums). [n_key]"""
     return (keys.double() @ queries.double().mean(0)).numpy()
-
-
-def sender_correlation(attn: AttentionWeights, W_dec_in: torch.Tensor, W_enc_out: torch.Tensor, heads, conv: Conventions = Conventions()):
-    """Per head: (mean QK as key over all queries, mean |OV| over all outputs) for every key/value feature."""
-    out = {}
-    for h in heads:
-        qk = circuit_factors(attn, W_dec_in, None, h, "QK", conv)
-        ov = circuit_factors(attn, W_dec_in, W_enc_out, h, "OV", conv)
-        out[h] = (key_means(qk.src, qk.dst), sender_stats(ov.src, ov.dst))
-    return out

@@ -69,11 +69,7 @@ def positional_command(model: str, layer: int, sae_in: str | None, features: lis
     from featgraph.render.plots import positional_plot
     from featgraph.schema import parse_feature_id
 
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise BadInput(f"--out must be a .png file, got {out}")
-    if not out.parent.exists():
-        raise BadInput(f"{out.parent} does not exist: create it or choose another --out")
+    out = export.check_output_file(out, (".png",))
     if max_distance < 1:
         raise BadInput("--max-distance must be ≥ 1")
     if sae_in is None and layer == 0:
@@ -116,28 +112,27 @@ def correlation_command(run_path: Path, out: Path, heads: tuple[int, ...] | None
     import torch
 
     from featgraph.analyse import positional as pos
-    from featgraph.circuits import Conventions
-    from featgraph.load import model as model_io
-    from featgraph.load import sae as sae_io
+    from featgraph.extract import run_factors
     from featgraph.render.plots import correlation_plot
 
-    out = Path(out)
-    if out.suffix.lower() != ".png":
-        raise BadInput(f"--out must be a .png file, got {out}")
+    out = export.check_output_file(out, (".png",))
     run = export.read_run(Path(run_path))
     m = run.manifest
     if not (m.get("model") or {}).get("ref") or not (m.get("sae_out") or {}).get("ref"):
         raise BadInput("the correlation needs an extracted run with both circuits (it reloads the model and SAEs)")
-    attn = model_io.load_attention(m["model"]["ref"], int(m["model"]["layer"]))
-    n = attn.config.n_heads
+    n = int(m["model"]["config"]["n_heads"])
     heads = heads if heads is not None else tuple(range(n))
     bad = [h for h in heads if not 0 <= h < n]
     if bad:
         raise BadInput(f"head {bad[0]} is out of range: the layer has heads 0..{n - 1}")
-    W_dec = sae_io.load(m["sae_in"]["ref"], ("W_dec",), expect_d_in=attn.config.d_model).W_dec
-    W_enc = sae_io.load(m["sae_out"]["ref"], ("W_enc",), expect_d_in=attn.config.d_model).W_enc
+    # The run's own model, SAEs and conventions, reloaded as tetrad cosines are.
+    factors = run_factors(m, {(h, c) for h in heads for c in ("QK", "OV")})
+    stats = {}
     with torch.inference_mode():
-        stats = pos.sender_correlation(attn, W_dec, W_enc, heads, Conventions())
+        for h in heads:
+            k, q = (torch.from_numpy(x) for x in factors[(h, "QK")])
+            v, p = (torch.from_numpy(x) for x in factors[(h, "OV")])
+            stats[h] = (pos.key_means(k, q), pos.sender_stats(v, p))
     frames, corr = [], {}
     for h, (x, y) in stats.items():
         frames.append(pd.DataFrame({"head": h, "feature_index": np.arange(len(x)), "mean_qk_as_key": x, "mean_abs_ov": y}))

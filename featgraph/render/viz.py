@@ -16,7 +16,7 @@ import pandas as pd
 
 from featgraph.analyse.filters import head_circuit, positive_top
 from featgraph.errors import BadInput
-from featgraph.export import Run, staged_file
+from featgraph.export import Run, check_output_file, staged_file
 from featgraph.schema import ROLES
 
 PHYSICS_LIMIT = 150  # above this many nodes: a precomputed layout, physics off
@@ -95,11 +95,7 @@ def _layout(edges: pd.DataFrame) -> dict:
 
 
 def write_viz(run: Run, head: int, circuit: str, out: Path, top: int = 100, feature: str | None = None, hops: int = 1) -> Path:
-    out = Path(out)
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise BadInput(f"--out must be an .html file, got {out}")
-    if not out.parent.exists():
-        raise BadInput(f"{out.parent} does not exist: create it or choose another --out")
+    out = check_output_file(out, (".html", ".htm"))
     e = subgraph(run, head, circuit, top, feature, hops)
     title = f"head {head} {circuit}" + (f" around {feature} ({hops} hop{'s' if hops > 1 else ''})" if feature else f", top {len(e)} edges")
     page = build_html(run, e, title)
