@@ -113,15 +113,12 @@ def variant_topk(inp, heads):
 
 
 def variant_featgraph(inp, heads):
-    from featgraph.circuits import Conventions
-    from featgraph.extract import ExtractConfig, run_extract
-    from featgraph.select import Selection
+    import featgraph as fg
 
     out = Path(tempfile.mkdtemp()) / "run"
-    cfg = ExtractConfig(model=str(inp["model"]), layer=LAYER, sae_in=str(inp["sae_in"]), sae_out=str(inp["sae_out"]),
-                        heads=tuple(heads), selection=Selection(top_k=K), conventions=Conventions(), device="cpu",
-                        sae_in_id="12-bench-in", sae_out_id="13-bench-out")
-    run_extract(cfg, out)
+    fg.extract(model=str(inp["model"]), layer=LAYER, sae_in=str(inp["sae_in"]), sae_out=str(inp["sae_out"]),
+               heads=heads, top_k=K, device="cpu", sae_in_id="12-bench-in", sae_out_id="13-bench-out",
+               out=out, labels=False)
     import pandas as pd
 
     e = pd.read_parquet(out / "edges.parquet")

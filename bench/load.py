@@ -28,7 +28,9 @@ PARAMS = {"top_edges": ["head=3", "circuit=OV"], "like_to_like": ["head=0"], "di
 
 
 def synthetic_run(root: Path, n_edges: int, n_feat: int = 16384, heads: int = 8):
-    from featgraph.export import features_from_edges, write_run
+    from featgraph.manifest import Manifest
+    from featgraph.rundir import write_run
+    from featgraph.schema import features_from_edges
     from featgraph.select import order
 
     rng = np.random.default_rng(0)
@@ -52,7 +54,7 @@ def synthetic_run(root: Path, n_edges: int, n_feat: int = 16384, heads: int = 8)
                 "dst": [f"gemma-2-2b/{out_sae}/{i}" for i in d], "dst_index": d,
                 "weight": w, "rank": np.arange(1, len(s) + 1), "z": w}))
     edges = pd.concat(frames, ignore_index=True)
-    return write_run(root / f"run{n_edges}", edges, features_from_edges(edges), {"command": "bench"})
+    return write_run(root / f"run{n_edges}", edges, features_from_edges(edges), Manifest(command="bench"))
 
 
 def timed(fn):
@@ -65,18 +67,17 @@ def one_row_baseline_embedded(run, n=2000):
     """Insert n edges one CREATE per query into a fresh embedded database."""
     import ladybug as lb
 
-    from featgraph.graph.embedded import NODE_PROPS, REL_PROPS
-    from featgraph.graph.model import node_rows, rel_rows
+    from featgraph.graph.rows import NODE_PROPS, REL_PROPS, node_rows, rel_rows
 
     d = Path(tempfile.mkdtemp())
     db = lb.Database(str(d / "b.lbdb"))
     c = lb.Connection(db)
     c.execute("CREATE NODE TABLE Feature(" + ", ".join(f"{k} {t}" for k, t in NODE_PROPS.items()) + ", PRIMARY KEY(id))")
     c.execute("CREATE REL TABLE QK(FROM Feature TO Feature, " + ", ".join(f"{k} {t}" for k, t in REL_PROPS.items()) + ")")
-    nodes = node_rows(run)
+    nodes = node_rows(run.features)
     frame = nodes  # noqa: F841
     c.execute("COPY Feature FROM frame")
-    rows = rel_rows(run, "QK", "b").head(n).to_dict("records")
+    rows = rel_rows(run.edge_table, "QK", "b").head(n).to_dict("records")
     t0 = time.perf_counter()
     for r in rows:
         c.execute("MATCH (a:Feature {id: $src}), (b:Feature {id: $dst}) CREATE (a)-[:QK {head: $head, weight: $weight, rank: $rank}]->(b)",
@@ -89,9 +90,9 @@ def one_row_baseline_neo4j(run, n=2000):
 
     import os
 
-    from featgraph.graph.model import rel_rows
+    from featgraph.graph.rows import rel_rows
 
-    rows = rel_rows(run, "QK", "baseline").head(n).to_dict("records")
+    rows = rel_rows(run.edge_table, "QK", "baseline").head(n).to_dict("records")
     with GraphDatabase.driver(os.environ["NEO4J_URI"], auth=(os.environ["NEO4J_USERNAME"], os.environ["NEO4J_PASSWORD"])) as d:
         with d.session() as s:
             t0 = time.perf_counter()
@@ -103,17 +104,17 @@ def one_row_baseline_neo4j(run, n=2000):
 
 
 def query_times(run_dir, neo4j: bool):
-    from featgraph.export import read_run
-    from featgraph.graph import api
+    import featgraph as fg
 
-    e = read_run(run_dir).edges
+    run = fg.open_run(run_dir)
+    e = run.edge_table
     feat_q = e[e["circuit"] == "QK"]["dst"].value_counts().index[0]
     feat_v = e[e["circuit"] == "OV"]["src"].value_counts().index[0]
     out = {}
     for name, p in PARAMS.items():
-        params = p if p is not None else [f"feature={feat_q if name == 'attends_to' else feat_v}"]
-        api.query(run_dir, name, None, params, neo4j=neo4j)  # warm
-        t, df = timed(lambda: api.query(run_dir, name, None, params, neo4j=neo4j))
+        params = dict(x.split("=", 1) for x in p) if p is not None else {"feature": feat_q if name == "attends_to" else feat_v}
+        run.query(name, neo4j=neo4j, **params)  # warm
+        t, df = timed(lambda: run.query(name, neo4j=neo4j, **params))
         out[name] = (t, len(df))
     return out
 
@@ -125,8 +126,7 @@ def main():
     a = ap.parse_args()
     import os
 
-    from featgraph.export import read_run
-    from featgraph.graph import api, embedded
+    import featgraph as fg
 
     work = Path(tempfile.mkdtemp(prefix="featgraph-bench-load-"))
     sizes = [int(s) for s in a.sizes.split(",")]
@@ -141,20 +141,20 @@ def main():
         os.environ.update(NEO4J_URI=info["uri"], NEO4J_USERNAME=info["user"], NEO4J_PASSWORD=info["password"])
     try:
         for n, run_dir in runs.items():
-            run = read_run(run_dir)
-            n_e = len(run.edges)
-            t, _ = timed(lambda: embedded.load(run))
+            run = fg.open_run(run_dir)
+            n_e = len(run.edge_table)
+            t, _ = timed(lambda: run.load())
             base = one_row_baseline_embedded(run)
             results.append((n_e, "embedded", n_e / t, base))
             print(f"{n_e:>9} edges  embedded  load {t:6.2f} s = {n_e / t:>10,.0f} edges/s   one-row baseline {base:>8,.0f} edges/s  ({n_e / t / base:,.0f}x)")
             if server:
-                t, _ = timed(lambda: api.load(run_dir, neo4j=True))
+                t, _ = timed(lambda: run.load(neo4j=True))
                 base = one_row_baseline_neo4j(run)
                 print(f"{n_e:>9} edges  neo4j     load {t:6.2f} s = {n_e / t:>10,.0f} edges/s   one-row baseline {base:>8,.0f} edges/s  ({n_e / t / base:,.0f}x)")
-                t2, _ = timed(lambda: api.load(run_dir, neo4j=True))
+                t2, _ = timed(lambda: run.load(neo4j=True))
                 print(f"{'':>9}        neo4j     re-load (replace) {t2:6.2f} s")
         big = runs[max(sizes)]
-        print(f"\nlibrary queries at {len(read_run(big).edges):,} edges (seconds, rows):")
+        print(f"\nlibrary queries at {len(fg.open_run(big).edge_table):,} edges (seconds, rows):")
         qe = query_times(big, False)
         qn = query_times(big, True) if server else {}
         for name in PARAMS:

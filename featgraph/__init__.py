@@ -1,14 +1,41 @@
-"""featgraph: SAE-feature circuits of attention heads, as a queryable graph."""
+"""featgraph: SAE-feature circuits of attention heads, from the weights alone, as a queryable graph.
+
+    import featgraph as fg
+    run = fg.extract(model="google/gemma-2-2b", layer=13, heads=[0, 7], out="exports/layer13")
+    run = fg.open_run("exports/layer13")
+    run.table(head=0, circuit="qk", distinct=True, positive=True, top=20)
+    run.query("top_edges", head=7)
+
+Names are imported on first use, so `import featgraph` (and `featgraph --help`) stays instant.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "to_networkx"]
+_API = {
+    "Run": "featgraph.run",
+    "open_run": "featgraph.run",
+    "import_edges": "featgraph.run",
+    "to_networkx": "featgraph.run",
+    "positional": "featgraph.run",
+    "extract": "featgraph.compute",
+    "Manifest": "featgraph.manifest",
+    "query_library": "featgraph.graph.library",
+    "BadInput": "featgraph.errors",
+    "BadValue": "featgraph.errors",
+    "FeatgraphError": "featgraph.errors",
+    "FeatgraphWarning": "featgraph.errors",
+}
+
+__all__ = ["__version__", *_API]
 
 
-def __getattr__(name):
-    # Lazy, so `featgraph --help` does not import networkx/pandas.
-    if name == "to_networkx":
-        from featgraph.graph.nx import to_networkx
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
 
-        return to_networkx
-    raise AttributeError(name)
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'featgraph' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,60 +1,63 @@
-"""`featgraph labels`: attach Neuronpedia descriptions to a run's features."""
+"""Attaching Neuronpedia descriptions to a run's features (pure: tables in, tables out).
+
+A label matches a feature when its source id (`sae`) and index agree, and its
+model id too when the label file names one. Features a label source does not
+cover keep the description they had: labels are never lost.
+"""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
-from featgraph import export
 from featgraph.errors import BadInput
-from featgraph.load import labels as np_labels
 from featgraph.schema import parse_feature_id
-
-log = logging.getLogger(__name__)
 
 RULE = "preferred explainer models first (in the order given), then file order; empty descriptions skipped; whitespace stripped"
 
 
 @dataclass(frozen=True)
-class LabelReport:
+class LabelCounts:
+    """features: in the run; matched: given a label by these sources (replaced: of those, had one before);
+    kept: not matched but keeping an earlier label; labelled: with a description afterwards."""
+
     features: int
+    matched: int
+    replaced: int
+    kept: int
     labelled: int
-    sources: tuple[str, ...]
+
+    def describe(self) -> str:
+        return (f"labelled {self.labelled} of {self.features} features ({self.matched} matched by these labels, "
+                f"{self.replaced} of them replaced an earlier label; {self.kept} kept their earlier label)")
 
 
-def attach(run_dir: Path, sources: tuple[Path, ...] = (), prefer: tuple[str, ...] = (),
-           progress: Callable[[int, int], None] | None = None) -> LabelReport:
-    run = export.read_run(Path(run_dir))
-    if run.path is None:
-        raise BadInput(f"{run_dir} is an edge file: labels are attached to a run directory (make one with `featgraph import`)")
-    feats = run.features.copy()
-    models = {fid: parse_feature_id(fid)[0] for fid in feats["id"]}
-    if sources:
-        table = np_labels.read_labels(sources)
-        used = tuple(str(Path(s).resolve()) for s in sources)
-    else:
-        dirs = []
-        for model_id, sae in sorted({(models[f], s) for f, s in zip(feats["id"], feats["sae"])}):
-            dirs.append(np_labels.download(model_id, sae, progress=progress))
-        table = np_labels.read_labels(dirs)
-        used = tuple(f"neuronpedia-datasets:v1/{m}/{s}/explanations" for m, s in
-                     sorted({(models[f], s) for f, s in zip(feats["id"], feats["sae"])}))
-    chosen = np_labels.choose(table, prefer)
-    # A file's modelId must match when it has one; the legacy export always does.
-    feats["_model"] = feats["id"].map(models)
-    m = feats.merge(chosen.rename(columns={"description": "_desc"}), on=["sae", "index"], how="left")
-    ok = m["model"].isna() | (m["model"] == m["_model"])
-    m.loc[~ok, "_desc"] = None
-    m = m.sort_values("_desc", na_position="last").drop_duplicates("id")
-    desc = m.set_index("id")["_desc"]
-    feats["description"] = feats["id"].map(desc).astype("string")
-    feats.loc[feats["description"].isna(), "description"] = pd.NA
-    feats = feats.drop(columns="_model")
-    labelled = int(feats["description"].notna().sum())
-    export.update_features(run, feats, {"labels": {"sources": list(used), "rule": RULE, "prefer": list(prefer),
-                                                   "labelled": labelled, "features": int(len(feats))}})
-    return LabelReport(int(len(feats)), labelled, used)
+def merge(features: pd.DataFrame, chosen: pd.DataFrame, where: str = "the label sources") -> tuple[pd.DataFrame, LabelCounts]:
+    """`features` with descriptions from `chosen` (one row per model, sae, index: see load.neuronpedia.choose).
+
+    Raises BadInput when no label matches any feature (a wrong file, or another model's labels).
+    """
+    feats = features.reset_index(drop=True).copy()
+    m = pd.DataFrame({"_pos": range(len(feats)), "sae": feats["sae"].astype(str),
+                      "index": feats["index"].astype("int64"),
+                      "_model": feats["id"].map(lambda fid: parse_feature_id(fid)[0])})
+    lab = chosen.assign(index=chosen["index"].astype("int64"), sae=chosen["sae"].astype(str))
+    m = m.merge(lab[["model", "sae", "index", "description"]], on=["sae", "index"], how="inner")
+    # A label without a model id (the legacy files name one; others may not) matches any model.
+    m = m[(m["model"].isna() | (m["model"] == m["_model"])) & m["description"].notna()].drop_duplicates("_pos")
+    new = pd.Series(pd.NA, index=feats.index, dtype="string")
+    new.iloc[m["_pos"].to_numpy()] = m["description"].to_numpy()
+    matched = new.notna()
+    if not matched.any():
+        saes = ", ".join(sorted(feats["sae"].astype(str).unique())[:4])
+        raise BadInput(f"{where} match none of the run's {len(feats)} features (SAEs {saes}): "
+                       "check that the labels are for this model and these SAEs; nothing was changed")
+    old = feats["description"].astype("string")
+    had = old.notna() & (old.str.len() > 0)
+    feats["description"] = new.where(matched, old)
+    counts = LabelCounts(
+        features=int(len(feats)), matched=int(matched.sum()), replaced=int((matched & had).sum()),
+        kept=int((~matched & had).sum()), labelled=int(feats["description"].notna().sum()),
+    )
+    return feats, counts

@@ -109,54 +109,54 @@ def _write_sae(path: Path, rng, d_in: int, d_sae: int, antipodal: list[tuple[int
     return path
 
 
-def run_demo(out: Path, force: bool = True) -> list[str]:
-    """The whole pipeline on synthetic inputs; returns the lines to show the user."""
+def run_demo(out: Path, force: bool = False) -> list[str]:
+    """The whole pipeline on synthetic inputs, through the public API; returns the lines to show the user."""
     import shutil
 
-    from featgraph.analyse.report_ops import compute_tetrads
-    from featgraph.analyse.tables import head_table, markdown
-    from featgraph.annotate import attach
-    from featgraph.export import check_target, read_run, staged_file
-    from featgraph.extract import ExtractConfig, run_extract
-    from featgraph.graph import api, embedded
-    from featgraph.render.report import write_report
-    from featgraph.render.viz import write_viz
-    from featgraph.select import Selection
+    from featgraph.compute import extract
+    from featgraph.files import check_target, write_marker
+    from featgraph.render.text import markdown
 
     out = Path(out)
-    check_target(out, force)
+    # The run records absolute input paths, so the demo is built in place (not renamed into place):
+    # --force replaces only an earlier demo, and a failed build removes what it wrote.
+    check_target(out, force, kind="demo")
     if out.exists():
         shutil.rmtree(out)
-    inputs = write_inputs(out / "inputs")
+    out.mkdir(parents=True)
+    write_marker(out, "demo")
+    tmp = out
+    try:
+        inputs = write_inputs(tmp / "inputs")
+        run = extract(model=str(inputs.model), layer=LAYER, sae_in=str(inputs.sae_in), sae_out=str(inputs.sae_out),
+                      top_k=200, per_source_k=2, device="cpu", model_id=MODEL_ID, sae_in_id=SOURCE_IN,
+                      sae_out_id=SOURCE_OUT, out=tmp / "run", label_sources=[inputs.labels])
+        counts = run.load()
+        hubs = run.query("hubs", head=0, circuit="ov", limit=3)
+        tet = run.tetrads()
+        run.viz(0, "ov", tmp / "head0_ov.html", top=80)
+        run.report(tmp / "report")
+        qk = run.table(0, "qk", distinct=True, top=8)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     run_dir = out / "run"
-    cfg = ExtractConfig(model=str(inputs.model), layer=LAYER, sae_in=str(inputs.sae_in), sae_out=str(inputs.sae_out),
-                        selection=Selection(top_k=200, per_source_k=2), device="cpu",
-                        model_id=MODEL_ID, sae_in_id=SOURCE_IN, sae_out_id=SOURCE_OUT)
-    run_extract(cfg, run_dir)
-    rep = attach(run_dir, (inputs.labels,))
-    run = read_run(run_dir)
-    counts = embedded.load(run)
-    hubs = api.query(run_dir, "hubs", None, ["head=0", "circuit=OV", "limit=3"])
-    tet, _ = compute_tetrads(run)
-    with staged_file(run_dir / "tetrads.parquet") as tmp:
-        tet.to_parquet(tmp, index=False)
-    viz = write_viz(run, 0, "OV", out / "head0_ov.html", top=80)
-    index, _ = write_report(run_dir, out / "report")
+    labels = run.manifest.labels or {}
     return [
-        f"demo inputs (real formats): {inputs.model}, {inputs.sae_in.parent}, {inputs.sae_out.parent}",
-        f"run directory: {run_dir}  ({len(run.edges)} edges, {rep.labelled}/{rep.features} features labelled)",
-        f"embedded graph: {run_dir / embedded.DB_NAME}  ({counts['nodes']} features, {counts['QK']} QK + {counts['OV']} OV edges)",
+        f"demo inputs (real formats): {out / 'inputs' / 'model'}, {out / 'inputs' / 'sae'}",
+        f"run directory: {run_dir}  ({len(run.edge_table)} edges, {labels.get('labelled')}/{labels.get('features')} features labelled)",
+        f"embedded graph: {run_dir / 'graph.lbdb'}  ({counts['nodes']} features, {counts['QK']} QK + {counts['OV']} OV edges)",
         f"tetrads: {len(tet)} ({int(tet['like_to_like'].sum())} like-to-like) in {run_dir / 'tetrads.parquet'}",
-        f"interactive graph: {viz}",
-        f"report: {index}",
+        f"interactive graph: {out / 'head0_ov.html'}",
+        f"report: {out / 'report' / 'index.html'}",
         "",
         "head 0, QK, strongest distinct edges:",
-        markdown(head_table(run.edges, run.features, 0, "QK", distinct=True, top=8)),
+        markdown(qk),
         "head 0, OV, hub features (cypher/hubs.cypher):",
         markdown(hubs),
         "try next:",
         f"  featgraph tables {run_dir} --head 1 --circuit ov --top 10",
         f"  featgraph query {run_dir} two_step --param head=0 --param limit=5",
         f"  featgraph tetrads {run_dir} --head 0 --circuit ov --top 5",
-        f"  featgraph query --list",
+        "  featgraph query --list",
     ]

@@ -1,13 +1,18 @@
-"""The one definition of featgraph's tables, ids and edge directions.
+"""The one definition of featgraph's tables, ids and edge directions (docs/run-directory.md).
 
-Edges follow information flow (SPEC section 3): for QK the source is the *key*
+Edges follow information flow (docs/maths.md): for QK the source is the *key*
 feature and the destination the *query* feature; for OV the source is the
-*value* feature and the destination the *output* feature.
+*value* feature and the destination the *output* feature. The functions at the
+end cast tables to this schema (pure: DataFrames in, DataFrames out).
 """
 
 from __future__ import annotations
 
 import re
+
+import pandas as pd
+
+from featgraph.errors import BadInput
 
 NEURONPEDIA = "https://www.neuronpedia.org"
 
@@ -34,7 +39,7 @@ EDGE_EXTRA_COLUMNS: dict[str, str] = {"z": "float32"}
 # What an edge table made elsewhere must have; the rest can be derived.
 EDGE_REQUIRED = ("layer", "head", "circuit", "src", "dst", "weight")
 
-# features.parquet columns (file contract: SPEC section 4 names it `index`).
+# features.parquet columns (the file contract names the feature index `index`).
 FEATURE_COLUMNS: dict[str, str] = {
     "id": "string",
     "sae": "string",
@@ -66,6 +71,11 @@ def feature_url(fid: str) -> str:
     return f"{NEURONPEDIA}/{fid}"
 
 
+def caption(index: int, description: object) -> str:
+    """How a feature is named in tables and pages: `index: description`, or the index alone."""
+    return f"{int(index)}: {description}" if isinstance(description, str) and description else str(int(index))
+
+
 def parse_feature_id(fid: str) -> tuple[str, str, int]:
     """Split an id into (model, source, index); raise ValueError if malformed."""
     m = _ID_RE.match(fid)
@@ -86,3 +96,51 @@ def normalise_circuit(name: str) -> str:
     if up not in CIRCUITS:
         raise ValueError(name)
     return up
+
+
+# ---------------------------------------------------------------- casting tables to the schema
+
+def edges_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """An edge table with the schema's dtypes and column order (extra columns dropped)."""
+    cols = list(EDGE_COLUMNS) + [c for c in EDGE_EXTRA_COLUMNS if c in df.columns]
+    out = df[cols].copy()
+    for col in cols:
+        dtype = EDGE_COLUMNS.get(col) or EDGE_EXTRA_COLUMNS[col]
+        out[col] = out[col].astype(dtype)
+    return out.reset_index(drop=True)
+
+
+def features_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A feature table with the schema's dtypes, sorted by (sae, index)."""
+    out = df[list(FEATURE_COLUMNS)].copy()
+    for col, dtype in FEATURE_COLUMNS.items():
+        out[col] = out[col].astype(dtype)
+    return out.sort_values(["sae", "index"], kind="stable").reset_index(drop=True)
+
+
+def features_from_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """One row per feature id appearing in `edges` (ids must be `model/source/index`).
+
+    The layer is the number a Neuronpedia source id starts with (`12-gemmascope-res-16k`), -1 if none.
+    """
+    ids = pd.unique(pd.concat([edges["src"], edges["dst"]], ignore_index=True))
+    rows = []
+    for fid in ids:
+        try:
+            _, source, index = parse_feature_id(fid)
+        except ValueError:
+            raise BadInput(f"feature id {fid!r} is not MODEL/SOURCE/INDEX (e.g. gemma-2-2b/12-gemmascope-res-16k/8517)") from None
+        layer = source_layer(source)
+        rows.append({"id": fid, "sae": source, "layer": -1 if layer is None else layer, "index": index,
+                     "description": None, "url": feature_url(fid)})
+    return features_frame(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
+
+
+def rank_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """Recompute `rank` (1 = largest |weight|) within each (layer, head, circuit)."""
+    e = edges.copy()
+    e["_abs"] = e["weight"].astype("float64").abs()
+    e = e.sort_values(["layer", "head", "circuit", "_abs", "src_index", "dst_index"],
+                      ascending=[True, True, True, False, True, True], kind="stable")
+    e["rank"] = e.groupby(["layer", "head", "circuit"]).cumcount() + 1
+    return e.drop(columns="_abs").reset_index(drop=True)

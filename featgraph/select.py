@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from featgraph.errors import BadInput
+from featgraph.errors import BadInput, BadValue
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 _SLACK = 1 - 2.0**-20  # float32 rounding of the exact value vs its float64 source
@@ -40,17 +40,17 @@ class Selection:
 
     def __post_init__(self):
         if self.top_k is not None and self.top_k < 1:
-            raise BadInput(f"--top-k must be a positive integer, got {self.top_k}")
+            raise BadValue("top_k", self.top_k, "must be a positive integer")
         if self.min_abs is not None and not self.min_abs >= 0:
-            raise BadInput(f"--min-abs must be ≥ 0, got {self.min_abs}")
+            raise BadValue("min_abs", self.min_abs, "must be ≥ 0")
         if self.per_source_k is not None and self.per_source_k < 1:
-            raise BadInput(f"--per-source-k must be a positive integer, got {self.per_source_k}")
+            raise BadValue("per_source_k", self.per_source_k, "must be a positive integer")
         if self.top_k is None and self.min_abs is None and self.per_source_k is None:
-            raise BadInput("nothing to select: give --top-k, --min-abs or --per-source-k")
+            raise BadInput("nothing to select: give top_k, min_abs or per_source_k")
         if self.precision not in PRECISIONS:
-            raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise BadValue("precision", self.precision, f"must be one of {', '.join(PRECISIONS)}")
         if self.block_bytes < 1 << 16:
-            raise BadInput("the block budget must be at least 64 KiB")
+            raise BadValue("block_bytes", self.block_bytes, "must be at least 64 KiB")
 
     def describe(self) -> dict:
         return {
@@ -90,6 +90,18 @@ def exact(src: torch.Tensor, dst: torch.Tensor, r: torch.Tensor, c: torch.Tensor
 def order(src_idx: np.ndarray, dst_idx: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Permutation sorting by (-|weight|, src, dst): featgraph's rank order."""
     return np.lexsort((dst_idx, src_idx, -np.abs(weight.astype(np.float64))))
+
+
+@dataclass(frozen=True)
+class Selected:
+    """Selected entries of one matrix in rank order: src_idx, dst_idx (int64) and weight (float32), each [n]."""
+
+    src_idx: np.ndarray
+    dst_idx: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.weight)
 
 
 class _Kept:
@@ -138,8 +150,8 @@ def select(
     dst: torch.Tensor,
     sel: Selection,
     progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Selected entries of src @ dst.T as (src_idx, dst_idx, weight), in rank order.
+) -> Selected:
+    """Selected entries of src @ dst.T, in rank order.
 
     src: [n_src, d_head], dst: [n_dst, d_head] on one device, float32.
     """
@@ -181,9 +193,8 @@ def select(
             if sel.top_k is None:
                 n_thresh += len(wn)
                 if n_thresh > sel.max_edges:
-                    raise BadInput(
-                        f"--min-abs {sel.min_abs} keeps more than {sel.max_edges:,} edges in one head: raise it or add --top-k"
-                    )
+                    raise BadValue("min_abs", sel.min_abs, f"keeps more than {sel.max_edges:,} edges in one matrix: raise it or add a top-k limit",
+                                   value_first=True)
             kept.add(rn, cn, wn)
         if sel.per_source_k is not None:
             per_src.append(_per_source(src, dst, block, r0, sel.per_source_k, c_err, src_norm[r0:r1], dst_norm_max))
@@ -200,7 +211,7 @@ def select(
         _, first = np.unique(key, return_index=True)
         r, c, w = r[first], c[first], w[first]
     p = order(r, c, w)
-    return r[p], c[p], w[p]
+    return Selected(r[p], c[p], w[p])
 
 
 def _initial_cutoff(block: torch.Tensor, k: int) -> float:

@@ -10,17 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
-from featgraph.cli import app
-
-from conftest import NEURONPEDIA, write_sae
-
-runner = CliRunner()
-
-
-def fg(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from helpers import NEURONPEDIA, fg, write_sae
 
 
 def _extract_args(tiny, out, *extra):

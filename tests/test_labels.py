@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
+import os
 import threading
 import urllib.parse
 from pathlib import Path
@@ -13,22 +14,36 @@ import pandas as pd
 import pytest
 
 from featgraph.errors import BadInput, FeatgraphError
-from featgraph.load import labels as L
+from featgraph.load import neuronpedia as L
 
-from conftest import NEURONPEDIA
+from helpers import NEURONPEDIA
 
 
-@pytest.mark.parametrize("layer", [12, 13])
-def test_real_legacy_exports(layer):
-    f = NEURONPEDIA / f"gemma-2-2b_{layer}-gemmascope-res-16k.json"
+def _check_real_export(f, layer, rows):
     table = L.read_labels([f])
-    assert len(table) == 16348
+    assert len(table) == rows
     chosen = L.choose(table)
     assert len(chosen) == table["index"].nunique()
     assert set(chosen["sae"]) == {f"{layer}-gemmascope-res-16k"}
     assert not chosen["description"].str.startswith(" ").any()
     if layer == 12:  # the post's head 0 feature
         assert chosen.set_index("index").loc[8517, "description"].startswith("numerical patterns")
+
+
+@pytest.mark.parametrize("layer", [12, 13])
+def test_real_legacy_export_slices(layer):
+    """Slices of the real exports kept in the repo (tests/data/README.md)."""
+    _check_real_export(NEURONPEDIA / f"gemma-2-2b_{layer}-gemmascope-res-16k.json", layer, 303)
+
+
+@pytest.mark.full_labels
+@pytest.mark.parametrize("layer", [12, 13])
+def test_real_legacy_exports_full(layer):
+    """The whole exports (16,348 labels each), where FEATGRAPH_FULL_LABELS names their folder."""
+    folder = os.environ.get("FEATGRAPH_FULL_LABELS")
+    if not folder:
+        pytest.skip("FEATGRAPH_FULL_LABELS is not set: the full Neuronpedia exports are not part of the repo")
+    _check_real_export(Path(folder) / f"gemma-2-2b_{layer}-gemmascope-res-16k.json", layer, 16348)
 
 
 def _jsonl_rows():

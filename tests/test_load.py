@@ -15,7 +15,7 @@ from featgraph.load import hub
 from featgraph.load import model as model_io
 from featgraph.load import sae as sae_io
 
-from conftest import TINY, make_tiny_model, write_sae
+from helpers import TINY, make_tiny_model, write_sae
 
 
 def test_sharded_model_reads_the_six_tensors(tiny):

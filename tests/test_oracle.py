@@ -14,74 +14,15 @@ import pandas as pd
 import pytest
 import torch
 
-from featgraph.circuits import Conventions
-from featgraph.extract import ExtractConfig, run_extract
-from featgraph.select import Selection
+import featgraph as fg
 
-LAYER = 1
-
-
-def _capture_interface():
-    from transformers import AttentionInterface
-    from transformers.models.gemma2.modeling_gemma2 import eager_attention_forward
-
-    captured: dict[str, torch.Tensor] = {}
-
-    def capture(module, query, key, value, attention_mask, **kwargs):
-        out, weights = eager_attention_forward(module, query, key, value, attention_mask, **kwargs)
-        captured.update(q=query.detach(), k=key.detach(), v=value.detach(), out=out.detach(), scaling=module.scaling)
-        return out, weights
-
-    AttentionInterface.register("featgraph_capture", capture)
-    return captured
-
-
-def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return torch.sqrt(x.pow(2).mean(-1) + eps)
-
-
-def oracle(model, sae_in: np.ndarray, W_enc: np.ndarray, rope_offset: int = 0):
-    """QK[h] as [n_query, n_key] and OV[h] as [n_value, n_out] from transformers' modules."""
-    captured = _capture_interface()
-    model.config._attn_implementation = "featgraph_capture"
-    layer = model.model.layers[LAYER]
-    eps = model.config.rms_norm_eps
-    X = torch.from_numpy(sae_in)  # [n_in, d_model]
-    n = X.shape[0]
-    with torch.no_grad():
-        # Queries at position Δ (batch 0), keys at position 0 (batch 1).
-        h = layer.input_layernorm(X.expand(2, n, -1).contiguous())
-        pos = torch.tensor([[rope_offset] * n, [0] * n])
-        cos, sin = model.model.rotary_emb(h, pos)
-        layer.self_attn(h, position_embeddings=(cos, sin), attention_mask=None)
-        q, k = captured["q"][0], captured["k"][1]  # [n_heads, n, d_head], [n_kv, n, d_head]
-        scaling = captured["scaling"]
-        r_in = _rms(X, eps)
-        groups = q.shape[0] // k.shape[0]
-        qk = [(q[hh] @ k[hh // groups].T) * r_in[:, None] * r_in[None, :] for hh in range(q.shape[0])]
-
-        # One-token sequences: each head's attention output is exactly its value vector.
-        h1 = layer.input_layernorm(X[:, None, :])
-        cos1, sin1 = model.model.rotary_emb(h1, torch.zeros(n, 1, dtype=torch.long))
-        layer.self_attn(h1, position_embeddings=(cos1, sin1), attention_mask=None)
-        out = captured["out"][:, 0]  # [n, n_heads, d_head]
-        enc = torch.from_numpy(W_enc)
-        ov = []
-        for hh in range(out.shape[1]):
-            z = torch.zeros_like(out)
-            z[:, hh] = out[:, hh]
-            o = layer.self_attn.o_proj(z.reshape(n, -1))
-            y = layer.post_attention_layernorm(o)
-            ov.append((y @ enc) * _rms(o, eps)[:, None] * r_in[:, None])
-    return qk, ov, scaling
-
+from helpers import LAYER, oracle
 
 def _extract(tmp_path, tiny, name, **conv):
     model_dir, _, sae_in, sae_out = tiny
-    cfg = ExtractConfig(model=str(model_dir), layer=LAYER, sae_in=str(sae_in), sae_out=str(sae_out),
-                        selection=Selection(top_k=10**6), conventions=Conventions(**conv), device="cpu")
-    run = run_extract(cfg, tmp_path / name)
-    return pd.read_parquet(run / "edges.parquet")
+    run = fg.extract(model=model_dir, layer=LAYER, sae_in=sae_in, sae_out=sae_out, top_k=10**6, device="cpu",
+                     out=tmp_path / name, labels=False, **conv)
+    return pd.read_parquet(run.path / "edges.parquet")
 
 
 @pytest.mark.parametrize("rope_offset", [0, 1, 7])

@@ -6,15 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from featgraph.analyse import positional as pos
 from featgraph.cli import app
 from featgraph.load import model as model_io
 
-from test_oracle import LAYER, oracle
-
-runner = CliRunner()
+from helpers import LAYER, oracle, runner
 
 
 def test_distances():

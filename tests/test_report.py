@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import re
 
-from typer.testing import CliRunner
-
+import featgraph as fg
 from featgraph.analyse.tetrads import find_tetrads
 from featgraph.cli import app
-from featgraph.export import read_run
 
-from test_viz import chromium
-
-runner = CliRunner()
+from helpers import chromium, runner
 
 
 def test_report(demo_run, tmp_path):
@@ -20,14 +16,14 @@ def test_report(demo_run, tmp_path):
     r = runner.invoke(app, ["report", str(demo_run), "--out", str(out)])
     assert r.exit_code == 0, r.output
     index = (out / "index.html").read_text()
-    run = read_run(demo_run)
+    run = fg.open_run(demo_run)
     groups = run.edges.groupby(["head", "circuit"]).groups
     for head, circ in groups:
         assert f"Head {head} · {circ}" in index
         assert (out / f"head{head}_{circ.lower()}.html").is_file()
     for png in ("positional.png", "correlation.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG" and f"src='{png}'" in index
-    assert f"{len(find_tetrads(run.edges))} tetrads" in index
+    assert f"{len(find_tetrads(run.edge_table))} tetrads" in index
     assert "without like-to-like" in index
     dom, console = chromium(out / "index.html")
     assert console == [] and "<img" in dom

@@ -46,9 +46,9 @@ def _factors(n, m, d, seed, ties=False):
 def _check(a, b, sel, **ref):
     got = select(a, b, sel)
     want = dense_reference(a, b, **ref)
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[1], want[1])
-    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_array_equal(got.src_idx, want[0])
+    np.testing.assert_array_equal(got.dst_idx, want[1])
+    np.testing.assert_array_equal(got.weight, want[2])
 
 
 @pytest.mark.parametrize("n,m,d", [(1, 1, 3), (7, 13, 5), (50, 40, 16), (200, 90, 32)])
@@ -81,7 +81,7 @@ def test_per_source_top_k_union(precision):
 
 def test_threshold_guard():
     a, b = _factors(60, 60, 8, seed=1)
-    with pytest.raises(BadInput, match="min-abs"):
+    with pytest.raises(BadInput, match="min_abs 0.0 keeps more than 100"):
         select(a, b, Selection(top_k=None, min_abs=0.0, max_edges=100, block_bytes=1 << 16))
 
 
@@ -95,7 +95,7 @@ def test_moments_match_dense():
 
 
 @pytest.mark.parametrize("kwargs,msg", [
-    (dict(top_k=-3), "top-k"), (dict(top_k=0), "top-k"), (dict(min_abs=-1.0), "min-abs"),
+    (dict(top_k=-3), "top_k"), (dict(top_k=0), "top_k"), (dict(min_abs=-1.0), "min_abs"),
     (dict(precision="fp8"), "precision"), (dict(top_k=None), "nothing to select"),
 ])
 def test_bad_selection(kwargs, msg):
@@ -110,5 +110,5 @@ def test_cuda_matches_cpu(precision):
     a, b = _factors(3000, 2000, 64, seed=4)
     cpu = select(a, b, Selection(top_k=500, per_source_k=2, block_bytes=1 << 22))
     gpu = select(a.cuda(), b.cuda(), Selection(top_k=500, per_source_k=2, precision=precision, block_bytes=1 << 22))
-    for x, y in zip(cpu, gpu):
+    for x, y in zip((cpu.src_idx, cpu.dst_idx, cpu.weight), (gpu.src_idx, gpu.dst_idx, gpu.weight)):
         np.testing.assert_array_equal(x, y)

@@ -7,12 +7,10 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from featgraph.analyse.tetrads import cosines, find_tetrads, summary
 from featgraph.cli import app
 
-runner = CliRunner()
+from helpers import runner
 
 
 def brute(edges):

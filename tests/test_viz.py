@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+import featgraph as fg
+from featgraph.analyse.filters import subgraph
 
+from helpers import PROBE, chromium, runner
 from featgraph.cli import app
-from featgraph.export import read_run
-from featgraph.render.viz import subgraph
-
-runner = CliRunner()
-
-PROBE = """<script>
-window.addEventListener('load', function () { setTimeout(function () {
-  document.body.setAttribute('data-nodes', network.body.data.nodes.length);
-  document.body.setAttribute('data-edges', network.body.data.edges.length);
-  document.body.setAttribute('data-canvas', document.querySelectorAll('#mynetwork canvas').length);
-}, 300); });
-</script></body>"""
-
-
-def chromium(page: Path) -> tuple[str, list[str]]:
-    """Render `page` offline; return the DOM and the console messages."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe, "Debian's chromium is required (scripts/provision installs it)"
-    r = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                        "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",  # no network at all
-                        "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
-    console = [l for l in r.stderr.splitlines() if ":CONSOLE" in l]
-    return r.stdout, console
-
 
 @pytest.mark.browser
 @pytest.mark.parametrize("top,feature", [(60, None), (400, None), (100, "featgraph-demo/0-demo-res-96/28")])
@@ -50,7 +24,7 @@ def test_page_renders_offline_without_errors(demo_run, tmp_path, top, feature):
     page = out.read_text()
     # nothing to fetch: no external scripts or stylesheets
     assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", page)
-    edges = subgraph(read_run(demo_run), 1, "QK", top, feature, 2)
+    edges = subgraph(fg.open_run(demo_run).edge_table, 1, "QK", top, feature, 2)
     nodes = pd.unique(pd.concat([edges["src"], edges["dst"]]))
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", PROBE, 1))
@@ -89,7 +63,7 @@ def test_page_content(demo_run, tmp_path):
     out = tmp_path / "v.html"
     assert runner.invoke(app, ["viz", str(demo_run), "--head", "0", "--circuit", "ov", "--top", "30", "--out", str(out)]).exit_code == 0
     page = out.read_text()
-    e = subgraph(read_run(demo_run), 0, "OV", 30)
+    e = subgraph(fg.open_run(demo_run).edge_table, 0, "OV", 30)
     # arrows go source -> destination, colours by sign
     first = e.iloc[0]
     assert f'"from": "{first["src"]}"' in page and f'"to": "{first["dst"]}"' in page
@@ -100,7 +74,7 @@ def test_page_content(demo_run, tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--head", "9", "--circuit", "qk"], "head 9"),
     (["--head", "0", "--circuit", "qk", "--feature", "nope/x/1"], "has no QK edge"),
-    (["--head", "0", "--circuit", "zz"], "qk, ov"),
+    (["--head", "0", "--circuit", "zz"], "qk or ov"),
 ])
 def test_bad_input(demo_run, tmp_path, args, msg):
     out = tmp_path / "v.html"

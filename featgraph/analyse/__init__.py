@@ -1,1 +1,1 @@
-"""Analyses over edge tables (pure: DataFrames in, DataFrames out)."""
+"""Analyses over edge tables and weights (pure: DataFrames and tensors in, DataFrames and arrays out; no I/O)."""

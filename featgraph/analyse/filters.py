@@ -1,10 +1,10 @@
-"""Selecting one head's / circuit's edges, with the errors every command shares."""
+"""Selecting edges to show — one head's / circuit's, a neighbourhood — with the errors every command shares."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from featgraph.errors import BadInput
+from featgraph.errors import BadInput, BadValue
 
 
 def head_circuit(edges: pd.DataFrame, head: int | None = None, circuit: str | None = None) -> pd.DataFrame:
@@ -24,6 +24,25 @@ def head_circuit(edges: pd.DataFrame, head: int | None = None, circuit: str | No
     return e
 
 
-def positive_top(top: int | None) -> None:
+def check_top(top: int | None, param: str = "top") -> None:
+    """A row count must be ≥ 1 (None: no limit)."""
     if top is not None and top < 1:
-        raise BadInput(f"--top must be ≥ 1, got {top}")
+        raise BadValue(param, top, "must be ≥ 1")
+
+
+def subgraph(edges: pd.DataFrame, head: int, circuit: str, top: int = 100, feature: str | None = None, hops: int = 1) -> pd.DataFrame:
+    """The edges to draw: the head's strongest `top`, or those within `hops` of `feature`."""
+    check_top(top)
+    e = head_circuit(edges, head, circuit)
+    if feature is not None:
+        if hops < 1:
+            raise BadValue("hops", hops, "must be ≥ 1")
+        if feature not in set(e["src"]) | set(e["dst"]):
+            raise BadInput(f"feature {feature!r} has no {circuit} edge in head {head}: check the id (MODEL/SOURCE/INDEX)")
+        import networkx as nx
+
+        g = nx.Graph()
+        g.add_edges_from(zip(e["src"], e["dst"]))
+        near = nx.single_source_shortest_path_length(g, feature, cutoff=hops)
+        e = e[e["src"].isin(near) & e["dst"].isin(near)]
+    return e.sort_values("rank").head(top)

@@ -1,4 +1,4 @@
-"""The rotary positional profile and the QK–OV sender correlation (pure maths over factors).
+"""The rotary positional profile (pure maths over the layer's weights).
 
 Positional profile (the post's "decoder bias vs rotary embedding" plot, with the
 correct half-split RoPE): per head, s_h(Δ) = (R(Δ) q)·k for the query of one
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from featgraph.circuits import circuit_factors, rope_rotate
-from featgraph.load.model import AttentionWeights
+from featgraph.weights import AttentionWeights
 
 
 def distances(max_distance: int = 8192, n: int = 64) -> np.ndarray:
@@ -33,16 +33,3 @@ def profile(attn: AttentionWeights, query_vec: torch.Tensor, key_vec: torch.Tens
         qs = torch.stack([rope_rotate(q, float(x), c.rope_theta) for x in dist])
         out[h] = (qs @ k).numpy()
     return out
-
-
-def sender_stats(src: torch.Tensor, dst: torch.Tensor, block_rows: int = 2048) -> np.ndarray:
-    """Mean over destinations of |src_j · dst_k| for every source j, exactly, in row blocks. [n_src]"""
-    out = np.empty(src.shape[0])
-    for r0 in range(0, src.shape[0], block_rows):
-        out[r0 : r0 + block_rows] = (src[r0 : r0 + block_rows] @ dst.T).abs().double().mean(1).numpy()
-    return out
-
-
-def key_means(keys: torch.Tensor, queries: torch.Tensor) -> np.ndarray:
-    """Mean over queries of QK(i, j) for every key j: k_j · mean_i q_i (a column mean, from factor sums). [n_key]"""
-    return (keys.double() @ queries.double().mean(0)).numpy()

@@ -15,51 +15,53 @@ from pathlib import Path
 import pandas as pd
 
 from featgraph.errors import BadInput, FeatgraphError
-from featgraph.export import Run
-from featgraph.graph.model import NODE_LABEL, NODE_PROPS, REL_PROPS, REL_TYPES, node_table, rel_table, run_name
+from featgraph.graph.rows import NODE_LABEL, NODE_PROPS, REL_PROPS, REL_TYPES, node_table, rel_table
 
 DB_NAME = "graph.lbdb"
+_TMP_PREFIX = ".graph.tmp-"
 
 
-def db_path(run: Run) -> Path:
-    if run.path is None:
-        raise BadInput("the embedded store lives in a run directory: make one with `featgraph import EDGE_FILE --out DIR`")
-    return run.path / DB_NAME
+def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str) -> dict[str, int]:
+    """(Re)build the embedded graph in `directory` (a run directory) from its tables; returns counts.
 
+    One load at a time per directory (a lock file); leftovers of a killed load are removed first.
+    """
+    import fcntl
 
-def load(run: Run, name: str | None = None) -> dict:
-    """(Re)build the run's embedded graph; returns counts."""
     import ladybug as lb
 
-    db_path(run)  # a run directory, not a bare edge file
-    tmpdir = Path(tempfile.mkdtemp(prefix=".graph.tmp-", dir=run.path))
-    try:
-        db = lb.Database(str(tmpdir / DB_NAME))
-        conn = lb.Connection(db)
-        props = ", ".join(f"{k} {t}" for k, t in NODE_PROPS.items())
-        conn.execute(f"CREATE NODE TABLE {NODE_LABEL}({props}, PRIMARY KEY(id))")
-        rprops = ", ".join(f"{k} {t}" for k, t in REL_PROPS.items())
-        for rel in REL_TYPES:
-            conn.execute(f"CREATE REL TABLE {rel}(FROM {NODE_LABEL} TO {NODE_LABEL}, {rprops})")
-        nodes = node_table(run)
-        _copy(conn, NODE_LABEL, nodes)
-        counts = {"nodes": nodes.num_rows}
-        rn = run_name(run, name)
-        for rel in REL_TYPES:
-            rows = rel_table(run, rel, rn)
-            if rows.num_rows:
-                _copy(conn, rel, rows)
-            counts[rel] = rows.num_rows
-        conn.close()
-        db.close()
-        fresh = {p.name for p in tmpdir.iterdir()}
-        for stale in run.path.glob(DB_NAME + ".*"):  # sidecars (e.g. a WAL) of the old database
-            if stale.name not in fresh:
-                stale.unlink()
-        for name_ in fresh:  # the new database file (and any sidecar) replace the old ones
-            os.replace(tmpdir / name_, run.path / name_)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    directory = Path(directory)
+    with open(directory / ".graph.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in directory.glob(_TMP_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=directory))
+        try:
+            db = lb.Database(str(tmpdir / DB_NAME))
+            conn = lb.Connection(db)
+            props = ", ".join(f"{k} {t}" for k, t in NODE_PROPS.items())
+            conn.execute(f"CREATE NODE TABLE {NODE_LABEL}({props}, PRIMARY KEY(id))")
+            rprops = ", ".join(f"{k} {t}" for k, t in REL_PROPS.items())
+            for rel in REL_TYPES:
+                conn.execute(f"CREATE REL TABLE {rel}(FROM {NODE_LABEL} TO {NODE_LABEL}, {rprops})")
+            nodes = node_table(features)
+            _copy(conn, NODE_LABEL, nodes)
+            counts = {"nodes": nodes.num_rows}
+            for rel in REL_TYPES:
+                rows = rel_table(edges, rel, run)
+                if rows.num_rows:
+                    _copy(conn, rel, rows)
+                counts[rel] = rows.num_rows
+            conn.close()
+            db.close()
+            fresh = {p.name for p in tmpdir.iterdir()}
+            for stale in directory.glob(DB_NAME + ".*"):  # sidecars (e.g. a WAL) of the old database
+                if stale.name not in fresh:
+                    stale.unlink()
+            for name in fresh:  # the new database file (and any sidecar) replace the old ones
+                os.replace(tmpdir / name, directory / name)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
     return counts
 
 

@@ -15,9 +15,9 @@ from typing import Callable
 import pandas as pd
 
 from featgraph.errors import BadInput, FeatgraphError
-from featgraph.export import Run, staged_dir
-from featgraph.graph import queries
-from featgraph.graph.model import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, node_table, rel_rows, rel_table, run_name
+from featgraph.files import staged_dir
+from featgraph.graph import library
+from featgraph.graph.rows import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, node_table, rel_rows, rel_table
 
 BATCH = 50_000  # rows per transaction; measured faster than 10k on a 2-core machine
 
@@ -48,17 +48,17 @@ class Neo4jStore:
 
     def __enter__(self):
         from neo4j import GraphDatabase
-        from neo4j import exceptions as nx
+        from neo4j import exceptions as neo4j_errors
 
         s = self.settings
         try:
             # Server notifications (e.g. "property key does not exist" before any label is loaded) are not errors.
             self._driver = GraphDatabase.driver(s.uri, auth=(s.user, s.password), notifications_min_severity="OFF")
             self._driver.verify_connectivity()
-        except nx.AuthError:
+        except neo4j_errors.AuthError:
             self._close()
             raise FeatgraphError(f"Neo4j at {s.uri} refused the credentials for user {s.user!r}: check NEO4J_USERNAME and NEO4J_PASSWORD") from None
-        except (nx.ServiceUnavailable, nx.DriverError, OSError, ValueError) as e:
+        except (neo4j_errors.ServiceUnavailable, neo4j_errors.DriverError, OSError, ValueError) as e:
             self._close()
             raise FeatgraphError(f"cannot reach Neo4j at {s.uri} ({e.__class__.__name__}): start it (`docker compose up -d`) or set NEO4J_URI") from None
         return self
@@ -76,24 +76,25 @@ class Neo4jStore:
 
         return self._driver.session(database=self.settings.database, default_access_mode=READ_ACCESS if read else WRITE_ACCESS)
 
-    def load(self, run: Run, name: str | None = None, progress: Callable[[int], None] | None = None) -> dict:
-        """Upsert features, replace this run's edges; safe to re-run."""
-        rn = run_name(run, name)
+    def load(self, edges: pd.DataFrame, features: pd.DataFrame, run: str,
+             progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        """Upsert features, replace the edges of run `run` (its id); safe to re-run."""
+        rn = run
         with self._session(read=False) as s:
-            for stmt in queries.statements(queries.internal("neo4j_schema")):
+            for stmt in library.statements(library.internal("neo4j_schema")):
                 s.run(stmt).consume()
             s.run("CALL db.awaitIndexes(300)").consume()
-            nodes = node_table(run)
-            write_nodes = queries.internal("neo4j_nodes")
+            nodes = node_table(features)
+            write_nodes = library.internal("neo4j_nodes")
             for batch in nodes.to_batches(BATCH):
                 cols = batch.to_pydict()
                 s.execute_write(lambda tx, c=cols: tx.run(write_nodes, c).consume())
             counts = {"nodes": nodes.num_rows}
             for rel in REL_TYPES:
-                s.run(queries.internal(f"neo4j_delete_run_{rel.lower()}"), run=rn).consume()
+                s.run(library.internal(f"neo4j_delete_run_{rel.lower()}"), run=rn).consume()
             for rel in REL_TYPES:
-                rows = rel_table(run, rel, rn)
-                create = queries.internal(f"neo4j_edges_{rel.lower()}")
+                rows = rel_table(edges, rel, rn)
+                create = library.internal(f"neo4j_edges_{rel.lower()}")
                 for batch in rows.to_batches(BATCH):
                     cols = batch.drop_columns(["circuit", "run"]).to_pydict() | {"circuit": rel, "run": rn}
                     s.execute_write(lambda tx, c=cols: tx.run(create, c).consume())
@@ -103,7 +104,7 @@ class Neo4jStore:
         return counts
 
     def query(self, cypher: str, params: dict | None = None, write: bool = False) -> pd.DataFrame:
-        from neo4j import exceptions as nx
+        from neo4j import exceptions as neo4j_errors
 
         def work(tx):
             res = tx.run(cypher, params or {})
@@ -113,23 +114,23 @@ class Neo4jStore:
         try:
             with self._session(read=not write) as s:
                 keys, rows = (s.execute_write if write else s.execute_read)(work)
-        except nx.ClientError as e:
+        except neo4j_errors.ClientError as e:
             hint = " (the query writes: pass --write)" if "access mode" in (e.message or "").lower() or "AccessMode" in (e.code or "") else ""
             raise FeatgraphError(f"Neo4j rejected the query: {(e.message or e.code or '').splitlines()[0]}{hint}") from None
         return pd.DataFrame(rows, columns=keys)
 
 
-def export_admin_csv(run: Run, out: Path, name: str | None = None, force: bool = False) -> list[str]:
+def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out: Path, force: bool = False) -> list[str]:
     """CSV files for `neo4j-admin database import full`; returns the command to run."""
-    rn = run_name(run, name)
+    rn = run
     types = {"INT64": "long", "DOUBLE": "double", "STRING": "string"}
-    with staged_dir(Path(out), force) as tmp:
-        nodes = node_rows(run)
+    with staged_dir(Path(out), force, kind="neo4j-import") as tmp:
+        nodes = node_rows(features)
         nodes.columns = [f"{c}:ID(Feature)" if c == "id" else (c if types[NODE_PROPS[c]] == "string" else f"{c}:{types[NODE_PROPS[c]]}") for c in nodes.columns]
         nodes[":LABEL"] = "Feature"
         nodes.to_csv(tmp / "features.csv", index=False)
         for rel in REL_TYPES:
-            r = rel_rows(run, rel, rn)
+            r = rel_rows(edges, rel, rn)
             r.columns = [":START_ID(Feature)", ":END_ID(Feature)"] + [
                 c if types[REL_PROPS[c]] == "string" else f"{c}:{types[REL_PROPS[c]]}" for c in r.columns[2:]]
             r[":TYPE"] = rel

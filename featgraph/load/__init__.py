@@ -1,1 +1,1 @@
-"""I/O at the input edge: model weights, SAEs and Neuronpedia labels."""
+"""Loading inputs: model weights (safetensors, in-memory modules), SAEs (params.npz, tensors), Neuronpedia labels, the Hub."""

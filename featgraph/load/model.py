@@ -9,94 +9,16 @@ shard(s) holding the layer are downloaded.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
+from featgraph.weights import AttentionWeights, ModelConfig
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The attention-relevant part of a Gemma 2 config.json."""
-
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    d_head: int
-    n_layers: int
-    query_pre_attn_scalar: float
-    rms_norm_eps: float
-    rope_theta: float
-    attn_logit_softcapping: float | None
-    model_type: str
-
-    @classmethod
-    def from_json(cls, cfg: dict, where: str) -> "ModelConfig":
-        mt = cfg.get("model_type", "")
-        if mt != "gemma2":
-            raise BadInput(f"{where}: model_type is {mt!r}, featgraph reads Gemma 2 ('gemma2') models")
-        try:
-            n_heads = int(cfg["num_attention_heads"])
-            d_model = int(cfg["hidden_size"])
-            # Gemma 2 2B has 8×256 ≠ 2304: never derive head_dim from hidden_size when it is given.
-            d_head = int(cfg.get("head_dim") or d_model // n_heads)
-            out = cls(
-                d_model=d_model,
-                n_heads=n_heads,
-                n_kv_heads=int(cfg.get("num_key_value_heads", n_heads)),
-                d_head=d_head,
-                n_layers=int(cfg["num_hidden_layers"]),
-                query_pre_attn_scalar=float(cfg.get("query_pre_attn_scalar", d_head)),
-                rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
-                rope_theta=float(cfg.get("rope_theta", 10000.0)),
-                attn_logit_softcapping=cfg.get("attn_logit_softcapping"),
-                model_type=mt,
-            )
-        except KeyError as e:
-            raise BadInput(f"{where}: config.json lacks {e.args[0]!r}; is this a transformers model directory?") from None
-        if out.n_heads % out.n_kv_heads:
-            raise BadInput(f"{where}: {out.n_heads} heads is not a multiple of {out.n_kv_heads} key/value heads")
-        return out
-
-    def kv_head(self, head: int) -> int:
-        """Key/value head used by query head `head` (transformers' repeat_kv)."""
-        return head // (self.n_heads // self.n_kv_heads)
-
-
-@dataclass(frozen=True)
-class AttentionWeights:
-    """One attention layer, HF `[out, in]` layout, float32.
-
-    W_Q: [n_heads·d_head, d_model]; W_K, W_V: [n_kv_heads·d_head, d_model];
-    W_O: [d_model, n_heads·d_head]; ln_in, ln_post: [d_model] (the stored w; gain is 1 + w).
-    """
-
-    config: ModelConfig
-    layer: int
-    W_Q: torch.Tensor
-    W_K: torch.Tensor
-    W_V: torch.Tensor
-    W_O: torch.Tensor
-    ln_in: torch.Tensor
-    ln_post: torch.Tensor
-    source: dict = field(default_factory=dict)
-
-    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
-        c = self.config
-        return {
-            "q_proj": (c.n_heads * c.d_head, c.d_model),
-            "k_proj": (c.n_kv_heads * c.d_head, c.d_model),
-            "v_proj": (c.n_kv_heads * c.d_head, c.d_model),
-            "o_proj": (c.d_model, c.n_heads * c.d_head),
-            "input_layernorm": (c.d_model,),
-            "post_attention_layernorm": (c.d_model,),
-        }
 
 
 def tensor_names(layer: int) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Gemma Scope JumpReLU SAEs from `params.npz` (local, Hub path or canonical id).
 
-Keys (SPEC 1): W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc [d_sae],
+Keys (docs/formats.md): W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc [d_sae],
 b_dec [d_in], threshold [d_sae]. Only the arrays a caller asks for are read
 (an input SAE needs the decoder, an output SAE the encoder); every key's shape
 is checked from the npy headers without reading the data.
@@ -8,17 +8,18 @@ is checked from the npy headers without reading the data.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from featgraph.errors import BadInput, FeatgraphError
+from featgraph.errors import BadInput
+from featgraph.files import sha256
 from featgraph.load import hub
+from featgraph.weights import SAE
 
 KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 PARAMS = "params.npz"
@@ -39,31 +40,6 @@ CANONICAL_RELEASES = {
 _PATH_RE = re.compile(r"gemma-scope-2b-pt-(?P<kind>res|att|mlp|transcoders)\b.*?layer_(?P<layer>\d+)/width_(?P<width>\w+?)/")
 _CANON_RE = re.compile(r"^layer_(?P<layer>\d+)/width_(?P<width>\w+)/canonical$")
 _L0_RE = re.compile(r"average_l0_(\d+)/params\.npz$")
-
-
-@dataclass(frozen=True)
-class SAE:
-    """Arrays (float32 tensors) of one SAE; absent ones are None.
-
-    W_enc: [d_in, d_sae]; W_dec: [d_sae, d_in]; b_enc, threshold: [d_sae]; b_dec: [d_in].
-    """
-
-    d_in: int
-    d_sae: int
-    W_enc: torch.Tensor | None = None
-    W_dec: torch.Tensor | None = None
-    b_enc: torch.Tensor | None = None
-    b_dec: torch.Tensor | None = None
-    threshold: torch.Tensor | None = None
-    source: dict = field(default_factory=dict)
-
-    @property
-    def neuronpedia_id(self) -> str | None:
-        return self.source.get("neuronpedia_id")
-
-    @property
-    def layer(self) -> int | None:
-        return self.source.get("layer")
 
 
 @dataclass(frozen=True)
@@ -183,21 +159,10 @@ def load(ref: str | SAERef, parts: tuple[str, ...] = KEYS, expect_d_in: int | No
     np_id, layer = neuronpedia_source(r.filename or str(path))
     source = r.describe() | {
         "revision": hub.snapshot_revision(path) if r.repo else None,
-        "sha256": _sha256(path),
+        "sha256": sha256(path),
         "neuronpedia_id": np_id,
         "layer": layer,
         "d_in": d_in,
         "d_sae": d_sae,
     }
     return SAE(d_in=d_in, d_sae=d_sae, source=source, **arrays)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-    except OSError as e:
-        raise FeatgraphError(f"cannot read {path}: {e.strerror}") from None
-    return h.hexdigest()

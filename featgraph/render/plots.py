@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featgraph.export import staged_file
+from featgraph.files import staged_file
 
 
 def _plt():

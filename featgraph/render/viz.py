@@ -2,7 +2,7 @@
 
 pyvis's template pulls bootstrap from a CDN even with `cdn_resources="in_line"`;
 those tags only style a card, so they are removed and vis-network is inlined:
-the page needs no network. Arrows follow the SPEC direction (source → destination).
+the page needs no network. Arrows follow information flow (source → destination, docs/maths.md).
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featgraph.analyse.filters import head_circuit, positive_top
-from featgraph.errors import BadInput
-from featgraph.export import Run, check_output_file, staged_file
-from featgraph.schema import ROLES
+from featgraph.files import staged_file
+from featgraph.schema import ROLES, caption
 
 PHYSICS_LIMIT = 150  # above this many nodes: a precomputed layout, physics off
 POS_COLOR, NEG_COLOR = "#2166ac", "#b2182b"
@@ -25,32 +23,11 @@ SAE_PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
 _CDN = re.compile(r"<link[^>]*https?://[^>]*>|<script[^>]*src=\"https?://[^\"]*\"[^>]*>\s*</script>", re.S)
 
 
-def subgraph(run: Run, head: int, circuit: str, top: int = 100, feature: str | None = None, hops: int = 1) -> pd.DataFrame:
-    """The edges to draw: the head's strongest `top`, or those within `hops` of `feature`."""
-    positive_top(top)
-    e = head_circuit(run.edges, head, circuit)
-    if feature is not None:
-        if hops < 1:
-            raise BadInput(f"--hops must be ≥ 1, got {hops}")
-        if feature not in set(e["src"]) | set(e["dst"]):
-            raise BadInput(f"feature {feature!r} has no {circuit} edge in head {head}: check the id (MODEL/SOURCE/INDEX)")
-        import networkx as nx
-
-        g = nx.Graph()
-        g.add_edges_from(zip(e["src"], e["dst"]))
-        near = nx.single_source_shortest_path_length(g, feature, cutoff=hops)
-        e = e[e["src"].isin(near) & e["dst"].isin(near)]
-    return e.sort_values("rank").head(top)
-
-
-def _label(fid: str, idx: int, desc) -> str:
-    return f"{idx}: {desc}" if isinstance(desc, str) and desc else str(idx)
-
-
-def build_html(run: Run, edges: pd.DataFrame, title: str) -> str:
+def build_html(edges: pd.DataFrame, features: pd.DataFrame, title: str) -> str:
+    """The page for `edges` (one head and circuit), nodes described by `features`."""
     from pyvis.network import Network
 
-    feats = run.features.set_index("id")
+    feats = features.set_index("id")
     ids = pd.unique(pd.concat([edges["src"], edges["dst"]]))
     saes = sorted({i.split("/")[1] for i in ids})
     colors = {s: SAE_PALETTE[i % len(SAE_PALETTE)] for i, s in enumerate(saes)}
@@ -63,7 +40,7 @@ def build_html(run: Run, edges: pd.DataFrame, title: str) -> str:
         sae, idx = fid.split("/")[1], int(fid.rsplit("/", 1)[1])
         desc = feats["description"].get(fid) if fid in feats.index else None
         url = feats["url"].get(fid) if fid in feats.index else f"https://www.neuronpedia.org/{fid}"
-        label = _label(fid, idx, desc if isinstance(desc, str) else None)
+        label = caption(idx, desc)
         tip = (f"<b>{html.escape(label)}</b><br>{html.escape(sae)}<br>"
                f"<a href=\"{html.escape(str(url))}\" target=\"_blank\">Neuronpedia</a>")
         kw = {"x": pos[fid][0], "y": pos[fid][1], "physics": False} if big else {}
@@ -94,11 +71,7 @@ def _layout(edges: pd.DataFrame) -> dict:
     return {n: (float(x) * 1500, float(y) * 1500) for n, (x, y) in pos.items()}
 
 
-def write_viz(run: Run, head: int, circuit: str, out: Path, top: int = 100, feature: str | None = None, hops: int = 1) -> Path:
-    out = check_output_file(out, (".html", ".htm"))
-    e = subgraph(run, head, circuit, top, feature, hops)
-    title = f"head {head} {circuit}" + (f" around {feature} ({hops} hop{'s' if hops > 1 else ''})" if feature else f", top {len(e)} edges")
-    page = build_html(run, e, title)
+def write_page(page: str, out: Path) -> Path:
     with staged_file(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out

@@ -111,9 +111,14 @@ def _get(url: str, timeout: float = 60) -> bytes:
         return resp.read()
 
 
+def s3_base(base: str | None = None) -> str:
+    """The export's base URL: the argument, else FEATGRAPH_NEURONPEDIA_S3, else Neuronpedia's public bucket."""
+    return (base or os.environ.get(S3_ENV) or S3_BASE).rstrip("/")
+
+
 def list_batches(model_id: str, source_id: str, base: str | None = None) -> list[str]:
     """Object keys of a source's explanation batches (S3 ListObjectsV2, paginated)."""
-    base = (base or os.environ.get(S3_ENV) or S3_BASE).rstrip("/")
+    base = s3_base(base)
     prefix = f"v1/{model_id}/{source_id}/explanations/"
     keys, token = [], None
     while True:
@@ -134,7 +139,7 @@ def list_batches(model_id: str, source_id: str, base: str | None = None) -> list
 def download(model_id: str, source_id: str, base: str | None = None,
              progress: Callable[[int, int], None] | None = None) -> Path:
     """Fetch (or reuse from the cache) every batch of a source; returns the directory."""
-    base = (base or os.environ.get(S3_ENV) or S3_BASE).rstrip("/")
+    base = s3_base(base)
     dest = cache_dir() / model_id / source_id
     try:
         keys = list_batches(model_id, source_id, base)

@@ -1,5 +1,9 @@
 """The `cypher/` query library: named, parameterised files that run unchanged on both stores.
 
+The files ship inside the package as `featgraph.cypher` (built from the top-level
+`cypher/` folder), so an installed featgraph finds them with importlib.resources;
+FEATGRAPH_CYPHER points at another folder (for developing queries).
+
 Header format (comment lines before the query):
     // What the query answers (first lines).
     // @param NAME TYPE[ = DEFAULT]: description        TYPE is int, float or str
@@ -10,9 +14,11 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from featgraph.errors import BadInput
+from featgraph.errors import BadInput, BadValue, MissingValue
 
 _PARAM = re.compile(r"^//\s*@param\s+(?P<name>\w+)\s+(?P<type>int|float|str)(?:\s*=\s*(?P<default>[^:]+?))?\s*:\s*(?P<doc>.*)$")
 _CASTS = {"int": int, "float": float, "str": str}
@@ -29,13 +35,13 @@ class Param:
 @dataclass(frozen=True)
 class Query:
     name: str
-    path: Path
+    path: str
     description: str
     params: tuple[Param, ...]
     text: str
 
     def bind(self, given: dict[str, str]) -> dict:
-        """Typed parameters from `--param k=v` strings plus defaults; unknown or missing ones are errors."""
+        """Typed parameters (strings are cast by the header's types) plus defaults; unknown or missing ones are errors."""
         known = {p.name: p for p in self.params}
         extra = sorted(set(given) - set(known))
         if extra:
@@ -44,7 +50,7 @@ class Query:
         for p in self.params:
             raw = given.get(p.name, p.default)
             if raw is None:
-                raise BadInput(f"query {self.name} needs --param {p.name}=… ({p.type}: {p.doc})")
+                raise MissingValue(p.name, f"by query {self.name}: {p.type}, {p.doc}")
             out[p.name] = cast(raw, p.type, p.name)
         return out
 
@@ -53,18 +59,18 @@ def cast(raw, typ: str, name: str):
     try:
         return _CASTS[typ](raw)
     except (TypeError, ValueError):
-        raise BadInput(f"--param {name}={raw!r} is not a valid {typ}") from None
+        raise BadValue(name, raw, f"must be a valid {typ}") from None
 
 
-def library_dir() -> Path:
+def library_dir() -> Traversable:
     env = os.environ.get("FEATGRAPH_CYPHER")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "cypher"
+    return resources.files("featgraph.cypher")
 
 
-def parse(path: Path) -> Query:
-    text = Path(path).read_text()
+def parse(path: Path | Traversable) -> Query:
+    text = path.read_text(encoding="utf-8")
     desc, params = [], []
     for line in text.splitlines():
         if not line.startswith("//"):
@@ -74,12 +80,18 @@ def parse(path: Path) -> Query:
             params.append(Param(m["name"], m["type"], m["default"], m["doc"].strip()))
         else:
             desc.append(line[2:].strip())
-    return Query(Path(path).stem, Path(path), " ".join(desc), tuple(params), text)
+    name = path.name.removesuffix(".cypher")
+    return Query(name, str(path), " ".join(desc), tuple(params), text)
+
+
+def query_library() -> dict[str, Query]:
+    """The library's queries by name, each with its description and typed parameters."""
+    return library()
 
 
 def library() -> dict[str, Query]:
-    d = library_dir()
-    return {p.stem: parse(p) for p in sorted(d.glob("*.cypher"))}
+    files = sorted((p for p in library_dir().iterdir() if p.name.endswith(".cypher")), key=lambda p: p.name)
+    return {q.name: q for q in map(parse, files)}
 
 
 def resolve(name_or_file: str | Path) -> Query:
@@ -95,10 +107,21 @@ def resolve(name_or_file: str | Path) -> Query:
 
 def internal(name: str) -> str:
     """A store's own statement from cypher/store/."""
-    return (library_dir() / "store" / f"{name}.cypher").read_text()
+    return (library_dir() / "store" / f"{name}.cypher").read_text(encoding="utf-8")
 
 
 def statements(text: str) -> list[str]:
     """Split a multi-statement file on `;` line ends, dropping comments."""
     body = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
     return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def describe_library() -> str:
+    """The library as text: each query's name, description and parameters."""
+    lines = []
+    for q in library().values():
+        lines.append(f"{q.name}: {q.description}")
+        for p in q.params:
+            default = f" = {p.default}" if p.default is not None else " (required)"
+            lines.append(f"    {p.name} {p.type}{default}: {p.doc}")
+    return "\n".join(lines) + "\n"

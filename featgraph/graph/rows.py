@@ -1,9 +1,9 @@
-"""The property graph's rows, derived from a run (pure: tables in, tables out).
+"""The property graph's rows, derived from a run's tables (pure: tables in, tables out).
 
 Nodes: label `Feature`, properties NODE_PROPS. Relationships: types QK and OV,
-properties REL_PROPS; `run` records which run an edge came from, `circuit`
-repeats the type so one query can filter either circuit by parameter.
-Rows are Arrow tables: the embedded store scans them without conversion.
+properties REL_PROPS; `run` records which run an edge came from (the run's
+unique id), `circuit` repeats the type so one query can filter either circuit by
+parameter. Rows are Arrow tables: the embedded store scans them without conversion.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from featgraph.export import Run
 from featgraph.schema import CIRCUITS, GRAPH_FEATURE_INDEX
 
 NODE_LABEL = "Feature"
@@ -23,27 +22,21 @@ REL_TYPES = CIRCUITS
 _ARROW = {"STRING": pa.string(), "INT64": pa.int64(), "DOUBLE": pa.float64()}
 
 
-def run_name(run: Run, override: str | None = None) -> str:
-    """A run is identified in a shared store by its directory name (or --run-name)."""
-    if override:
-        return override
-    return run.path.name if run.path is not None else "edges"
-
-
-def node_table(run: Run) -> pa.Table:
-    f = run.features.rename(columns={"index": GRAPH_FEATURE_INDEX})
+def node_table(features: pd.DataFrame) -> pa.Table:
+    """One row per feature; columns NODE_PROPS (the feature index as `feature_index`)."""
+    f = features.rename(columns={"index": GRAPH_FEATURE_INDEX})
     return pa.table({k: pa.array(f[k].to_numpy(dtype=object) if t == "STRING" else f[k].to_numpy(), type=_ARROW[t],
                                  from_pandas=True) for k, t in NODE_PROPS.items()})
 
 
-def rel_table(run: Run, circuit: str, name: str) -> pa.Table:
-    """`src`, `dst` then REL_PROPS for one relationship type."""
-    e = run.edges[run.edges["circuit"] == circuit]
+def rel_table(edges: pd.DataFrame, circuit: str, run: str) -> pa.Table:
+    """`src`, `dst` then REL_PROPS for one relationship type; `run` is the run's id."""
+    e = edges[edges["circuit"] == circuit]
     n = len(e)
     cols = {"src": pa.array(e["src"].array, type=pa.string()), "dst": pa.array(e["dst"].array, type=pa.string())}
     for p, t in REL_PROPS.items():
         if p == "run":
-            cols[p] = pa.repeat(name, n)
+            cols[p] = pa.repeat(run, n)
         elif p == "circuit":
             cols[p] = pa.repeat(circuit, n)
         elif p == "z" and "z" not in e.columns:
@@ -53,9 +46,9 @@ def rel_table(run: Run, circuit: str, name: str) -> pa.Table:
     return pa.table(cols)
 
 
-def node_rows(run: Run) -> pd.DataFrame:
-    return node_table(run).to_pandas()
+def node_rows(features: pd.DataFrame) -> pd.DataFrame:
+    return node_table(features).to_pandas()
 
 
-def rel_rows(run: Run, circuit: str, name: str) -> pd.DataFrame:
-    return rel_table(run, circuit, name).to_pandas()
+def rel_rows(edges: pd.DataFrame, circuit: str, run: str) -> pd.DataFrame:
+    return rel_table(edges, circuit, run).to_pandas()

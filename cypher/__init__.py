@@ -1,0 +1,1 @@
+"""The Cypher query library (shipped inside featgraph as `featgraph.cypher`; see featgraph.graph.library)."""

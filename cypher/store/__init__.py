@@ -1,0 +1,1 @@
+"""Statements the stores run themselves (schema, batched writes, run deletes)."""

@@ -1,0 +1,310 @@
+"""`featgraph.compute`: load → circuits → select → a run.
+
+Inputs are references (Hub ids, local files) or objects already in memory
+(transformers modules, state dicts, SAE tensors); the maths (`circuits`) and the
+selection (`select`) are pure; the run is written through `rundir`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from featgraph import circuits, select
+from featgraph.circuits import Conventions
+from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
+from featgraph.manifest import Manifest
+from featgraph.progress import ProgressFactory
+from featgraph.reload import default_sae
+from featgraph.schema import CIRCUITS, EDGE_COLUMNS, feature_id, normalise_circuit
+from featgraph.select import Selection
+from featgraph.weights import SAE, AttentionWeights
+
+DEFAULT_MODEL = "google/gemma-2-2b"
+DEFAULT_LAYER = 13
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What to compute and how; validated once here. Model and SAEs are references (str) here.
+
+    An SAE reference None means the canonical 16k residual SAE of layer-1 (input) or the layer (output).
+    """
+
+    model: str = DEFAULT_MODEL
+    layer: int = DEFAULT_LAYER
+    sae_in: str | None = None
+    sae_out: str | None = None
+    heads: tuple[int, ...] | None = None
+    circuits: tuple[str, ...] = CIRCUITS
+    selection: Selection = field(default_factory=Selection)
+    conventions: Conventions = field(default_factory=Conventions)
+    device: str = "auto"
+    model_id: str | None = None
+    sae_in_id: str | None = None
+    sae_out_id: str | None = None
+
+    def __post_init__(self):
+        if self.layer < 0:
+            raise BadValue("layer", self.layer, "must be ≥ 0")
+        if self.sae_in is None and self.layer == 0:
+            raise BadInput("layer 0 has no residual SAE before it: pass sae_in")
+        if not self.circuits or any(c not in CIRCUITS for c in self.circuits):
+            raise BadValue("circuits", ",".join(self.circuits), "must be a subset of qk,ov")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise BadValue("device", self.device, "must be auto, cpu or cuda")
+        if self.heads is not None and (not self.heads or min(self.heads) < 0):
+            raise BadValue("heads", ",".join(map(str, self.heads)), "must list head indices ≥ 0, e.g. 0,7")
+
+    @property
+    def sae_in_ref(self) -> str:
+        return self.sae_in or default_sae(self.layer - 1)
+
+    @property
+    def sae_out_ref(self) -> str:
+        return self.sae_out or default_sae(self.layer)
+
+
+@dataclass(frozen=True)
+class CircuitEdges:
+    """The selected edges of one (head, circuit), and the exact moments of its whole matrix."""
+
+    head: int
+    kv_head: int
+    circuit: str
+    selected: select.Selected
+    mean: float
+    std: float
+    n_src: int
+    n_dst: int
+
+    @property
+    def z(self) -> np.ndarray:
+        w = self.selected.weight.astype(np.float64)
+        return (w - self.mean) / self.std if self.std > 0 else np.zeros_like(w)
+
+    def stats(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "n_src": self.n_src, "n_dst": self.n_dst}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadValue("device", name, "needs a visible CUDA GPU: use auto or cpu")
+    return torch.device(name)
+
+
+def model_short_id(ref: str) -> str:
+    """Neuronpedia's model id: the repo name (`google/gemma-2-2b` -> `gemma-2-2b`)."""
+    base = ref.split("@")[0].rstrip("/")
+    return Path(base).name
+
+
+def compute_edges(
+    attn: AttentionWeights,
+    W_dec_in: torch.Tensor,
+    W_enc_out: torch.Tensor | None,
+    heads: Sequence[int],
+    which: Sequence[str],
+    sel: Selection,
+    conv: Conventions,
+    device: torch.device,
+    progress: ProgressFactory | None = None,
+) -> list[CircuitEdges]:
+    """The selected edges of every (head, circuit) in `heads` × `which`.
+
+    W_dec_in: [d_sae_in, d_model]; W_enc_out: [d_model, d_sae_out] (OV only).
+    """
+    parts = []
+    for head in heads:
+        for circ in which:
+            f = circuits.circuit_factors(attn, W_dec_in, W_enc_out, head, circ, conv)
+            src, dst = f.src.to(device), f.dst.to(device)
+            mean, std = circuits.moments(src, dst)
+            tick = progress(f"head {head} {circ}", src.shape[0]) if progress else None
+            chosen = select.select(src, dst, sel, tick)
+            parts.append(CircuitEdges(head, f.kv_head, circ, chosen, mean, std, int(src.shape[0]), int(dst.shape[0])))
+    return parts
+
+
+def edge_table(parts: Iterable[CircuitEdges], layer: int, model_id: str, in_id: str, out_id: str | None) -> pd.DataFrame:
+    """The edges.parquet rows of `parts` (ids `model/source/index`, QK destinations in the input SAE)."""
+    frames = []
+    for p in parts:
+        s = p.selected
+        n = len(s)
+        dst_sae = in_id if p.circuit == "QK" else out_id
+        frames.append(pd.DataFrame({
+            "layer": np.full(n, layer, np.int32),
+            "head": np.full(n, p.head, np.int32),
+            "kv_head": np.full(n, p.kv_head, np.int32),
+            "circuit": p.circuit,
+            "src": [feature_id(model_id, in_id, i) for i in s.src_idx],
+            "src_index": s.src_idx,
+            "dst": [feature_id(model_id, dst_sae, i) for i in s.dst_idx],
+            "dst_index": s.dst_idx,
+            "weight": s.weight,
+            "rank": np.arange(1, n + 1),
+            "z": p.z.astype(np.float32),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(EDGE_COLUMNS))
+
+
+# ---------------------------------------------------------------- the API call
+
+def _load_model(model: Any, layer: int) -> AttentionWeights:
+    from featgraph.load import model as model_io
+    from featgraph.load import objects
+
+    if isinstance(model, AttentionWeights):
+        return model
+    if isinstance(model, (str, Path)):
+        return model_io.load_attention(str(model), layer)
+    if isinstance(model, torch.nn.Module):
+        return objects.attention_from_module(model, layer)
+    if isinstance(model, tuple) and len(model) == 2:  # (state_dict, config)
+        return objects.attention_from_state_dict(model[0], layer, model[1])
+    raise BadInput(f"model is a {type(model).__name__}: pass a Hub id, a local directory, a transformers Gemma 2 "
+                   "module, or (state_dict, config)")
+
+
+def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_model: int, role: str) -> SAE:
+    from featgraph.load import objects
+    from featgraph.load import sae as sae_io
+
+    if sae is None or isinstance(sae, (str, Path)):
+        return sae_io.load(str(sae) if sae is not None else default_ref, parts, expect_d_in=d_model, role=role)
+    if isinstance(sae, SAE):
+        return sae
+    return objects.sae_from_object(sae, parts, role, expect_d_in=d_model)
+
+
+def extract(
+    model: Any = DEFAULT_MODEL,
+    layer: int = DEFAULT_LAYER,
+    sae_in: Any = None,
+    sae_out: Any = None,
+    heads: Sequence[int] | None = None,
+    circuits: Sequence[str] = CIRCUITS,
+    top_k: int | None = 1000,
+    min_abs: float | None = None,
+    per_source_k: int | None = None,
+    precision: str = "fp32",
+    attn_scale: bool = False,
+    rope_offset: int = 0,
+    device: str = "auto",
+    block_mb: int = 256,
+    model_id: str | None = None,
+    sae_in_id: str | None = None,
+    sae_out_id: str | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+    csv: bool = False,
+    labels: bool = True,
+    label_sources: Sequence[str | Path] = (),
+    progress: ProgressFactory | None = None,
+):
+    """Compute the strongest QK and OV edges of `layer`'s heads between SAE features; returns a `Run`.
+
+    model: Hub id[@revision], local directory, transformers Gemma 2 module, `(state_dict, config)` or
+    `AttentionWeights`. sae_in / sae_out: path, Hub path or canonical id (None: the canonical 16k residual
+    SAEs of layer-1 and the layer), or tensors (a mapping or object with W_dec / W_enc, e.g. a SAELens SAE).
+    With `out`, the run is written there (atomically) and labels are attached from `label_sources` or
+    Neuronpedia (offline: a warning); without, the run lives in memory.
+    """
+    from featgraph import rundir
+    from featgraph.files import check_target
+    from featgraph.load import neuronpedia
+    from featgraph.run import Run
+
+    sel = Selection(top_k=top_k, min_abs=min_abs, per_source_k=per_source_k, precision=precision,
+                    block_bytes=int(block_mb) << 20)
+    try:
+        which = tuple(dict.fromkeys(normalise_circuit(c) for c in circuits))
+    except ValueError as e:
+        raise BadValue("circuits", e.args[0], "must be qk or ov") from None
+    cfg = ExtractConfig(model=str(model) if isinstance(model, (str, Path)) else DEFAULT_MODEL, layer=layer,
+                        sae_in=str(sae_in) if isinstance(sae_in, (str, Path)) else ("<object>" if sae_in is not None else None),
+                        sae_out=str(sae_out) if isinstance(sae_out, (str, Path)) else None,
+                        heads=tuple(heads) if heads is not None else None, circuits=which, selection=sel,
+                        conventions=Conventions(attn_scale=attn_scale, rope_offset=rope_offset), device=device,
+                        model_id=model_id, sae_in_id=sae_in_id, sae_out_id=sae_out_id)
+    # Everything that can be checked before the computation is checked now.
+    if out is not None:
+        check_target(Path(out), force, kind="run")
+    label_table = neuronpedia.read_labels([Path(s) for s in label_sources]) if (out is not None and labels and label_sources) else None
+    dev = resolve_device(cfg.device)
+
+    attn = _load_model(model, layer)
+    mc = attn.config
+    head_list = cfg.heads if cfg.heads is not None else tuple(range(mc.n_heads))
+    bad = [h for h in head_list if h >= mc.n_heads]
+    if bad:
+        raise BadValue("heads", bad[0], f"is out of range: layer {layer} has heads 0..{mc.n_heads - 1}")
+    if attn_scale and not mc.query_pre_attn_scalar > 0:
+        raise BadInput("attn_scale needs query_pre_attn_scalar > 0 in the model's config")
+    sae_i = _load_sae(sae_in, cfg.sae_in_ref, ("W_dec", "b_dec"), mc.d_model, "input SAE")
+    sae_o = _load_sae(sae_out, cfg.sae_out_ref, ("W_enc",), mc.d_model, "output SAE") if "OV" in which else None
+
+    m_id = model_id or (model_short_id(str(model)) if isinstance(model, (str, Path)) else None) \
+        or _name_from_source(attn.source)
+    in_id = sae_in_id or sae_i.neuronpedia_id or _invented(f"{layer - 1}-sae-in-{sae_i.d_sae}", "sae_in_id")
+    out_id = None
+    if sae_o is not None:
+        out_id = sae_out_id or sae_o.neuronpedia_id or _invented(f"{layer}-sae-out-{sae_o.d_sae}", "sae_out_id")
+
+    with torch.inference_mode():
+        parts = compute_edges(attn, sae_i.W_dec, sae_o.W_enc if sae_o else None, head_list, which, sel,
+                              cfg.conventions, dev, progress)
+    for p in parts:
+        if not np.isfinite(p.selected.weight).all() or not np.isfinite([p.mean, p.std]).all():
+            raise BadInput(f"head {p.head} {p.circuit} has non-finite values: the model or SAE weights contain NaN or inf")
+    edges = edge_table(parts, layer, m_id, in_id, out_id)
+    from featgraph.schema import features_from_edges
+
+    features = features_from_edges(edges)
+    manifest = Manifest(
+        command="extract",
+        model={"ref": attn.source.get("ref"), "revision": attn.source.get("revision"), "neuronpedia_id": m_id,
+               "layer": layer, "config": mc.__dict__} | ({"in_memory": attn.source["in_memory"]} if "in_memory" in attn.source else {}),
+        sae_in=sae_i.source | {"neuronpedia_id": in_id},
+        sae_out=(sae_o.source | {"neuronpedia_id": out_id}) if sae_o else None,
+        heads=tuple(head_list),
+        circuits=which,
+        conventions=cfg.conventions.describe(mc.query_pre_attn_scalar, mc.rope_theta),
+        selection=sel.describe(),
+        device=str(dev),
+        stats={f"{p.head}/{p.circuit}": p.stats() for p in parts},
+    )
+    if out is None:
+        from featgraph.schema import edges_frame, features_frame
+
+        return Run(None, manifest.replace(run_id=f"in-memory-{id(edges):x}"), edges_frame(edges), features_frame(features))
+    rundir.write_run(Path(out), edges, features, manifest, force=force, csv=csv)
+    run = Run.open(Path(out))
+    if labels:
+        try:
+            run = run.label(label_table=label_table) if label_table is not None else run.label(progress=progress)
+        except FeatgraphError as e:
+            if isinstance(e, BadInput):
+                raise
+            warnings.warn(f"labels not attached ({e}); run `featgraph labels {out}` later", FeatgraphWarning, stacklevel=2)
+    return run
+
+
+def _name_from_source(source: dict) -> str:
+    name = str(source.get("in_memory") or "")
+    return model_short_id(name) if "/" in name else "model"
+
+
+def _invented(source_id: str, param: str) -> str:
+    warnings.warn(f"no Neuronpedia source id known for this SAE; features are named {source_id!r} and get no labels "
+                  f"(pass {param} to name it)", FeatgraphWarning, stacklevel=3)
+    return source_id

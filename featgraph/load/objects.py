@@ -1,0 +1,108 @@
+"""Weights a user already holds in memory, turned into featgraph's containers without files.
+
+- a transformers Gemma 2 module (`Gemma2ForCausalLM`, `Gemma2Model` or one
+  `Gemma2DecoderLayer` with its config) or a state dict with transformers' names;
+- SAE weights as tensors or arrays: a mapping with `W_dec` / `W_enc` (Gemma Scope
+  orientation: W_dec [d_sae, d_in], W_enc [d_in, d_sae]), or any object with those
+  attributes (a SAELens `SAE`, whose tensors have the same orientation).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from featgraph.errors import BadInput
+from featgraph.load.model import tensor_names
+from featgraph.weights import SAE, AttentionWeights, ModelConfig
+
+SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+
+
+def _tensor(x: Any, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to("cpu", torch.float32)
+    elif isinstance(x, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    else:
+        raise BadInput(f"{what} is a {type(x).__name__}, not a tensor or array")
+    if not torch.isfinite(t).all():
+        raise BadInput(f"{what} has NaN or infinite values")
+    return t
+
+
+def _config_dict(config: Any) -> dict:
+    if isinstance(config, Mapping):
+        return dict(config)
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    raise BadInput("pass the model's config (a transformers config or its config.json as a dict) with a state dict")
+
+
+def attention_from_state_dict(state: Mapping[str, Any], layer: int, config: Any, where: str = "state dict") -> AttentionWeights:
+    """Layer `layer`'s attention from tensors named as in transformers' Gemma 2 checkpoints."""
+    cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_json(_config_dict(config), where)
+    if not 0 <= layer < cfg.n_layers:
+        raise BadInput(f"layer {layer} is out of range: {where} has layers 0..{cfg.n_layers - 1}")
+    names = tensor_names(layer)
+    tensors = {}
+    for key, name in names.items():
+        found = [k for k in (name, name.removeprefix("model."), name.split(f"layers.{layer}.", 1)[1]) if k in state]
+        if not found:
+            raise BadInput(f"{where} has no {name}: pass a Gemma 2 model, its state dict, or one decoder layer's")
+        tensors[key] = _tensor(state[found[0]], name)
+    return _checked(cfg, layer, tensors, {"ref": None, "in_memory": where, "revision": None}, names)
+
+
+def attention_from_module(module: torch.nn.Module, layer: int, config: Any = None) -> AttentionWeights:
+    """From a transformers Gemma 2 model or decoder layer (its `.config` is used when there is one)."""
+    config = config if config is not None else getattr(module, "config", None)
+    if config is None:
+        raise BadInput("this module has no .config: pass config= (the model's transformers config or config.json dict)")
+    name = getattr(config, "_name_or_path", "") or type(module).__name__
+    state = module.state_dict()
+    if any(k.startswith("self_attn.") for k in state):  # one decoder layer: its keys lack the layer prefix
+        state = {f"model.layers.{layer}.{k}": v for k, v in state.items()}
+    return attention_from_state_dict(state, layer, config, where=name)
+
+
+def _checked(cfg: ModelConfig, layer: int, tensors: dict, source: dict, names: dict) -> AttentionWeights:
+    w = AttentionWeights(config=cfg, layer=layer, W_Q=tensors["q_proj"], W_K=tensors["k_proj"], W_V=tensors["v_proj"],
+                         W_O=tensors["o_proj"], ln_in=tensors["input_layernorm"],
+                         ln_post=tensors["post_attention_layernorm"], source=source)
+    for key, shape in w.tensor_shapes().items():
+        got = tuple(tensors[key].shape)
+        if got != shape:
+            raise BadInput(f"{names[key]} has shape {list(got)}, the config implies {list(shape)}")
+    return w
+
+
+def sae_from_object(obj: Any, parts: tuple[str, ...], role: str, expect_d_in: int | None = None) -> SAE:
+    """An SAE from a mapping of arrays or an object with W_dec/W_enc attributes (a SAELens SAE)."""
+    get = obj.get if isinstance(obj, Mapping) else (lambda k: getattr(obj, k, None))
+    arrays = {}
+    for k in parts:
+        if get(k) is None:
+            raise BadInput(f"{role} has no {k}: pass {', '.join(parts)} (W_dec [d_sae, d_in], W_enc [d_in, d_sae])")
+        arrays[k] = _tensor(get(k), f"{role} {k}")
+    if "W_dec" in arrays:
+        d_sae, d_in = arrays["W_dec"].shape
+    elif "W_enc" in arrays:
+        d_in, d_sae = arrays["W_enc"].shape
+    else:
+        raise BadInput(f"{role} needs W_dec or W_enc")
+    if "W_enc" in arrays and tuple(arrays["W_enc"].shape) != (d_in, d_sae):
+        raise BadInput(f"{role} W_enc has shape {list(arrays['W_enc'].shape)}, expected [{d_in}, {d_sae}]")
+    if "b_dec" in arrays and tuple(arrays["b_dec"].shape) != (d_in,):
+        raise BadInput(f"{role} b_dec has shape {list(arrays['b_dec'].shape)}, expected [{d_in}]")
+    if expect_d_in is not None and d_in != expect_d_in:
+        raise BadInput(f"{role} reads vectors of size {d_in} but the model's d_model is {expect_d_in}: pick an SAE of this model")
+    cfg = getattr(obj, "cfg", None)
+    meta = getattr(cfg, "metadata", None) or cfg
+    np_id = getattr(meta, "neuronpedia_id", None)  # SAELens: "gemma-2-2b/12-gemmascope-res-16k"
+    source_id = np_id.split("/", 1)[1] if isinstance(np_id, str) and "/" in np_id else None
+    source = {"ref": None, "in_memory": type(obj).__name__, "revision": None, "sha256": None, "neuronpedia_id": source_id,
+              "id_source": "SAELens cfg.neuronpedia_id" if source_id else None, "d_in": d_in, "d_sae": d_sae}
+    return SAE(d_in=d_in, d_sae=d_sae, source=source, **arrays)

@@ -1,0 +1,117 @@
+"""A run's manifest: what was computed, from what, how — typed, versioned, no secrets.
+
+`format_version` 2 is written today; a manifest without one is a version-1 run
+(written before the field existed) and reads the same way. Keys this version
+does not know are kept in `extra` and written back unchanged, so a newer
+featgraph's runs survive a round trip through an older one. See
+docs/run-directory.md for every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from featgraph.errors import BadInput
+
+FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The typed contents of `manifest.json`.
+
+    model: {ref, revision, neuronpedia_id, id_source, layer, config}; sae_in / sae_out:
+    {ref, revision, sha256, neuronpedia_id, id_source, layer, d_in, d_sae, …}; stats:
+    {"HEAD/CIRCUIT": {mean, std, n_src, n_dst}}; files: {name: {sha256, bytes}}.
+    """
+
+    format_version: int = FORMAT_VERSION
+    run_id: str | None = None
+    featgraph_version: str | None = None
+    command: str | None = None
+    created: str | None = None
+    model: Mapping[str, Any] | None = None
+    sae_in: Mapping[str, Any] | None = None
+    sae_out: Mapping[str, Any] | None = None
+    heads: tuple[int, ...] = ()
+    circuits: tuple[str, ...] = ()
+    conventions: Mapping[str, Any] | str | None = None
+    selection: Mapping[str, Any] | None = None
+    device: str | None = None
+    stats: Mapping[str, Any] = field(default_factory=dict)
+    labels: Mapping[str, Any] | None = None
+    source: Mapping[str, Any] | None = None
+    rows: Mapping[str, int] = field(default_factory=dict)
+    files: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: object, where: str = "manifest.json") -> "Manifest":
+        if not isinstance(d, dict):
+            raise BadInput(f"{where} holds a {type(d).__name__}, not an object: re-create the run with `featgraph extract`")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra", "format_version"}
+        kw: dict[str, Any] = {k: d[k] for k in known if k in d}
+        try:
+            version = int(d.get("format_version", 1))
+            kw["heads"] = tuple(int(h) for h in (d.get("heads") or ()))
+            kw["circuits"] = tuple(str(c) for c in (d.get("circuits") or ()))
+        except (TypeError, ValueError):
+            raise BadInput(f"{where}: format_version, heads or circuits has the wrong type; re-create the run") from None
+        for name in ("model", "sae_in", "sae_out", "conventions", "selection", "labels", "source"):
+            value = kw.get(name)
+            # Imported runs of version 1 recorded their conventions as a sentence.
+            if value is not None and not isinstance(value, dict) and not (name == "conventions" and isinstance(value, str)):
+                _bad(where, name)
+        for name in ("stats", "rows", "files"):
+            if not isinstance(kw.get(name, {}), dict):
+                _bad(where, name)
+        extra = {k: v for k, v in d.items() if k not in known and k != "format_version"}
+        return cls(format_version=version, extra=extra, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        d["heads"], d["circuits"] = list(self.heads), list(self.circuits)
+        return d | dict(self.extra)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n"
+
+    def replace(self, **changes: Any) -> "Manifest":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def has_weights(self) -> bool:
+        """True when the run records the model and input SAE it was computed from (an extracted run)."""
+        return bool((self.model or {}).get("ref")) and bool((self.sae_in or {}).get("ref"))
+
+    @property
+    def layer(self) -> int | None:
+        layer = (self.model or {}).get("layer")
+        return None if layer is None else int(layer)
+
+
+def new_run_id(name: str) -> str:
+    """A run's identity in shared stores: its directory name plus a random suffix, unique per run made."""
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+def _bad(where: str, name: str):
+    raise BadInput(f"{where}: {name!r} has the wrong type; re-create the run with `featgraph extract`")
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (tuple, set, frozenset)):
+        return list(o)
+    if hasattr(o, "__fspath__"):
+        return str(o)
+    raise TypeError(type(o))

@@ -1,0 +1,132 @@
+"""Reloading weights for analyses that need more than the edges: cosines, profiles, correlations.
+
+A run records its model, SAEs, revisions and conventions in its manifest; these
+functions reload exactly those (through the loaders' caches) and hand tensors to
+the pure analyses. The positional profile also works from references alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from featgraph import circuits
+from featgraph.circuits import Conventions
+from featgraph.errors import BadInput, BadValue
+from featgraph.load import model as model_io
+from featgraph.load import sae as sae_io
+from featgraph.manifest import Manifest
+from featgraph.schema import parse_feature_id
+from featgraph.weights import SAE, AttentionWeights
+
+
+def default_sae(layer: int) -> str:
+    """The post's choice: the canonical 16k residual SAE of `layer`."""
+    return f"gemma-scope-2b-pt-res-canonical/layer_{layer}/width_16k/canonical"
+
+
+def _model_ref(manifest: Manifest) -> str:
+    m = manifest.model or {}
+    if not manifest.has_weights:
+        raise BadInput("the run does not record its model and SAEs (imported?): this needs a run made by `featgraph extract`")
+    ref = str(m["ref"])
+    pinned = m.get("revision") and "@" not in ref and not Path(ref).exists()
+    return ref + (f"@{m['revision']}" if pinned else "")
+
+
+def conventions(manifest: Manifest) -> Conventions:
+    """The conventions a run was computed with (read back from its manifest)."""
+    conv = manifest.conventions if isinstance(manifest.conventions, dict) else {}
+    rope = (conv.get("rope") or {}).get("offset", 0) or 0
+    return Conventions(attn_scale=conv.get("attn_scale") is not None, rope_offset=int(rope))
+
+
+def run_weights(manifest: Manifest, need_out: bool) -> tuple[AttentionWeights, SAE, SAE | None]:
+    """The attention layer, input SAE (W_dec, b_dec) and, if asked, output SAE (W_enc) of a run."""
+    attn = model_io.load_attention(_model_ref(manifest), int(manifest.layer or 0))
+    sae_in = sae_io.load(str(manifest.sae_in["ref"]), ("W_dec", "b_dec"), expect_d_in=attn.config.d_model, role="input SAE")
+    sae_out = None
+    if need_out:
+        if not (manifest.sae_out or {}).get("ref"):
+            raise BadInput("the run has no output SAE (it was extracted without OV): this needs both circuits")
+        sae_out = sae_io.load(str(manifest.sae_out["ref"]), ("W_enc",), expect_d_in=attn.config.d_model, role="output SAE")
+    return attn, sae_in, sae_out
+
+
+def run_factors(manifest: Manifest, pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
+    """Each (head, circuit)'s factors (src [n_src, d_head], dst [n_dst, d_head]) as the run computed them."""
+    pairs = sorted(set(pairs))
+    attn, sae_in, sae_out = run_weights(manifest, need_out=any(c == "OV" for _, c in pairs))
+    cv = conventions(manifest)
+    out = {}
+    with torch.inference_mode():
+        for head, circ in pairs:
+            f = circuits.circuit_factors(attn, sae_in.W_dec, sae_out.W_enc if sae_out else None, head, circ, cv)
+            out[(head, circ)] = (f.src.numpy(), f.dst.numpy())
+    return out
+
+
+def correlation_frame(manifest: Manifest, heads: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """Per head and key/value feature: mean QK as a key, mean |OV| (columns head, feature_index, mean_qk_as_key, mean_abs_ov)."""
+    from featgraph.analyse import correlation as corr
+
+    n = int((manifest.model or {}).get("config", {}).get("n_heads", 0)) or None
+    if not manifest.has_weights or not (manifest.sae_out or {}).get("ref"):
+        raise BadInput("the correlation needs an extracted run with both circuits (it reloads the model and SAEs)")
+    heads = heads if heads is not None else tuple(range(n or 0))
+    bad = [h for h in heads if n is not None and not 0 <= h < n]
+    if bad:
+        raise BadValue("heads", bad[0], f"is out of range: the layer has heads 0..{(n or 1) - 1}")
+    factors = run_factors(manifest, {(h, c) for h in heads for c in ("QK", "OV")})
+    frames = []
+    with torch.inference_mode():
+        for h in heads:
+            k, q = (torch.from_numpy(x) for x in factors[(h, "QK")])
+            v, p = (torch.from_numpy(x) for x in factors[(h, "OV")])
+            x, y = corr.key_means(k, q), corr.sender_stats(v, p)
+            frames.append(pd.DataFrame({"head": h, "feature_index": np.arange(len(x)), "mean_qk_as_key": x, "mean_abs_ov": y}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def positional_frame(model: str, layer: int, sae_in: str | None = None, features: Iterable[str] = (),
+                     max_distance: int = 8192, attn: AttentionWeights | None = None) -> pd.DataFrame:
+    """Rotary profile per head: columns head, distance, score, query, key (query/key = `b_dec` or feature ids).
+
+    `features`: ids (a feature against itself) or `QUERY_ID,KEY_ID` pairs, indices into the input SAE.
+    """
+    from featgraph.analyse import positional as pos
+
+    if max_distance < 1:
+        raise BadValue("max_distance", max_distance, "must be ≥ 1")
+    if sae_in is None and layer == 0:
+        raise BadInput("layer 0 has no residual SAE before it: pass sae_in")
+    features = list(features)
+    attn = attn or model_io.load_attention(model, layer)
+    parts = ("W_dec", "b_dec") if features else ("b_dec",)
+    sae = sae_io.load(sae_in or default_sae(layer - 1), parts, expect_d_in=attn.config.d_model, role="input SAE")
+    curves = [("b_dec", "b_dec", sae.b_dec, sae.b_dec)]
+    for spec in features:
+        q_id, _, k_id = spec.partition(",")
+        q_id, k_id = q_id.strip(), (k_id.strip() or q_id.strip())
+        vecs = []
+        for fid in (q_id, k_id):
+            try:
+                idx = parse_feature_id(fid)[2]
+            except ValueError:
+                raise BadValue("feature", fid, "must be MODEL/SOURCE/INDEX") from None
+            if not 0 <= idx < sae.d_sae:
+                raise BadValue("feature", fid, f"has index {idx}, outside the input SAE's {sae.d_sae} features")
+            vecs.append(sae.W_dec[idx])
+        curves.append((q_id, k_id, vecs[0], vecs[1]))
+    dist = pos.distances(max_distance)
+    rows = []
+    with torch.inference_mode():
+        for q_id, k_id, qv, kv in curves:
+            s = pos.profile(attn, qv, kv, dist)
+            for h in range(s.shape[0]):
+                rows.append(pd.DataFrame({"head": h, "distance": dist, "score": s[h], "query": q_id, "key": k_id}))
+    return pd.concat(rows, ignore_index=True)

@@ -1,0 +1,441 @@
+"""`Run`: one computed graph — its edges, features and manifest — and everything you can do with it.
+
+This is the Python API's core object (the CLI calls one method per command):
+
+    import featgraph as fg
+    run = fg.open_run("exports/layer13")
+    run.table(head=0, circuit="qk", distinct=True, positive=True, top=20)
+    run.query("top_edges", head=7)
+    run.tetrads(head=0, circuit="ov")
+
+Results are pandas DataFrames with feature labels beside ids; nothing here
+prints. Methods that write take an output path and write it whole or not at all.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from featgraph import rundir
+from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
+from featgraph.files import check_output_file, staged_dir, staged_file
+from featgraph.manifest import Manifest
+from featgraph.progress import ProgressFactory, no_progress
+from featgraph.schema import normalise_circuit, parse_feature_id
+
+
+def circuit_param(circuit: str | None) -> str | None:
+    """`qk`/`QK` -> `QK` (None stays None); anything else is a BadValue."""
+    if circuit is None:
+        return None
+    try:
+        return normalise_circuit(circuit)
+    except ValueError:
+        raise BadValue("circuit", circuit, "must be qk or ov") from None
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """A run directory (or an edge file, `path` None) in memory.
+
+    edge_table: edges.parquet as stored; features: features.parquet (one row per feature, with
+    `description`); manifest: what was computed and how. `edges` adds the labels beside the ids.
+    """
+
+    path: Path | None
+    manifest: Manifest
+    edge_table: pd.DataFrame
+    features: pd.DataFrame
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, path: str | Path, verify: bool = True) -> "Run":
+        """Read a run directory made by `extract`/`import`, or a bare edge table (.parquet/.csv)."""
+        t = rundir.read_tables(Path(path), verify=verify)
+        return cls(t.path, t.manifest, t.edges, t.features)
+
+    @property
+    def name(self) -> str:
+        src = (self.manifest.source or {}).get("edge_file")
+        return self.path.name if self.path is not None else (Path(src).stem if src else "edges")
+
+    @property
+    def run_id(self) -> str:
+        """The run's identity in a shared store (unique per run made; see Manifest.run_id)."""
+        return self.manifest.run_id or self.name
+
+    @property
+    def heads(self) -> list[int]:
+        return sorted(int(h) for h in self.edge_table["head"].unique())
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(int(x) for x in self.edge_table["layer"].unique())
+
+    @cached_property
+    def edges(self) -> pd.DataFrame:
+        """The edge table with `src_description` and `dst_description` beside the ids."""
+        desc = self.features.set_index("id")["description"]
+        e = self.edge_table.copy()
+        e["src_description"] = e["src"].map(desc).astype("string")
+        e["dst_description"] = e["dst"].map(desc).astype("string")
+        return e
+
+    def _directory(self, what: str) -> Path:
+        if self.path is None:
+            raise BadInput(f"{what} needs a run directory: make one with `featgraph import EDGE_FILE --out DIR`")
+        return self.path
+
+    # ---------------------------------------------------------------- tables and analyses
+
+    def table(self, head: int, circuit: str, distinct: bool = False, positive: bool = False,
+              top: int | None = 30) -> pd.DataFrame:
+        """The post's table of one head and circuit: rank, weight and the two ends as `index: label`."""
+        from featgraph.analyse.tables import head_table
+
+        return head_table(self.edge_table, self.features, head, circuit_param(circuit), distinct, positive, top)
+
+    def tetrads(self, head: int | None = None, circuit: str | None = None, min_strength: float = 0.0,
+                explain: bool = True, out: str | Path | None = None, force: bool = False) -> pd.DataFrame:
+        """Mutual-exclusion tetrads, strongest first, with labels and (explain, extracted runs) cosines.
+
+        Writes nothing unless asked: `out` a .parquet or .csv file. Called without filters on a
+        run directory, the whole set is also kept in the run as tetrads.parquet (what `report` shows).
+        """
+        from featgraph.analyse import tetrads as tt
+        from featgraph.analyse.filters import head_circuit
+
+        if out is not None:
+            out = check_output_file(Path(out), (".parquet", ".csv"), force)
+        t = tt.find_tetrads(head_circuit(self.edge_table, head, circuit_param(circuit)), min_strength)
+        if explain and len(t) and self.manifest.has_weights:
+            from featgraph import reload
+
+            try:
+                pairs = set(zip(t["head"].astype(int), t["circuit"].astype(str)))
+                t = tt.cosines(t, reload.run_factors(self.manifest, pairs))
+            except FeatgraphError as e:
+                warnings.warn(f"cosines not computed: {e}", FeatgraphWarning, stacklevel=2)
+        t = self._describe(t, ("src_a", "src_b", "dst_x", "dst_y"))
+        if out is not None:
+            _write_frame(t, out)
+        elif head is None and circuit is None and min_strength == 0 and self.path is not None:
+            _write_frame(t, self.path / rundir.TETRADS)
+        return t
+
+    def _describe(self, df: pd.DataFrame, id_columns: Sequence[str]) -> pd.DataFrame:
+        """Add `<column>_description` beside each feature-id column."""
+        desc = self.features.set_index("id")["description"]
+        out = df.copy()
+        for col in id_columns:
+            out.insert(out.columns.get_loc(col) + 1, f"{col}_description", out[col].map(desc).astype("string"))
+        return out
+
+    def correlation(self, heads: Sequence[int] | None = None, out: str | Path | None = None,
+                    force: bool = False) -> pd.DataFrame:
+        """QK–OV sender correlation per head (reloads the run's model and SAEs).
+
+        Columns head, feature_index, mean_qk_as_key, mean_abs_ov; `.attrs["pearson_r"]` maps head -> r.
+        With `out` (.png), writes the figure and the table as CSV beside it.
+        """
+        import numpy as np
+
+        from featgraph import reload
+
+        if out is not None:
+            out = check_output_file(Path(out), (".png",), force)
+            check_output_file(out.with_suffix(".csv"), (".csv",), force)
+        df = reload.correlation_frame(self.manifest, tuple(heads) if heads is not None else None)
+        r = {int(h): float(np.corrcoef(g["mean_qk_as_key"], g["mean_abs_ov"])[0, 1]) for h, g in df.groupby("head")}
+        df.attrs["pearson_r"] = r
+        if out is not None:
+            from featgraph.render.plots import correlation_plot
+
+            stats = {int(h): (g["mean_qk_as_key"].to_numpy(), g["mean_abs_ov"].to_numpy()) for h, g in df.groupby("head")}
+            _write_frame(df, out.with_suffix(".csv"))
+            correlation_plot(stats, out, f"layer {self.manifest.layer}: QK–OV sender correlation")
+        return df
+
+    # ---------------------------------------------------------------- graphs
+
+    def to_networkx(self, head: int | None = None, circuit: str | None = None):
+        """A networkx MultiDiGraph of the run (or one head / circuit): nodes are feature ids."""
+        from featgraph.analyse.filters import head_circuit
+        from featgraph.graph.nxgraph import to_networkx
+
+        e = head_circuit(self.edge_table, head, circuit_param(circuit))
+        ids = set(e["src"]) | set(e["dst"])
+        return to_networkx(e, self.features[self.features["id"].isin(ids)], self.run_id)
+
+    def load(self, neo4j: bool = False, name: str | None = None, progress: ProgressFactory | None = None) -> dict[str, int]:
+        """Load into the run's embedded store (default) or Neo4j (NEO4J_* environment); re-loading replaces.
+
+        `name` overrides the run id recorded on each edge (the run's unique id by default).
+        """
+        run = name or self.run_id
+        if neo4j:
+            from featgraph.graph.neo4j_store import Neo4jSettings, Neo4jStore
+
+            advance = (progress or no_progress)("Neo4j load", len(self.edge_table))
+            with Neo4jStore(Neo4jSettings.from_env()) as store:
+                return store.load(self.edge_table, self.features, run, advance)
+        from featgraph.graph import embedded
+
+        return embedded.load(self._directory("the embedded store"), self.edge_table, self.features, run)
+
+    def query(self, query: str | Path, *, neo4j: bool = False, write: bool = False, **params: Any) -> pd.DataFrame:
+        """Run a library query by name (`top_edges`), a .cypher file, or literal Cypher, with `params`.
+
+        Library queries type their parameters from the file's header (strings are cast) and answer for
+        this run on a shared Neo4j; literal Cypher gets `params` as given.
+        """
+        from featgraph.graph import library
+
+        text = str(query)
+        is_named = isinstance(query, Path) or (text.strip() and not any(c.isspace() for c in text.strip()))
+        if is_named:
+            q = library.resolve(query)
+            if "run" not in params and any(p.name == "run" for p in q.params) and neo4j:
+                params["run"] = self.run_id  # a shared Neo4j holds many runs: answer for this one
+            bound = self._check_params(q.bind(params))
+            cypher = q.text
+        elif text.strip():
+            cypher, bound = text, dict(params)
+        else:
+            raise BadInput("give a Cypher query, a library query name or a .cypher file (see `featgraph query --list`)")
+        if neo4j:
+            from featgraph.graph.neo4j_store import Neo4jSettings, Neo4jStore
+
+            with Neo4jStore(Neo4jSettings.from_env()) as store:
+                return store.query(cypher, bound, write=write)
+        if write:
+            raise BadInput("write applies to Neo4j; the embedded store is rebuilt by `featgraph load`")
+        from featgraph.graph.embedded import EmbeddedStore
+
+        with EmbeddedStore(self._directory("the embedded store")) as store:
+            return store.query(cypher, bound)
+
+    def _check_params(self, bound: dict[str, Any]) -> dict[str, Any]:
+        """Library-query parameters in the run's terms: circuit names normalised, heads and features checked."""
+        out = dict(bound)
+        if "circuit" in out:
+            out["circuit"] = circuit_param(out["circuit"])
+        if "head" in out and out["head"] not in self.heads:
+            raise BadValue("head", out["head"], f"has no edges in this run: heads present are {', '.join(map(str, self.heads))}")
+        for key in ("feature", "src", "dst", "query", "key"):
+            if isinstance(out.get(key), str):
+                fid = out[key]
+                try:
+                    parse_feature_id(fid)
+                except ValueError:
+                    raise BadValue(key, fid, "must be a feature id MODEL/SOURCE/INDEX, e.g. "
+                                   f"{self.features['id'].iloc[0] if len(self.features) else 'gemma-2-2b/12-gemmascope-res-16k/8517'}") from None
+        return out
+
+    # ---------------------------------------------------------------- labels
+
+    def label(self, sources: Sequence[str | Path] = (), prefer: Sequence[str] = (),
+              label_table: pd.DataFrame | None = None, progress: ProgressFactory | None = None) -> "Run":
+        """Attach Neuronpedia descriptions (local files, or the public export by default); returns the updated run.
+
+        A source matching none of the run's features is an error that changes nothing; features a source
+        does not cover keep their earlier label. An embedded store already built is rebuilt with the new labels.
+        """
+        from featgraph import annotate
+        from featgraph.load import neuronpedia
+
+        directory = self._directory("labels")
+        if label_table is None and sources:
+            label_table = neuronpedia.read_labels([Path(s) for s in sources])
+            used = [str(Path(s).resolve()) for s in sources]
+        elif label_table is None:
+            pairs = sorted({(parse_feature_id(f)[0], s) for f, s in zip(self.features["id"], self.features["sae"])})
+            advance = (progress or no_progress)("Neuronpedia labels", None)
+            dirs = [neuronpedia.download(m, s, progress=lambda done, total: advance(1)) for m, s in pairs]
+            label_table = neuronpedia.read_labels(dirs)
+            used = [f"neuronpedia-datasets:v1/{m}/{s}/explanations" for m, s in pairs]
+        else:
+            used = [str(Path(s).resolve()) for s in sources] or ["<table>"]
+        chosen = neuronpedia.choose(label_table, tuple(prefer))
+        feats, counts = annotate.merge(self.features, chosen, where=f"labels from {', '.join(used)}")
+        manifest = rundir.update_features(directory, self.manifest, feats, {
+            "sources": used, "rule": annotate.RULE, "prefer": list(prefer), **counts.__dict__})
+        run = Run(directory, manifest, self.edge_table, rundir.read_tables(directory, verify=False).features)
+        from featgraph.graph.embedded import DB_NAME
+
+        if (directory / DB_NAME).exists():
+            run.load()
+        return run
+
+    # ---------------------------------------------------------------- files for other tools and people
+
+    def export_graphml(self, out: str | Path, force: bool = False) -> Path:
+        """GraphML for Gephi / Cytoscape / yEd."""
+        from featgraph.graph.nxgraph import write_graphml
+
+        out = check_output_file(Path(out), (".graphml", ".xml"), force)
+        return write_graphml(self.to_networkx(), out)
+
+    def export_neo4j(self, out: str | Path, name: str | None = None, force: bool = False) -> list[str]:
+        """CSV files for `neo4j-admin database import full`; returns the command to run."""
+        from featgraph.graph.neo4j_store import export_admin_csv
+
+        return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force)
+
+    def viz(self, head: int, circuit: str, out: str | Path, top: int = 100, feature: str | None = None,
+            hops: int = 1, force: bool = False) -> Path:
+        """An interactive offline page of one head's circuit (or the neighbourhood of `feature`)."""
+        from featgraph.analyse.filters import subgraph
+        from featgraph.render.viz import build_html, write_page
+
+        out = check_output_file(Path(out), (".html", ".htm"), force)
+        circuit = circuit_param(circuit)
+        e = subgraph(self.edge_table, head, circuit, top, feature, hops)
+        title = f"head {head} {circuit}" + (f" around {feature} ({hops} hop{'s' if hops > 1 else ''})" if feature
+                                            else f", top {len(e)} edges")
+        return write_page(build_html(e, self.features, title), out)
+
+    def report(self, out: str | Path, top: int = 15, plots: bool = True, force: bool = False,
+               progress: ProgressFactory | None = None) -> Path:
+        """One offline HTML page (plus per-head graph pages and figures) in directory `out`; returns index.html."""
+        from featgraph.analyse.filters import check_top, head_circuit, subgraph
+        from featgraph.analyse.tables import head_table
+        from featgraph.analyse.tetrads import find_tetrads
+        from featgraph.analyse.tetrads import summary as tetrad_summary
+        from featgraph.render.report import Figure, HeadSection, build_page
+        from featgraph.render.viz import build_html, write_page
+
+        check_top(top)
+        out = Path(out)
+        if self.path is not None and out.resolve() == self.path.resolve():
+            raise BadInput(f"{out} is the run itself: choose another directory for the report")
+        progress = progress or no_progress
+        groups = list(self.edge_table.groupby(["head", "circuit"], sort=True).groups)
+        with staged_dir(out, force, kind="report") as tmp:
+            tick = progress("tetrads", None)
+            tet = find_tetrads(self.edge_table)
+            tick(1)
+            figures = []
+            if plots and self.manifest.has_weights:
+                tick = progress("figures", 2)
+                try:
+                    figures += self._report_figures(tmp, tick)
+                except FeatgraphError as e:
+                    warnings.warn(f"plots skipped: {e}", FeatgraphWarning, stacklevel=2)
+            sections = []
+            tick = progress("head pages", len(groups))
+            for head, circ in groups:
+                head = int(head)
+                e = head_circuit(self.edge_table, head, circ)
+                page = f"head{head}_{circ.lower()}.html"
+                write_page(build_html(subgraph(self.edge_table, head, circ, 100), self.features,
+                                      f"head {head} {circ}, top 100 edges"), tmp / page)
+                st = self.manifest.stats.get(f"{head}/{circ}", {})
+                tt = tet[(tet["head"] == head) & (tet["circuit"] == circ)]
+                stats = pd.DataFrame([{
+                    "edges": len(e), "like-to-like": int((e["src"] == e["dst"]).sum()),
+                    "max |w|": float(e["weight"].abs().max()), "min |w| kept": float(e["weight"].abs().min()),
+                    "positive": int((e["weight"] > 0).sum()),
+                    "matrix mean": st.get("mean"), "matrix std": st.get("std"), "tetrads": int(len(tt)),
+                }])
+                cols = ["src_a", "src_b", "dst_x", "dst_y", "w_ax", "w_ay", "w_bx", "w_by", "strength", "like_to_like"]
+                sections.append(HeadSection(
+                    head, circ, page, stats,
+                    head_table(self.edge_table, self.features, head, circ, top=top),
+                    head_table(self.edge_table, self.features, head, circ, distinct=True, top=top),
+                    tt.head(5)[cols],
+                ))
+                tick(1)
+            meta = {k: v for k, v in self.manifest.to_dict().items()
+                    if k in ("model", "sae_in", "sae_out", "conventions", "selection") and v is not None}
+            html = build_page(self.name, len(self.edge_table), len(self.features), len(tet), tetrad_summary(tet),
+                              sections, figures, meta, top)
+            (tmp / "index.html").write_text(html, encoding="utf-8")
+        return out / "index.html"
+
+    def _report_figures(self, tmp: Path, tick) -> list:
+        from featgraph import reload
+        from featgraph.render.plots import positional_plot
+        from featgraph.render.report import Figure
+
+        m = self.manifest
+        figures = []
+        prof = reload.positional_frame(str(m.model["ref"]), int(m.layer or 0), str(m.sae_in["ref"]))
+        _write_frame(prof, tmp / "positional.csv")
+        positional_figure(prof, tmp / "positional.png", str(m.model.get("neuronpedia_id") or m.model["ref"]), int(m.layer or 0))
+        figures.append(Figure("Rotary positional profile of the input SAE's b_dec", "positional.png", "positional.csv"))
+        tick(1)
+        if (m.sae_out or {}).get("ref"):
+            self.correlation(out=tmp / "correlation.png", force=True)
+            figures.append(Figure("QK–OV sender correlation", "correlation.png", "correlation.csv"))
+        tick(1)
+        return figures
+
+
+# ---------------------------------------------------------------- module-level API
+
+def open_run(path: str | Path, verify: bool = True) -> Run:
+    """Open a run directory (or an edge table file) as a `Run`."""
+    return Run.open(path, verify=verify)
+
+
+def import_edges(edge_file: str | Path, out: str | Path, force: bool = False) -> Run:
+    """A run directory from an edge table computed elsewhere (Parquet/CSV in featgraph's schema)."""
+    return Run.open(rundir.import_edges(Path(edge_file), Path(out), force))
+
+
+def to_networkx(run: Run | str | Path, head: int | None = None, circuit: str | None = None):
+    """A run's (or one head's / circuit's) MultiDiGraph; `run` may be a path."""
+    r = run if isinstance(run, Run) else Run.open(run)
+    return r.to_networkx(head, circuit)
+
+
+def positional(model: str, layer: int, sae_in: str | None = None, features: Sequence[str] = (),
+               max_distance: int = 8192, out: str | Path | None = None, force: bool = False) -> pd.DataFrame:
+    """Rotary positional profile per head (columns head, distance, score, query, key).
+
+    With `out` (.png), writes the figure and the table as CSV beside it.
+    """
+    from featgraph import reload
+
+    if out is not None:
+        out = check_output_file(Path(out), (".png",), force)
+        check_output_file(out.with_suffix(".csv"), (".csv",), force)
+    df = reload.positional_frame(model, layer, sae_in, features, max_distance)
+    if out is not None:
+        from featgraph.compute import model_short_id
+
+        _write_frame(df, out.with_suffix(".csv"))
+        positional_figure(df, out, model_short_id(model), layer)
+    return df
+
+
+def positional_figure(df: pd.DataFrame, out: Path, model_name: str, layer: int) -> Path:
+    import numpy as np
+
+    from featgraph.render.plots import positional_plot
+
+    lines, labels = [], []
+    for (q, k, h), g in df.groupby(["query", "key", "head"], sort=False):
+        lines.append(g["score"].to_numpy())
+        labels.append(f"head {h}" if q == "b_dec" else f"head {h}: {q.rsplit('/', 1)[-1]}→{k.rsplit('/', 1)[-1]}")
+    dist = df["distance"].drop_duplicates().to_numpy()
+    title = f"{model_name} layer {layer}: rotary profile of the input SAE's b_dec" + \
+        (" and features" if (df["query"] != "b_dec").any() else "")
+    return positional_plot(np.array(lines), dist, out, title, labels)
+
+
+def _write_frame(df: pd.DataFrame, out: Path) -> Path:
+    with staged_file(out) as tmp:
+        if out.suffix.lower() == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    return out

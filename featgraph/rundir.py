@@ -1,0 +1,189 @@
+"""The run directory on disk (docs/run-directory.md): written whole or not at all, read back checked.
+
+A run holds `edges.parquet`, `features.parquet` and `manifest.json`; later
+stages add files (`tetrads.parquet`, the graph store). Writes go through
+`featgraph.files` (staged, renamed into place). Reading checks the files against
+the checksums the manifest recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from featgraph import __version__
+from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
+from featgraph.files import sha256, staged_dir, staged_file, write_text
+from featgraph.manifest import Manifest, new_run_id
+from featgraph.schema import (
+    EDGE_REQUIRED, edges_frame, features_frame, features_from_edges, normalise_circuit, parse_feature_id,
+    rank_edges,
+)
+
+EDGES = "edges.parquet"
+FEATURES = "features.parquet"
+MANIFEST = "manifest.json"
+TETRADS = "tetrads.parquet"
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What a run directory (or a bare edge file) holds; `path` is None for an edge file."""
+
+    path: Path | None
+    edges: pd.DataFrame
+    features: pd.DataFrame
+    manifest: Manifest
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- write
+
+def write_run(out: Path, edges: pd.DataFrame, features: pd.DataFrame, manifest: Manifest,
+              force: bool = False, csv: bool = False) -> Path:
+    """Write a complete run directory atomically; returns its path."""
+    out = Path(out)
+    edges, features = edges_frame(edges), features_frame(features)
+    if manifest.run_id is None:
+        manifest = manifest.replace(run_id=new_run_id(out.name))
+    with staged_dir(out, force, kind="run") as tmp:
+        edges.to_parquet(tmp / EDGES, index=False)
+        features.to_parquet(tmp / FEATURES, index=False)
+        names = [EDGES, FEATURES]
+        if csv:
+            edges.to_csv(tmp / "edges.csv", index=False)
+            names.append("edges.csv")
+        m = manifest.replace(
+            featgraph_version=__version__, created=manifest.created or now(),
+            rows={"edges": int(len(edges)), "features": int(len(features))},
+            files={f: _file_entry(tmp / f) for f in names},
+        )
+        (tmp / MANIFEST).write_text(m.to_json(), encoding="utf-8")
+    return out
+
+
+def _file_entry(path: Path) -> dict:
+    return {"sha256": sha256(path), "bytes": path.stat().st_size}
+
+
+def update_features(directory: Path, manifest: Manifest, features: pd.DataFrame, labels: dict) -> Manifest:
+    """Replace a run's features.parquet and record `labels` in its manifest (each file atomically)."""
+    directory = Path(directory)
+    features = features_frame(features)
+    with staged_file(directory / FEATURES) as tmp:
+        features.to_parquet(tmp, index=False)
+    m = manifest.replace(
+        labels=labels,
+        files=dict(manifest.files) | {FEATURES: _file_entry(directory / FEATURES)},
+        rows=dict(manifest.rows) | {"features": int(len(features))},
+    )
+    write_text(directory / MANIFEST, m.to_json())
+    return m
+
+
+# ---------------------------------------------------------------- read
+
+def read_tables(path: Path, verify: bool = True) -> Tables:
+    """A run directory, or a bare edge table (features derived from ids).
+
+    With `verify`, a file whose sha256 differs from the manifest's record is reported
+    (a FeatgraphWarning): someone edited the run after featgraph wrote it.
+    """
+    path = Path(path)
+    if path.is_file():
+        edges = read_edge_file(path)
+        return Tables(None, edges, features_from_edges(edges), Manifest(source={"edge_file": str(path)}))
+    if not path.is_dir():
+        raise BadInput(f"{path} not found: pass a run directory made by `featgraph extract` or `featgraph import`")
+    if not (path / EDGES).is_file():
+        raise BadInput(f"{path} is not a run directory (no {EDGES}): make one with `featgraph extract` or `featgraph import`")
+    try:
+        raw = json.loads((path / MANIFEST).read_text(encoding="utf-8")) if (path / MANIFEST).is_file() else {}
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot read {path / MANIFEST} ({e.__class__.__name__}): re-create the run with `featgraph extract`") from None
+    manifest = Manifest.from_dict(raw, str(path / MANIFEST))
+    if manifest.run_id is None:  # runs made before run ids: derive a stable one from the edge file's checksum
+        digest = (manifest.files.get(EDGES) or {}).get("sha256") or sha256(path / EDGES)
+        manifest = manifest.replace(run_id=f"{path.name}-{digest[:12]}")
+    if verify:
+        for name, entry in manifest.files.items():
+            f = path / name
+            if f.is_file() and isinstance(entry, dict) and entry.get("sha256") and sha256(f) != entry["sha256"]:
+                warnings.warn(f"{f} changed after featgraph wrote it (its sha256 no longer matches the manifest); "
+                              "re-create the run if that was not intended", FeatgraphWarning, stacklevel=2)
+    try:
+        edges = pd.read_parquet(path / EDGES)
+        features = pd.read_parquet(path / FEATURES) if (path / FEATURES).is_file() else features_from_edges(edges)
+    except Exception as e:
+        raise FeatgraphError(f"cannot read run {path} ({e.__class__.__name__}); re-create it with `featgraph extract`") from None
+    missing = [c for c in EDGE_REQUIRED if c not in edges.columns]
+    if missing:
+        raise BadInput(f"{path / EDGES} lacks column(s) {', '.join(missing)}: re-create the run with `featgraph extract`")
+    if edges.empty:
+        raise BadInput(f"{path} has no edges: re-run extract with a lower --min-abs or a larger --top-k")
+    return Tables(path, edges, features, manifest)
+
+
+def read_edge_file(path: Path) -> pd.DataFrame:
+    """An edge table in featgraph's schema from Parquet or CSV, validated and completed."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path} not found: pass a run directory or an edge table (.parquet or .csv)")
+    try:
+        if path.suffix.lower() == ".csv":
+            df = pd.read_csv(path)
+        elif path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        else:
+            raise BadInput(f"{path}: edge tables must be .parquet or .csv")
+    except BadInput:
+        raise
+    except Exception as e:
+        raise BadInput(f"cannot read {path} ({e.__class__.__name__}): is it a valid Parquet/CSV file?") from None
+    missing = [c for c in EDGE_REQUIRED if c not in df.columns]
+    if missing:
+        raise BadInput(f"{path} lacks column(s) {', '.join(missing)}: an edge table needs {', '.join(EDGE_REQUIRED)}")
+    if df.empty:
+        raise BadInput(f"{path} has no edges")
+    try:
+        df["circuit"] = df["circuit"].map(normalise_circuit)
+    except ValueError as e:
+        raise BadInput(f"{path}: circuit {e.args[0]!r} is not QK or OV") from None
+    if df["weight"].isna().any():
+        raise BadInput(f"{path}: column weight has missing values")
+    for end in ("src", "dst"):
+        col = f"{end}_index"
+        if col not in df.columns or df[col].isna().any():
+            try:
+                df[col] = [parse_feature_id(str(f))[2] for f in df[end]]
+            except ValueError as e:
+                raise BadInput(f"{path}: {end} id {e.args[0]!r} is not MODEL/SOURCE/INDEX; add a {col} column") from None
+    if "kv_head" not in df.columns:
+        df["kv_head"] = -1  # unknown for tables made elsewhere
+    df["kv_head"] = df["kv_head"].fillna(-1)
+    if "rank" not in df.columns or df["rank"].isna().any():
+        df = rank_edges(df.assign(rank=0))
+    try:
+        return edges_frame(df)
+    except (ValueError, TypeError) as e:
+        raise BadInput(f"{path}: a column has the wrong type ({e}); see docs/run-directory.md") from None
+
+
+def import_edges(edge_file: Path, out: Path, force: bool = False) -> Path:
+    """A run directory from an edge table computed elsewhere."""
+    from featgraph.files import check_target
+
+    check_target(Path(out), force, kind="run")
+    edges = read_edge_file(Path(edge_file))
+    features = features_from_edges(edges)
+    manifest = Manifest(command="import", source={"imported_from": str(Path(edge_file).resolve())},
+                        conventions="unknown (imported)")
+    return write_run(Path(out), edges, features, manifest, force=force)
