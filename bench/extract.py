@@ -77,7 +77,8 @@ def _factors(inp, heads):
     import torch
 
     from featgraph.circuits import circuit_factors
-    from featgraph.load import model as model_io, sae as sae_io
+    from featgraph.load import model as model_io
+    from featgraph.load import sae as sae_io
 
     attn = model_io.load_attention(str(inp["model"]), LAYER)
     W_dec = sae_io.load(str(inp["sae_in"]), ("W_dec",)).W_dec
@@ -127,7 +128,6 @@ def variant_featgraph(inp, heads):
 
 def variant_matmul(inp, heads):
     """The blocked products alone: the floor for any exact method."""
-    import torch
 
     from featgraph.select import Selection
 

@@ -86,9 +86,9 @@ def one_row_baseline_embedded(run, n=2000):
 
 
 def one_row_baseline_neo4j(run, n=2000):
-    from neo4j import GraphDatabase
-
     import os
+
+    from neo4j import GraphDatabase
 
     from featgraph.graph.rows import rel_rows
 
@@ -140,7 +140,7 @@ def main():
         info = server.__enter__()
         os.environ.update(NEO4J_URI=info["uri"], NEO4J_USERNAME=info["user"], NEO4J_PASSWORD=info["password"])
     try:
-        for n, run_dir in runs.items():
+        for _n, run_dir in runs.items():
             run = fg.open_run(run_dir)
             n_e = len(run.edge_table)
             t, _ = timed(lambda: run.load())

@@ -57,7 +57,7 @@ def merge(features: pd.DataFrame, chosen: pd.DataFrame, where: str = "the label 
     had = old.notna() & (old.str.len() > 0)
     feats["description"] = new.where(matched, old)
     counts = LabelCounts(
-        features=int(len(feats)), matched=int(matched.sum()), replaced=int((matched & had).sum()),
+        features=len(feats), matched=int(matched.sum()), replaced=int((matched & had).sum()),
         kept=int((~matched & had).sum()), labelled=int(feats["description"].notna().sum()),
     )
     return feats, counts

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from featgraph.load.model import AttentionWeights
+from featgraph.weights import AttentionWeights
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,8 @@ def circuit_factors(
             q = q / math.sqrt(c.query_pre_attn_scalar)
         return Factors("QK", head, kv, src=k, dst=q)
     if circuit == "OV":
+        if W_enc_out is None:
+            raise ValueError("OV factors need the output SAE's encoder")
         v = W_dec_in @ (head_rows(attn.W_V, kv, c.d_head) * g_in).T
         w_o = head_rows(attn.W_O.T, head, c.d_head) * (1.0 + attn.ln_post)  # [d_head, d_model]
         p = W_enc_out.T @ w_o.T  # [n_out, d_head]

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,7 +21,7 @@ _state = {"debug": False}
 class _Guarded(TyperGroup):
     """Every command runs inside this one guard (as huggingface_hub's CLI does)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         import warnings
 
         from featgraph.errors import BadValue, FeatgraphError
@@ -34,7 +33,7 @@ class _Guarded(TyperGroup):
             warnings.showwarning = show
             try:
                 return super().invoke(ctx)
-            except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            except (typer.Exit, typer.Abort):
                 raise
             except FeatgraphError as e:
                 if _state["debug"]:
@@ -53,10 +52,15 @@ class _Guarded(TyperGroup):
                 typer.echo("interrupted: nothing was written", err=True)
                 raise typer.Exit(130) from None
             except Exception as e:  # unexpected: still one line unless --debug
-                if _state["debug"]:
+                if _state["debug"] or _is_usage_error(e):
                     raise
                 typer.echo(f"error: {e.__class__.__name__}: {e} (re-run with --debug for the traceback)", err=True)
                 raise typer.Exit(1) from None
+
+
+def _is_usage_error(e: Exception) -> bool:
+    """A command-line parsing error (typer's click: ClickException), which click reports itself (exit 2)."""
+    return hasattr(e, "exit_code") and callable(getattr(e, "show", None))
 
 
 app = typer.Typer(
@@ -70,8 +74,8 @@ app = typer.Typer(
 )
 
 # Arguments several commands share.
-RunArg = Annotated[Path, typer.Argument(help="Run directory.", show_default=False)]
-RunOrEdges = Annotated[Path, typer.Argument(help="Run directory or edge file (.parquet/.csv).", show_default=False)]
+RunArg = Annotated[Path, typer.Argument(help="Run directory.", show_default=False, metavar="RUN")]
+RunOrEdges = Annotated[Path, typer.Argument(help="Run directory or edge file (.parquet/.csv).", show_default=False, metavar="RUN")]
 HeadOpt = Annotated[int, typer.Option(help="Attention head.", show_default=False)]
 CircuitOpt = Annotated[str, typer.Option(help="qk or ov.", show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", help="md, csv or json.")]
@@ -92,8 +96,7 @@ def _progress():
     import contextlib
 
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     @contextlib.contextmanager
     def bars():
@@ -170,8 +173,8 @@ def extract(
     force: ForceOpt = False,
 ):
     """Compute a run directory of per-head QK/OV edges between SAE features."""
-    from featgraph.errors import BadValue
     from featgraph.compute import extract as do_extract
+    from featgraph.errors import BadValue
 
     if block_mb < 1:
         raise BadValue("block_mb", block_mb, "must be ≥ 1")
@@ -347,7 +350,8 @@ def tetrads(
     circuit: Optional[str] = typer.Option(None, help="Only qk or ov.", show_default=False),
     top: int = typer.Option(20, help="Rows to print."),
     min_strength: float = typer.Option(0.0, help="Only tetrads whose weakest edge has |weight| >= S."),
-    explain: bool = typer.Option(True, "--explain/--no-explain", help="Add source/destination cosines through the head (extracted runs; reloads the weights)."),
+    explain: bool = typer.Option(True, "--explain/--no-explain",
+                                 help="Add source/destination cosines through the head (extracted runs; reloads the weights)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the tetrads found to this .parquet or .csv file.", show_default=False),
     force: ForceOpt = False,
     format: FormatOpt = "md",

@@ -8,9 +8,10 @@ selection (`select`) are pure; the run is written through `rundir`.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ import torch
 from featgraph import circuits, select
 from featgraph.circuits import Conventions
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
+from featgraph.load import model as model_io
 from featgraph.manifest import Manifest
 from featgraph.progress import ProgressFactory
 from featgraph.reload import default_sae
@@ -101,12 +103,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def model_short_id(ref: str) -> str:
-    """Neuronpedia's model id: the repo name (`google/gemma-2-2b` -> `gemma-2-2b`)."""
-    base = ref.split("@")[0].rstrip("/")
-    return Path(base).name
-
-
 def compute_edges(
     attn: AttentionWeights,
     W_dec_in: torch.Tensor,
@@ -140,7 +136,7 @@ def edge_table(parts: Iterable[CircuitEdges], layer: int, model_id: str, in_id: 
     for p in parts:
         s = p.selected
         n = len(s)
-        dst_sae = in_id if p.circuit == "QK" else out_id
+        dst_sae = in_id if p.circuit == "QK" else (out_id or in_id)
         frames.append(pd.DataFrame({
             "layer": np.full(n, layer, np.int32),
             "head": np.full(n, p.head, np.int32),
@@ -160,7 +156,6 @@ def edge_table(parts: Iterable[CircuitEdges], layer: int, model_id: str, in_id: 
 # ---------------------------------------------------------------- the API call
 
 def _load_model(model: Any, layer: int) -> AttentionWeights:
-    from featgraph.load import model as model_io
     from featgraph.load import objects
 
     if isinstance(model, AttentionWeights):
@@ -253,7 +248,7 @@ def extract(
     sae_i = _load_sae(sae_in, cfg.sae_in_ref, ("W_dec", "b_dec"), mc.d_model, "input SAE")
     sae_o = _load_sae(sae_out, cfg.sae_out_ref, ("W_enc",), mc.d_model, "output SAE") if "OV" in which else None
 
-    m_id = model_id or (model_short_id(str(model)) if isinstance(model, (str, Path)) else None) \
+    m_id = model_id or (model_io.model_short_id(str(model)) if isinstance(model, (str, Path)) else None) \
         or _name_from_source(attn.source)
     in_id = sae_in_id or sae_i.neuronpedia_id or _invented(f"{layer - 1}-sae-in-{sae_i.d_sae}", "sae_in_id")
     out_id = None
@@ -261,7 +256,7 @@ def extract(
         out_id = sae_out_id or sae_o.neuronpedia_id or _invented(f"{layer}-sae-out-{sae_o.d_sae}", "sae_out_id")
 
     with torch.inference_mode():
-        parts = compute_edges(attn, sae_i.W_dec, sae_o.W_enc if sae_o else None, head_list, which, sel,
+        parts = compute_edges(attn, sae_i.part("W_dec"), sae_o.part("W_enc") if sae_o else None, head_list, which, sel,
                               cfg.conventions, dev, progress)
     for p in parts:
         if not np.isfinite(p.selected.weight).all() or not np.isfinite([p.mean, p.std]).all():
@@ -301,7 +296,7 @@ def extract(
 
 def _name_from_source(source: dict) -> str:
     name = str(source.get("in_memory") or "")
-    return model_short_id(name) if "/" in name else "model"
+    return model_io.model_short_id(name) if "/" in name else "model"
 
 
 def _invented(source_id: str, param: str) -> str:

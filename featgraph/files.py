@@ -16,8 +16,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from featgraph.errors import BadInput, FeatgraphError
 

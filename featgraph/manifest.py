@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Manifest:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: object, where: str = "manifest.json") -> "Manifest":
+    def from_dict(cls, d: object, where: str = "manifest.json") -> Manifest:
         if not isinstance(d, dict):
             raise BadInput(f"{where} holds a {type(d).__name__}, not an object: re-create the run with `featgraph extract`")
         known = {f.name for f in dataclasses.fields(cls)} - {"extra", "format_version"}
@@ -82,7 +83,7 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n"
 
-    def replace(self, **changes: Any) -> "Manifest":
+    def replace(self, **changes: Any) -> Manifest:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -101,7 +102,7 @@ def new_run_id(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:12]}"
 
 
-def _bad(where: str, name: str):
+def _bad(where: str, name: str) -> None:
     raise BadInput(f"{where}: {name!r} has the wrong type; re-create the run with `featgraph extract`")
 
 

@@ -7,7 +7,7 @@ work done. The CLI passes one that draws rich progress bars; the default does no
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 Advance = Callable[[int], None]
 ProgressFactory = Callable[[str, "int | None"], Advance]

@@ -7,8 +7,8 @@ the pure analyses. The positional profile also works from references alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -48,12 +48,12 @@ def conventions(manifest: Manifest) -> Conventions:
 def run_weights(manifest: Manifest, need_out: bool) -> tuple[AttentionWeights, SAE, SAE | None]:
     """The attention layer, input SAE (W_dec, b_dec) and, if asked, output SAE (W_enc) of a run."""
     attn = model_io.load_attention(_model_ref(manifest), int(manifest.layer or 0))
-    sae_in = sae_io.load(str(manifest.sae_in["ref"]), ("W_dec", "b_dec"), expect_d_in=attn.config.d_model, role="input SAE")
+    sae_in = sae_io.load(str((manifest.sae_in or {})["ref"]), ("W_dec", "b_dec"), expect_d_in=attn.config.d_model, role="input SAE")
     sae_out = None
     if need_out:
         if not (manifest.sae_out or {}).get("ref"):
             raise BadInput("the run has no output SAE (it was extracted without OV): this needs both circuits")
-        sae_out = sae_io.load(str(manifest.sae_out["ref"]), ("W_enc",), expect_d_in=attn.config.d_model, role="output SAE")
+        sae_out = sae_io.load(str((manifest.sae_out or {})["ref"]), ("W_enc",), expect_d_in=attn.config.d_model, role="output SAE")
     return attn, sae_in, sae_out
 
 
@@ -65,7 +65,7 @@ def run_factors(manifest: Manifest, pairs: Iterable[tuple[int, str]]) -> dict[tu
     out = {}
     with torch.inference_mode():
         for head, circ in pairs:
-            f = circuits.circuit_factors(attn, sae_in.W_dec, sae_out.W_enc if sae_out else None, head, circ, cv)
+            f = circuits.circuit_factors(attn, sae_in.part("W_dec"), sae_out.part("W_enc") if sae_out else None, head, circ, cv)
             out[(head, circ)] = (f.src.numpy(), f.dst.numpy())
     return out
 
@@ -108,7 +108,8 @@ def positional_frame(model: str, layer: int, sae_in: str | None = None, features
     attn = attn or model_io.load_attention(model, layer)
     parts = ("W_dec", "b_dec") if features else ("b_dec",)
     sae = sae_io.load(sae_in or default_sae(layer - 1), parts, expect_d_in=attn.config.d_model, role="input SAE")
-    curves = [("b_dec", "b_dec", sae.b_dec, sae.b_dec)]
+    b_dec = sae.part("b_dec")
+    curves = [("b_dec", "b_dec", b_dec, b_dec)]
     for spec in features:
         q_id, _, k_id = spec.partition(",")
         q_id, k_id = q_id.strip(), (k_id.strip() or q_id.strip())
@@ -120,7 +121,7 @@ def positional_frame(model: str, layer: int, sae_in: str | None = None, features
                 raise BadValue("feature", fid, "must be MODEL/SOURCE/INDEX") from None
             if not 0 <= idx < sae.d_sae:
                 raise BadValue("feature", fid, f"has index {idx}, outside the input SAE's {sae.d_sae} features")
-            vecs.append(sae.W_dec[idx])
+            vecs.append(sae.part("W_dec")[idx])
         curves.append((q_id, k_id, vecs[0], vecs[1]))
     dist = pos.distances(max_distance)
     rows = []

@@ -15,10 +15,11 @@ prints. Methods that write take an output path and write it whole or not at all.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -28,6 +29,13 @@ from featgraph.files import check_output_file, staged_dir, staged_file
 from featgraph.manifest import Manifest
 from featgraph.progress import ProgressFactory, no_progress
 from featgraph.schema import normalise_circuit, parse_feature_id
+
+
+def _required_circuit(circuit: str) -> str:
+    c = circuit_param(circuit)
+    if c is None:
+        raise BadValue("circuit", circuit, "must be qk or ov")
+    return c
 
 
 def circuit_param(circuit: str | None) -> str | None:
@@ -56,7 +64,7 @@ class Run:
     # ---------------------------------------------------------------- opening
 
     @classmethod
-    def open(cls, path: str | Path, verify: bool = True) -> "Run":
+    def open(cls, path: str | Path, verify: bool = True) -> Run:
         """Read a run directory made by `extract`/`import`, or a bare edge table (.parquet/.csv)."""
         t = rundir.read_tables(Path(path), verify=verify)
         return cls(t.path, t.manifest, t.edges, t.features)
@@ -100,7 +108,7 @@ class Run:
         """The post's table of one head and circuit: rank, weight and the two ends as `index: label`."""
         from featgraph.analyse.tables import head_table
 
-        return head_table(self.edge_table, self.features, head, circuit_param(circuit), distinct, positive, top)
+        return head_table(self.edge_table, self.features, head, _required_circuit(circuit), distinct, positive, top)
 
     def tetrads(self, head: int | None = None, circuit: str | None = None, min_strength: float = 0.0,
                 explain: bool = True, out: str | Path | None = None, force: bool = False) -> pd.DataFrame:
@@ -242,7 +250,7 @@ class Run:
     # ---------------------------------------------------------------- labels
 
     def label(self, sources: Sequence[str | Path] = (), prefer: Sequence[str] = (),
-              label_table: pd.DataFrame | None = None, progress: ProgressFactory | None = None) -> "Run":
+              label_table: pd.DataFrame | None = None, progress: ProgressFactory | None = None) -> Run:
         """Attach Neuronpedia descriptions (local files, or the public export by default); returns the updated run.
 
         A source matching none of the run's features is an error that changes nothing; features a source
@@ -296,9 +304,9 @@ class Run:
         from featgraph.render.viz import build_html, write_page
 
         out = check_output_file(Path(out), (".html", ".htm"), force)
-        circuit = circuit_param(circuit)
-        e = subgraph(self.edge_table, head, circuit, top, feature, hops)
-        title = f"head {head} {circuit}" + (f" around {feature} ({hops} hop{'s' if hops > 1 else ''})" if feature
+        circ = _required_circuit(circuit)
+        e = subgraph(self.edge_table, head, circ, top, feature, hops)
+        title = f"head {head} {circ}" + (f" around {feature} ({hops} hop{'s' if hops > 1 else ''})" if feature
                                             else f", top {len(e)} edges")
         return write_page(build_html(e, self.features, title), out)
 
@@ -309,7 +317,7 @@ class Run:
         from featgraph.analyse.tables import head_table
         from featgraph.analyse.tetrads import find_tetrads
         from featgraph.analyse.tetrads import summary as tetrad_summary
-        from featgraph.render.report import Figure, HeadSection, build_page
+        from featgraph.render.report import HeadSection, build_page
         from featgraph.render.viz import build_html, write_page
 
         check_top(top)
@@ -331,19 +339,19 @@ class Run:
                     warnings.warn(f"plots skipped: {e}", FeatgraphWarning, stacklevel=2)
             sections = []
             tick = progress("head pages", len(groups))
-            for head, circ in groups:
-                head = int(head)
-                e = head_circuit(self.edge_table, head, circ)
+            for head_key, circ in groups:
+                head = int(head_key)
+                edges = head_circuit(self.edge_table, head, circ)
                 page = f"head{head}_{circ.lower()}.html"
                 write_page(build_html(subgraph(self.edge_table, head, circ, 100), self.features,
                                       f"head {head} {circ}, top 100 edges"), tmp / page)
                 st = self.manifest.stats.get(f"{head}/{circ}", {})
                 tt = tet[(tet["head"] == head) & (tet["circuit"] == circ)]
                 stats = pd.DataFrame([{
-                    "edges": len(e), "like-to-like": int((e["src"] == e["dst"]).sum()),
-                    "max |w|": float(e["weight"].abs().max()), "min |w| kept": float(e["weight"].abs().min()),
-                    "positive": int((e["weight"] > 0).sum()),
-                    "matrix mean": st.get("mean"), "matrix std": st.get("std"), "tetrads": int(len(tt)),
+                    "edges": len(edges), "like-to-like": int((edges["src"] == edges["dst"]).sum()),
+                    "max |w|": float(edges["weight"].abs().max()), "min |w| kept": float(edges["weight"].abs().min()),
+                    "positive": int((edges["weight"] > 0).sum()),
+                    "matrix mean": st.get("mean"), "matrix std": st.get("std"), "tetrads": len(tt),
                 }])
                 cols = ["src_a", "src_b", "dst_x", "dst_y", "w_ax", "w_ay", "w_bx", "w_by", "strength", "like_to_like"]
                 sections.append(HeadSection(
@@ -362,14 +370,14 @@ class Run:
 
     def _report_figures(self, tmp: Path, tick) -> list:
         from featgraph import reload
-        from featgraph.render.plots import positional_plot
         from featgraph.render.report import Figure
 
         m = self.manifest
+        model, sae_in = m.model or {}, m.sae_in or {}
         figures = []
-        prof = reload.positional_frame(str(m.model["ref"]), int(m.layer or 0), str(m.sae_in["ref"]))
+        prof = reload.positional_frame(str(model["ref"]), int(m.layer or 0), str(sae_in["ref"]))
         _write_frame(prof, tmp / "positional.csv")
-        positional_figure(prof, tmp / "positional.png", str(m.model.get("neuronpedia_id") or m.model["ref"]), int(m.layer or 0))
+        positional_figure(prof, tmp / "positional.png", str(model.get("neuronpedia_id") or model["ref"]), int(m.layer or 0))
         figures.append(Figure("Rotary positional profile of the input SAE's b_dec", "positional.png", "positional.csv"))
         tick(1)
         if (m.sae_out or {}).get("ref"):
@@ -410,7 +418,7 @@ def positional(model: str, layer: int, sae_in: str | None = None, features: Sequ
         check_output_file(out.with_suffix(".csv"), (".csv",), force)
     df = reload.positional_frame(model, layer, sae_in, features, max_distance)
     if out is not None:
-        from featgraph.compute import model_short_id
+        from featgraph.load.model import model_short_id
 
         _write_frame(df, out.with_suffix(".csv"))
         positional_figure(df, out, model_short_id(model), layer)

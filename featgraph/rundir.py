@@ -21,7 +21,12 @@ from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.files import sha256, staged_dir, staged_file, write_text
 from featgraph.manifest import Manifest, new_run_id
 from featgraph.schema import (
-    EDGE_REQUIRED, edges_frame, features_frame, features_from_edges, normalise_circuit, parse_feature_id,
+    EDGE_REQUIRED,
+    edges_frame,
+    features_frame,
+    features_from_edges,
+    normalise_circuit,
+    parse_feature_id,
     rank_edges,
 )
 
@@ -42,7 +47,7 @@ class Tables:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------- write
@@ -63,7 +68,7 @@ def write_run(out: Path, edges: pd.DataFrame, features: pd.DataFrame, manifest: 
             names.append("edges.csv")
         m = manifest.replace(
             featgraph_version=__version__, created=manifest.created or now(),
-            rows={"edges": int(len(edges)), "features": int(len(features))},
+            rows={"edges": len(edges), "features": len(features)},
             files={f: _file_entry(tmp / f) for f in names},
         )
         (tmp / MANIFEST).write_text(m.to_json(), encoding="utf-8")
@@ -83,7 +88,7 @@ def update_features(directory: Path, manifest: Manifest, features: pd.DataFrame,
     m = manifest.replace(
         labels=labels,
         files=dict(manifest.files) | {FEATURES: _file_entry(directory / FEATURES)},
-        rows=dict(manifest.rows) | {"features": int(len(features))},
+        rows=dict(manifest.rows) | {"features": len(features)},
     )
     write_text(directory / MANIFEST, m.to_json())
     return m

@@ -10,8 +10,8 @@ broken by (src, dst) index: the order is (-|w|, src, dst).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class Selection:
     block_bytes: int = 256 << 20
     max_edges: int = 5_000_000
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.top_k is not None and self.top_k < 1:
             raise BadValue("top_k", self.top_k, "must be a positive integer")
         if self.min_abs is not None and not self.min_abs >= 0:
@@ -202,16 +202,16 @@ def select(
         if progress is not None:
             progress(r1 - r0)
 
-    r, c, w = kept.r, kept.c, kept.w
+    rs, cs, ws = kept.r, kept.c, kept.w
     if per_src:
-        r = np.concatenate([r] + [p[0] for p in per_src])
-        c = np.concatenate([c] + [p[1] for p in per_src])
-        w = np.concatenate([w] + [p[2] for p in per_src])
-        key = r * max(n_dst, 1) + c
+        rs = np.concatenate([rs] + [p[0] for p in per_src])
+        cs = np.concatenate([cs] + [p[1] for p in per_src])
+        ws = np.concatenate([ws] + [p[2] for p in per_src])
+        key = rs * max(n_dst, 1) + cs
         _, first = np.unique(key, return_index=True)
-        r, c, w = r[first], c[first], w[first]
-    p = order(r, c, w)
-    return Selected(r[p], c[p], w[p])
+        rs, cs, ws = rs[first], cs[first], ws[first]
+    p = order(rs, cs, ws)
+    return Selected(rs[p], cs[p], ws[p])
 
 
 def _initial_cutoff(block: torch.Tensor, k: int) -> float:
@@ -234,7 +234,8 @@ def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return r, c
 
 
-def _per_source(src, dst, block, r0, k, c_err, norms, dst_norm_max):
+def _per_source(src: torch.Tensor, dst: torch.Tensor, block: torch.Tensor, r0: int, k: int, c_err: float,
+                norms: torch.Tensor, dst_norm_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each source row's k strongest entries, exactly, ties by dst index."""
     k_eff = min(k, block.shape[1])
     kth = torch.topk(block, k_eff, dim=1, sorted=False).values.min(dim=1).values  # [rows]

@@ -8,6 +8,7 @@ vocabulary: d_model, d_head, d_sae, n_heads, n_kv_heads; HF `[out, in]` layout.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -30,7 +31,7 @@ class ModelConfig:
     model_type: str
 
     @classmethod
-    def from_json(cls, cfg: object, where: str) -> "ModelConfig":
+    def from_json(cls, cfg: object, where: str) -> ModelConfig:
         """Parse a Gemma 2 config.json (a dict); every bad field is a one-line BadInput naming it."""
         if not isinstance(cfg, dict):
             raise BadInput(f"{where}: config.json is not a JSON object; is this a transformers model directory?")
@@ -38,7 +39,7 @@ class ModelConfig:
         if mt != "gemma2":
             raise BadInput(f"{where}: model_type is {mt!r}, featgraph reads Gemma 2 ('gemma2') models")
 
-        def get(key, kind, default=None, positive=True):
+        def get(key: str, kind: type, default: object = None, positive: bool = True) -> Any:
             raw = cfg.get(key, default)
             if raw is None:
                 raise BadInput(f"{where}: config.json lacks {key!r}; is this a transformers model directory?")
@@ -123,6 +124,13 @@ class SAE:
     b_dec: torch.Tensor | None = None
     threshold: torch.Tensor | None = None
     source: dict = field(default_factory=dict)
+
+    def part(self, name: str) -> torch.Tensor:
+        """Array `name` (W_enc, W_dec, …), which the loader must have been asked for."""
+        value = getattr(self, name)
+        if value is None:
+            raise BadInput(f"this SAE was loaded without {name}")
+        return value
 
     @property
     def neuronpedia_id(self) -> str | None:

@@ -6,6 +6,7 @@ import pytest
 
 from helpers import REPO, TINY, make_tiny_model, write_sae
 
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """(model_dir, transformers model, sae_in path, sae_out path) for layer 1."""

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+
 import featgraph as fg_api
 from featgraph.graph import library
 
 from helpers import fg
-
 
 # ---------------------------------------------------------------- pandas references
 

@@ -10,7 +10,6 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from featgraph.errors import BadInput, FeatgraphError

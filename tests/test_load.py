@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from featgraph.load import hub
 from featgraph.load import model as model_io
 from featgraph.load import sae as sae_io
 
-from helpers import TINY, make_tiny_model, write_sae
+from helpers import make_tiny_model, write_sae
 
 
 def test_sharded_model_reads_the_six_tensors(tiny):

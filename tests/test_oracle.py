@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import featgraph as fg
 
 from helpers import LAYER, oracle
+
 
 def _extract(tmp_path, tiny, name, **conv):
     model_dir, _, sae_in, sae_out = tiny

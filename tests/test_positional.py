@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
 from featgraph.analyse import positional as pos
 from featgraph.cli import app
 from featgraph.load import model as model_io

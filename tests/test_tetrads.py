@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+
 from featgraph.analyse.tetrads import cosines, find_tetrads, summary
 from featgraph.cli import app
 

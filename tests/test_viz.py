@@ -6,11 +6,13 @@ import re
 
 import pandas as pd
 import pytest
+
 import featgraph as fg
 from featgraph.analyse.filters import subgraph
+from featgraph.cli import app
 
 from helpers import PROBE, chromium, runner
-from featgraph.cli import app
+
 
 @pytest.mark.browser
 @pytest.mark.parametrize("top,feature", [(60, None), (400, None), (100, "featgraph-demo/0-demo-res-96/28")])

@@ -16,7 +16,7 @@ import pandas as pd
 
 from featgraph.schema import TETRAD_COLUMNS
 
-COLUMNS = list(TETRAD_COLUMNS) + ["like_to_like"]
+COLUMNS = [*list(TETRAD_COLUMNS), "like_to_like"]
 
 
 def find_tetrads(edges: pd.DataFrame, min_strength: float = 0.0) -> pd.DataFrame:
@@ -44,7 +44,7 @@ def _dtypes() -> dict[str, str]:
     return {c: d[c] for c in COLUMNS}
 
 
-def _group(g: pd.DataFrame, key) -> pd.DataFrame:
+def _group(g: pd.DataFrame, key: tuple) -> pd.DataFrame:
     from scipy import sparse
 
     layer, head, circuit = key

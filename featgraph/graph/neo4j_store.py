@@ -8,9 +8,9 @@ printed or written anywhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -30,7 +30,7 @@ class Neo4jSettings:
     database: str | None
 
     @classmethod
-    def from_env(cls) -> "Neo4jSettings":
+    def from_env(cls) -> Neo4jSettings:
         pw = os.environ.get("NEO4J_PASSWORD")
         if not pw:
             raise BadInput("NEO4J_PASSWORD is not set: export it (and NEO4J_URI, NEO4J_USERNAME) before using --neo4j")
@@ -60,7 +60,8 @@ class Neo4jStore:
             raise FeatgraphError(f"Neo4j at {s.uri} refused the credentials for user {s.user!r}: check NEO4J_USERNAME and NEO4J_PASSWORD") from None
         except (neo4j_errors.ServiceUnavailable, neo4j_errors.DriverError, OSError, ValueError) as e:
             self._close()
-            raise FeatgraphError(f"cannot reach Neo4j at {s.uri} ({e.__class__.__name__}): start it (`docker compose up -d`) or set NEO4J_URI") from None
+            raise FeatgraphError(f"cannot reach Neo4j at {s.uri} ({e.__class__.__name__}): "
+                                 "start it (`docker compose up -d`) or set NEO4J_URI") from None
         return self
 
     def __exit__(self, *exc):
@@ -126,7 +127,8 @@ def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out:
     types = {"INT64": "long", "DOUBLE": "double", "STRING": "string"}
     with staged_dir(Path(out), force, kind="neo4j-import") as tmp:
         nodes = node_rows(features)
-        nodes.columns = [f"{c}:ID(Feature)" if c == "id" else (c if types[NODE_PROPS[c]] == "string" else f"{c}:{types[NODE_PROPS[c]]}") for c in nodes.columns]
+        nodes.columns = [f"{c}:ID(Feature)" if c == "id" else (c if types[NODE_PROPS[c]] == "string" else f"{c}:{types[NODE_PROPS[c]]}")
+                         for c in nodes.columns]
         nodes[":LABEL"] = "Feature"
         nodes.to_csv(tmp / "features.csv", index=False)
         for rel in REL_TYPES:

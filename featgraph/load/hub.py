@@ -20,7 +20,7 @@ class HubRef:
     revision: str | None = None
 
     @classmethod
-    def parse(cls, ref: str) -> "HubRef":
+    def parse(cls, ref: str) -> HubRef:
         repo, _, rev = ref.partition("@")
         parts = repo.split("/")
         if len(parts) != 2 or not all(parts):
@@ -30,8 +30,8 @@ class HubRef:
 
 def download(ref: HubRef, filename: str) -> Path:
     """One file from the Hub through its cache; translate failures into one line."""
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hfe
+    from huggingface_hub import hf_hub_download
 
     where = f"{ref.repo_id}/{filename}" + (f"@{ref.revision}" if ref.revision else "")
     try:

@@ -21,6 +21,12 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 
 
+def model_short_id(ref: str) -> str:
+    """Neuronpedia's model id: the repo name (`google/gemma-2-2b` -> `gemma-2-2b`)."""
+    base = ref.split("@")[0].rstrip("/")
+    return Path(base).name
+
+
 def tensor_names(layer: int) -> dict[str, str]:
     p = f"model.layers.{layer}"
     return {
