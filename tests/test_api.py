@@ -17,7 +17,8 @@ import featgraph as fg
 from featgraph.errors import BadValue
 from featgraph.manifest import FORMAT_VERSION, Manifest
 
-from helpers import LAYER, fg as cli
+from helpers import LAYER
+from helpers import fg as cli
 
 KEY = ["layer", "head", "circuit", "src", "dst"]
 
