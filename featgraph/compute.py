@@ -23,7 +23,7 @@ from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarnin
 from featgraph.load import model as model_io
 from featgraph.manifest import Manifest
 from featgraph.progress import ProgressFactory
-from featgraph.reload import default_sae
+from featgraph.reload import check_heads, default_sae
 from featgraph.schema import CIRCUITS, EDGE_COLUMNS, feature_id, normalise_circuit
 from featgraph.select import Selection
 from featgraph.weights import SAE, AttentionWeights
@@ -55,8 +55,8 @@ class ExtractConfig:
     def __post_init__(self):
         if self.layer < 0:
             raise BadValue("layer", self.layer, "must be ≥ 0")
-        if self.sae_in is None and self.layer == 0:
-            raise BadInput("layer 0 has no residual SAE before it: pass sae_in")
+        if self.sae_in is None:
+            default_sae(self.layer - 1)  # layer 0 has none: fail before loading anything
         if not self.circuits or any(c not in CIRCUITS for c in self.circuits):
             raise BadValue("circuits", ",".join(self.circuits), "must be a subset of qk,ov")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -239,10 +239,7 @@ def extract(
 
     attn = _load_model(model, layer)
     mc = attn.config
-    head_list = cfg.heads if cfg.heads is not None else tuple(range(mc.n_heads))
-    bad = [h for h in head_list if h >= mc.n_heads]
-    if bad:
-        raise BadValue("heads", bad[0], f"is out of range: layer {layer} has heads 0..{mc.n_heads - 1}")
+    head_list = check_heads(cfg.heads, mc.n_heads, layer)
     if attn_scale and not mc.query_pre_attn_scalar > 0:
         raise BadInput("attn_scale needs query_pre_attn_scalar > 0 in the model's config")
     sae_i = _load_sae(sae_in, cfg.sae_in_ref, ("W_dec", "b_dec"), mc.d_model, "input SAE")

@@ -7,7 +7,7 @@ the pure analyses. The positional profile also works from references alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,9 @@ from featgraph.weights import SAE, AttentionWeights
 
 
 def default_sae(layer: int) -> str:
-    """The post's choice: the canonical 16k residual SAE of `layer`."""
+    """The post's choice: the canonical 16k residual SAE of `layer` (the input of attention layer L is SAE L−1)."""
+    if layer < 0:
+        raise BadInput("layer 0 has no residual SAE before it: pass sae_in")
     return f"gemma-scope-2b-pt-res-canonical/layer_{layer}/width_16k/canonical"
 
 
@@ -57,6 +59,16 @@ def run_weights(manifest: Manifest, need_out: bool) -> tuple[AttentionWeights, S
     return attn, sae_in, sae_out
 
 
+def check_heads(heads: Sequence[int] | None, n_heads: int, layer: int | None) -> tuple[int, ...]:
+    """The heads asked for (None: all of the layer's), each checked against the layer."""
+    if heads is None:
+        return tuple(range(n_heads))
+    bad = [h for h in heads if not 0 <= h < n_heads]
+    if bad:
+        raise BadValue("heads", bad[0], f"is out of range: layer {layer} has heads 0..{n_heads - 1}")
+    return tuple(heads)
+
+
 def run_factors(manifest: Manifest, pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray]]:
     """Each (head, circuit)'s factors (src [n_src, d_head], dst [n_dst, d_head]) as the run computed them."""
     pairs = sorted(set(pairs))
@@ -74,13 +86,10 @@ def correlation_frame(manifest: Manifest, heads: tuple[int, ...] | None = None) 
     """Per head and key/value feature: mean QK as a key, mean |OV| (columns head, feature_index, mean_qk_as_key, mean_abs_ov)."""
     from featgraph.analyse import correlation as corr
 
-    n = int((manifest.model or {}).get("config", {}).get("n_heads", 0)) or None
     if not manifest.has_weights or not (manifest.sae_out or {}).get("ref"):
         raise BadInput("the correlation needs an extracted run with both circuits (it reloads the model and SAEs)")
-    heads = heads if heads is not None else tuple(range(n or 0))
-    bad = [h for h in heads if n is not None and not 0 <= h < n]
-    if bad:
-        raise BadValue("heads", bad[0], f"is out of range: the layer has heads 0..{(n or 1) - 1}")
+    n = int((manifest.model or {}).get("config", {}).get("n_heads", 0))
+    heads = check_heads(heads, n, manifest.layer)
     factors = run_factors(manifest, {(h, c) for h in heads for c in ("QK", "OV")})
     frames = []
     with torch.inference_mode():
@@ -102,12 +111,11 @@ def positional_frame(model: str, layer: int, sae_in: str | None = None, features
 
     if max_distance < 1:
         raise BadValue("max_distance", max_distance, "must be ≥ 1")
-    if sae_in is None and layer == 0:
-        raise BadInput("layer 0 has no residual SAE before it: pass sae_in")
+    sae_ref = sae_in or default_sae(layer - 1)
     features = list(features)
     attn = attn or model_io.load_attention(model, layer)
     parts = ("W_dec", "b_dec") if features else ("b_dec",)
-    sae = sae_io.load(sae_in or default_sae(layer - 1), parts, expect_d_in=attn.config.d_model, role="input SAE")
+    sae = sae_io.load(sae_ref, parts, expect_d_in=attn.config.d_model, role="input SAE")
     b_dec = sae.part("b_dec")
     curves = [("b_dec", "b_dec", b_dec, b_dec)]
     for spec in features:
