@@ -1,11 +1,11 @@
 """The post's QK and OV circuits as low-rank factors (pure maths, no I/O).
 
 Every (head, circuit) matrix is `S = src @ dst.T` with rows = source features
-(SPEC 3: key for QK, value for OV) and columns = destination features (query
+(docs/maths.md: key for QK, value for OV) and columns = destination features (query
 for QK, output for OV), both factors [n, d_head]. Nothing here builds an
 n_src × n_dst matrix; `featgraph.select` walks S in blocks.
 
-Definitions (SPEC 2), with g_in = 1 + input_layernorm.weight and
+Definitions (docs/maths.md), with g_in = 1 + input_layernorm.weight and
 g_post = 1 + post_attention_layernorm.weight:
     q_i = W_Q[h] (g_in ⊙ d_i),  k_j, v_j likewise with kv head h // (n_heads / n_kv_heads)
     p_k = W_O[:, h]ᵀ (g_post ⊙ e_k)

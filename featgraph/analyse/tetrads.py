@@ -1,4 +1,4 @@
-"""Mutual-exclusion tetrads (SPEC 3), found with sparse sign matrices.
+"""Mutual-exclusion tetrads (docs/maths.md), found with sparse sign matrices.
 
 Within one (layer, head, circuit), sources a ≠ b and destinations x ≠ y form a
 tetrad when all four edges exist and sign(w_ax) = sign(w_by) = −sign(w_ay) = −sign(w_bx).
