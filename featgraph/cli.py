@@ -406,21 +406,37 @@ def correlation(
     typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
 
 
-@app.command(epilog="Example: featgraph viz exports/layer13 --head 7 --circuit ov --top 60 --out head7.html")
+@app.command(epilog="Examples: featgraph viz exports/layer13 --head 7 --circuit ov --top 60 --out head7.html\n\n"
+             "featgraph viz exports/layer13 --circuit qk --match numerical --hops 1 --out numerical.html")
 def viz(
     run: RunOrEdges,
-    head: HeadOpt,
     circuit: CircuitOpt,
     out: Path = typer.Option(..., "--out", help="HTML page to write (works offline).", show_default=False),
-    top: int = typer.Option(100, help="Strongest edges to draw."),
+    head: Optional[int] = typer.Option(None, help="Attention head [default: all heads].", show_default=False),
+    top: int = typer.Option(100, help="Strongest edges to draw (at most 1000)."),
     feature: Optional[str] = typer.Option(None, help="Centre on this feature id.", show_default=False),
-    hops: int = typer.Option(1, help="With --feature: neighbourhood radius."),
+    match: Optional[str] = typer.Option(None, help="Centre on the features whose label matches this text.", show_default=False),
+    hops: int = typer.Option(1, help="With --feature/--match: neighbourhood radius."),
     force: ForceOpt = False,
 ):
-    """An interactive pyvis page of one head's circuit (arrows source → destination)."""
+    """An interactive page of a circuit: nodes `index: label`, arrows source → destination, hover and click for details."""
     from featgraph.run import open_run
 
-    typer.echo(f"wrote {open_run(run).viz(head, _circuit(circuit), out, top, feature, hops, force)}")
+    typer.echo(f"wrote {open_run(run).viz(head, _circuit(circuit), out, top, feature, hops, match, force)}")
+
+
+@app.command(epilog='Example: featgraph search exports/layer13 "numerical patterns" --limit 5')
+def search(
+    run: RunOrEdges,
+    text: str = typer.Argument(..., help="Words to find in feature labels (case-insensitive).", show_default=False),
+    limit: int = typer.Option(10, help="Features to show."),
+    format: FormatOpt = "md",
+):
+    """Find features by what their labels say, each with its strongest QK and OV edges per head."""
+    from featgraph.render.text import format_table
+    from featgraph.run import open_run
+
+    _out(format_table(open_run(run).search(text, limit), format))
 
 
 @app.command(epilog="Example: featgraph report exports/layer13 --out exports/layer13-report")

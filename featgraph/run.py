@@ -297,18 +297,67 @@ class Run:
 
         return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force)
 
-    def viz(self, head: int, circuit: str, out: str | Path, top: int = 100, feature: str | None = None,
-            hops: int = 1, force: bool = False) -> Path:
-        """An interactive offline page of one head's circuit (or the neighbourhood of `feature`)."""
-        from featgraph.analyse.filters import subgraph
-        from featgraph.render.viz import build_html, write_page
+    def viz(self, head: int | None, circuit: str, out: str | Path, top: int = 100, feature: str | Sequence[str] | None = None,
+            hops: int = 1, match: str | None = None, force: bool = False) -> Path:
+        """An interactive offline page of one head's circuit (None: all heads), its `top` strongest edges —
+        or the neighbourhood (`hops`) of `feature` (an id or several), or of the features whose label
+        matches `match` (the best 10 by `search`'s ranking)."""
+        from featgraph.analyse.filters import check_top, head_circuit, subgraph
+        from featgraph.render.viz import build_html, check_size, write_page
 
+        check_top(top)
+        check_size(top)
         out = check_output_file(Path(out), (".html", ".htm"), force)
         circ = _required_circuit(circuit)
+        if feature is not None and match is not None:
+            raise BadInput("give feature or match, not both")
+        where = f"head {head} {circ}" if head is not None else f"{circ}, all heads"
+        around = None
+        if match is not None:
+            e = head_circuit(self.edge_table, head, circ)
+            present = self.features[self.features["id"].isin(set(e["src"]) | set(e["dst"]))]
+            found = self._matches(present, match, where)
+            feature, around = list(found["id"]), f"features matching {match!r}"
+        elif feature is not None:
+            around = feature if isinstance(feature, str) else ", ".join(feature)
         e = subgraph(self.edge_table, head, circ, top, feature, hops)
-        title = f"head {head} {circ}" + (f" around {feature} ({hops} hop{'s' if hops > 1 else ''})" if feature
-                                            else f", top {len(e)} edges")
-        return write_page(build_html(e, self.features, title), out)
+        title = where + (f" around {around} ({hops} hop{'s' if hops > 1 else ''}), {len(e)} edges" if around
+                         else f", top {len(e)} edges")
+        centres = [feature] if isinstance(feature, str) else list(feature or ())
+        return write_page(build_html(e, self.features, title, centres), out)
+
+    def _matches(self, features: pd.DataFrame, text: str, where: str, limit: int = 10) -> pd.DataFrame:
+        from featgraph.analyse.search import rank_features
+
+        found = rank_features(features, text, limit=None)
+        if found.empty:
+            raise BadInput(f"no feature of {where} has a label matching {text!r}: try other words, or `featgraph search RUN TEXT`")
+        if len(found) > limit:
+            warnings.warn(f"{len(found)} features match {text!r}; showing the {limit} best (narrow the text to see others)",
+                          FeatgraphWarning, stacklevel=3)
+        return found.head(limit)
+
+    def search(self, text: str, limit: int = 20) -> pd.DataFrame:
+        """Features whose label matches `text` (ranked; see analyse.search), each with its strongest QK and OV
+        edge per head, as the key/value (side `src`) and as the query/output (side `dst`).
+
+        Columns: match (1 = best), score, feature, description, layer, head, circuit, side, weight, z, rank,
+        other, other_description.
+        """
+        from featgraph.analyse.filters import check_top
+        from featgraph.analyse.search import rank_features, strongest_edges
+
+        check_top(limit, "limit")
+        found = rank_features(self.features, text, limit)
+        ids = list(found["id"])
+        e = strongest_edges(self.edge_table, ids)
+        desc = self.features.set_index("id")["description"]
+        score = dict(zip(found["id"], found["score"]))
+        out = e.assign(match=e["feature"].map({f: i + 1 for i, f in enumerate(ids)}), score=e["feature"].map(score),
+                       description=e["feature"].map(desc).astype("string"),
+                       other_description=e["other"].map(desc).astype("string"))
+        return out[["match", "score", "feature", "description", "layer", "head", "circuit", "side", "weight", "z", "rank",
+                    "other", "other_description"]].reset_index(drop=True)
 
     def report(self, out: str | Path, top: int = 15, plots: bool = True, force: bool = False,
                progress: ProgressFactory | None = None) -> Path:

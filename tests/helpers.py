@@ -3,6 +3,8 @@ Gemma Scope's format, transformers' own attention as the oracle, a headless Chro
 
 from __future__ import annotations
 
+import contextlib
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -137,6 +139,39 @@ window.addEventListener('load', function () { setTimeout(function () {
   document.body.setAttribute('data-canvas', document.querySelectorAll('#mynetwork canvas').length);
 }, 300); });
 </script></body>"""
+
+
+class Browser:
+    """A page in Debian's headless Chromium driven by Playwright, with every non-file request blocked and recorded."""
+
+    def __init__(self, page, requests: list[str], console: list[str]):
+        self.page, self.requests, self.console = page, requests, console
+
+
+@contextlib.contextmanager
+def browser(viewport=(1400, 900)):
+    from playwright.sync_api import sync_playwright
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "Debian's chromium is required (scripts/provision installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                                         "--disable-component-update", "--no-first-run"])
+        try:
+            page = b.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            requests: list[str] = []
+            console: list[str] = []
+
+            def block(route):
+                requests.append(route.request.url)
+                route.abort()
+
+            page.route(re.compile(r"^(?!file:).*"), block)
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+            yield Browser(page, requests, console)
+        finally:
+            b.close()
 
 
 def chromium(page: Path) -> tuple[str, list[str]]:

@@ -1,89 +1,220 @@
-"""pyvis pages: content checks, and a real headless Chromium with the network cut off."""
+"""Graph pages, opened in a real headless Chromium (Playwright driving Debian's chromium) with the network cut off:
+they build the network, hovering an edge shows its weight, nodes are captioned with labels, search and legend work."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import featgraph as fg
 from featgraph.analyse.filters import subgraph
-from featgraph.cli import app
+from featgraph.render.html import short_caption
+from featgraph.render.viz import CAPTION, MAX_EDGES
 
-from helpers import PROBE, chromium, runner
+from helpers import browser
+from helpers import fg as cli
+
+
+def _open(b, page):
+    b.page.goto(page.as_uri())
+    b.page.wait_for_selector("body[data-ready='1']", timeout=20000)
+
+
+def _viz(run, out, *args):
+    r = cli("viz", run, "--out", out, *args)
+    assert r.exit_code == 0, r.output
+    return out
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("top,feature", [(60, None), (400, None), (100, "featgraph-demo/0-demo-res-96/28")])
-def test_page_renders_offline_without_errors(demo_run, tmp_path, top, feature):
-    out = tmp_path / "v.html"
-    args = ["viz", str(demo_run), "--head", "1", "--circuit", "qk", "--top", str(top), "--out", str(out)]
-    if feature:
-        args += ["--feature", feature, "--hops", "2"]
-    r = runner.invoke(app, args)
-    assert r.exit_code == 0, r.output
-    page = out.read_text()
-    # nothing to fetch: no external scripts or stylesheets
-    assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", page)
+def test_page_builds_offline_with_every_node_and_edge(demo_run, tmp_path, top, feature):
+    args = ["--head", 1, "--circuit", "qk", "--top", top] + (["--feature", feature, "--hops", 2] if feature else [])
+    page = _viz(demo_run, tmp_path / "v.html", *args)
+    text = page.read_text()
+    assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", text)
     edges = subgraph(fg.open_run(demo_run).edge_table, 1, "QK", top, feature, 2)
     nodes = pd.unique(pd.concat([edges["src"], edges["dst"]]))
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE, 1))
-    dom, console = chromium(probe)
-    assert console == [], console
-    m = re.search(r'<body[^>]*data-nodes="(\d+)"[^>]*data-edges="(\d+)"[^>]*data-canvas="(\d+)"', dom)
-    assert m, "the page did not build its network"
-    assert (int(m[1]), int(m[2])) == (len(nodes), len(edges)) and int(m[3]) >= 1
+    with browser() as b:
+        _open(b, page)
+        got = b.page.evaluate("[featgraph.nodes.length, featgraph.edges.length, document.querySelectorAll('#mynetwork canvas').length]")
+        assert got[:2] == [len(nodes), len(edges)] and got[2] >= 1
+        assert b.console == [] and b.requests == []
+
+
+def _edge_point(b, edge_id):
+    """A DOM point on an edge's drawn curve: halfway along it, or for a loop the point farthest from its node."""
+    return b.page.evaluate("""(id) => {
+        const n = featgraph.network, e = n.body.edges[id];
+        let p = e.edgeType.getPoint(0.5);
+        if (e.fromId === e.toId) {  // a loop is a circle beside its node: take its far side
+            const c = n.getPositions([e.fromId])[e.fromId], [x, y, r] = e.edgeType._getCircleData(n.canvas.getContext());
+            const len = Math.hypot(x - c.x, y - c.y) || 1;
+            p = {x: x + r * (x - c.x) / len, y: y + r * (y - c.y) / len};
+        }
+        const d = n.canvasToDOM(p), r = document.getElementById('mynetwork').getBoundingClientRect();
+        return [d.x + r.left, d.y + r.top]; }""", edge_id)
 
 
 @pytest.mark.browser
-def test_large_graph_uses_a_precomputed_layout(tmp_path):
-    import numpy as np
+def test_hovering_an_edge_shows_its_weight_and_labels(demo_run, tmp_path):
+    run = fg.open_run(demo_run)
+    page = _viz(demo_run, tmp_path / "v.html", "--head", 0, "--circuit", "ov", "--top", 40)
+    e = subgraph(run.edge_table, 0, "OV", 40).reset_index(drop=True)
+    desc = run.features.set_index("id")["description"]
+    with browser() as b:
+        _open(b, page)
+        b.page.evaluate("window.hovered = []; featgraph.network.on('hoverEdge', p => hovered.push(p.edge))")
+        info = b.page.evaluate("featgraph.edges.get().map(e => [e.id, e.from, e.to])")
+        eid = next(x[0] for x in info if x[1] != x[2])
+        b.page.mouse.move(*_edge_point(b, eid))
+        tip = b.page.wait_for_selector("div.vis-tooltip", state="visible", timeout=5000).inner_text()
+        hovered = b.page.evaluate("hovered")
+        assert hovered, "no edge reacted to the pointer"
+        src, dst = b.page.evaluate("(id) => { const e = featgraph.edges.get(id); return [e.from, e.to]; }", hovered[-1])
+        row = e[(e["src"] == src) & (e["dst"] == dst)].iloc[0]
+        m = re.search(r"weight (\S+)\s+\(z (\S+)\), rank (\d+)", tip)
+        assert m, tip
+        assert float(m[1]) == pytest.approx(float(row["weight"]), rel=1e-3) and float(m[2]) == pytest.approx(float(row["z"]), rel=1e-3)
+        assert int(m[3]) == int(row["rank"])
+        src_caption = short_caption(int(row["src_index"]), desc.get(src), 10_000)
+        assert src_caption in tip and "value" in tip and "output" in tip
+        assert b.console == []
 
+
+@pytest.mark.browser
+def test_nodes_are_captioned_with_labels_and_link_to_neuronpedia(demo_run, tmp_path):
+    run = fg.open_run(demo_run)
+    page = _viz(demo_run, tmp_path / "v.html", "--head", 2, "--circuit", "qk", "--top", 50)
+    desc = run.features.set_index("id")["description"]
+    with browser() as b:
+        _open(b, page)
+        nodes = b.page.evaluate("featgraph.nodes.get().map(n => [n.id, n.label, n.shape])")
+        for fid, label, _ in nodes:
+            idx = int(fid.rsplit("/", 1)[1])
+            assert label == short_caption(idx, desc.get(fid), CAPTION)
+        labelled = next(fid for fid, label, _ in nodes if ":" in label)
+        # a click opens the side panel with the full label linked to Neuronpedia
+        pos = b.page.evaluate("""(id) => { const n = featgraph.network, d = n.canvasToDOM(n.getPositions([id])[id]),
+                                  r = document.getElementById('mynetwork').getBoundingClientRect(); return [d.x + r.left, d.y + r.top]; }""",
+                              labelled)
+        b.page.mouse.click(*pos)
+        link = b.page.wait_for_selector("#panel h2 a")
+        assert link.get_attribute("href") == f"https://www.neuronpedia.org/{labelled}"
+        assert link.inner_text() == f"{labelled.rsplit('/', 1)[1]}: {desc[labelled]}"
+        assert b.page.locator("#panel table tr").count() >= 1
+
+
+@pytest.mark.browser
+def test_saes_differ_by_colour_and_shape_and_the_legend_says_so(demo_run, tmp_path):
+    page = _viz(demo_run, tmp_path / "v.html", "--head", 0, "--circuit", "ov", "--top", 80)
+    with browser() as b:
+        _open(b, page)
+        nodes = b.page.evaluate("featgraph.nodes.get().map(n => [n.id.split('/')[1], n.shape, n.color])")
+        style = {sae: {(shape, color)} for sae, shape, color in nodes}
+        for sae, shape, color in nodes:
+            style[sae].add((shape, color))
+        assert all(len(v) == 1 for v in style.values()) and len(style) == 2
+        (a,), (b_,) = style.values()
+        assert a[0] != b_[0] and a[1] != b_[1]
+        legend = b.page.inner_text("#legend")
+        assert "positive" in legend and "negative" in legend and "0-demo-res-96 (value)" in legend and "1-demo-res-80 (output)" in legend
+
+
+@pytest.mark.browser
+def test_search_box_highlights_matching_features(demo_run, tmp_path):
+    run = fg.open_run(demo_run)
+    page = _viz(demo_run, tmp_path / "v.html", "--head", 1, "--circuit", "qk", "--top", 120)
+    e = subgraph(run.edge_table, 1, "QK", 120)
+    ids = set(e["src"]) | set(e["dst"])
+    desc = run.features.set_index("id")["description"]
+    want = sum(1 for f in ids if isinstance(desc.get(f), str) and "numbers" in desc[f].lower())
+    assert want > 0
+    with browser() as b:
+        _open(b, page)
+        b.page.fill("#search", "NUMBERS")
+        b.page.wait_for_selector(f"body[data-matches='{want}']", timeout=5000)
+        assert b.page.inner_text("#matches") == f"{want} match" + ("" if want == 1 else "es")
+        faded = b.page.evaluate("featgraph.nodes.get().filter(n => n.color === '#dddddd').length")
+        assert faded == len(ids) - want
+        b.page.press("#search", "Enter")
+        assert "numbers" in b.page.inner_text("#panel h2").lower()
+
+
+@pytest.mark.browser
+def test_like_to_like_edges_are_drawn_as_loops(demo_run, tmp_path):
+    run = fg.open_run(demo_run)
+    e = run.edge_table
+    loop = e[(e["circuit"] == "QK") & (e["src"] == e["dst"])].iloc[0]
+    page = _viz(demo_run, tmp_path / "v.html", "--head", int(loop["head"]), "--circuit", "qk", "--feature", loop["src"], "--hops", 1)
+    with browser() as b:
+        _open(b, page)
+        n_loops = b.page.evaluate("featgraph.edges.get().filter(e => e.from === e.to).length")
+        assert n_loops >= 1
+        # drawn: the loop's midpoint lies off the node, and hovering it shows the loop's weight
+        eid = b.page.evaluate("featgraph.edges.get().find(e => e.from === e.to).id")
+        b.page.evaluate("window.hovered = []; featgraph.network.on('hoverEdge', p => hovered.push(p.edge))")
+        b.page.mouse.move(*_edge_point(b, eid))
+        tip = b.page.wait_for_selector("div.vis-tooltip", state="visible", timeout=5000).inner_text()
+        assert b.page.evaluate("hovered") == [eid] and "weight" in tip and "like" not in tip
+
+
+@pytest.mark.browser
+def test_match_centres_the_page_on_features_by_label(demo_run, tmp_path):
+    run = fg.open_run(demo_run)
+    page = _viz(demo_run, tmp_path / "v.html", "--circuit", "qk", "--match", "court", "--hops", 1)
+    desc = run.features.set_index("id")["description"].fillna("")
+    e = run.edge_table[run.edge_table["circuit"] == "QK"]
+    present = set(e["src"]) | set(e["dst"])
+    matched = [f for f in present if "court" in desc.get(f, "").lower()][:10]
+    with browser() as b:
+        _open(b, page)
+        big = set(b.page.evaluate("featgraph.nodes.get().filter(n => n.borderWidth === 4).map(n => n.id)"))
+        assert big and big <= set(matched)
+        assert "matching 'court'" in b.page.inner_text("#title")
+
+
+@pytest.mark.browser
+def test_five_hundred_edges_open_quickly_with_a_precomputed_layout(tmp_path):
     rng = np.random.default_rng(0)
-    n = 600
+    n = 700
     e = pd.DataFrame({"layer": 13, "head": 0, "circuit": "OV",
-                      "src": [f"gemma-2-2b/12-gemmascope-res-16k/{i}" for i in rng.integers(0, 5000, n)],
-                      "dst": [f"gemma-2-2b/13-gemmascope-res-16k/{i}" for i in rng.integers(0, 5000, n)],
-                      "weight": rng.normal(size=n)}).drop_duplicates(["src", "dst"])
+                      "src": [f"gemma-2-2b/12-gemmascope-res-16k/{i}" for i in rng.integers(0, 400, n)],
+                      "dst": [f"gemma-2-2b/13-gemmascope-res-16k/{i}" for i in rng.integers(0, 400, n)],
+                      "weight": rng.normal(size=n)}).drop_duplicates(["src", "dst"]).head(500)
     f = tmp_path / "e.parquet"
     e.to_parquet(f)
-    out = tmp_path / "big.html"
-    assert runner.invoke(app, ["viz", str(f), "--head", "0", "--circuit", "ov", "--top", "1000", "--out", str(out)]).exit_code == 0
-    page = out.read_text()
-    assert '"physics": false' in page and '"x": ' in page
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE, 1))
-    dom, console = chromium(probe)
-    assert console == [], console
-    nodes = len(pd.unique(pd.concat([e["src"], e["dst"]])))
-    assert f'data-nodes="{nodes}"' in dom and f'data-edges="{len(e)}"' in dom
+    page = _viz(f, tmp_path / "big.html", "--head", 0, "--circuit", "ov", "--top", 500)
+    with browser() as b:
+        _open(b, page)
+        xy = b.page.evaluate("featgraph.nodes.get().map(n => [n.x, n.y])")
+        assert all(x is not None and y is not None for x, y in xy)
+        assert b.page.evaluate("featgraph.network.physics.options.enabled") is False
+        assert b.page.evaluate("featgraph.edges.length") == len(e)
 
 
-def test_page_content(demo_run, tmp_path):
-    out = tmp_path / "v.html"
-    assert runner.invoke(app, ["viz", str(demo_run), "--head", "0", "--circuit", "ov", "--top", "30", "--out", str(out)]).exit_code == 0
-    page = out.read_text()
-    e = subgraph(fg.open_run(demo_run).edge_table, 0, "OV", 30)
-    # arrows go source -> destination, colours by sign
-    first = e.iloc[0]
-    assert f'"from": "{first["src"]}"' in page and f'"to": "{first["dst"]}"' in page
-    assert "#2166ac" in page and "#b2182b" in page
-    assert "https://www.neuronpedia.org/featgraph-demo/" in page
+def test_too_many_edges_is_a_clear_error(demo_run, tmp_path):
+    r = cli("viz", demo_run, "--head", 0, "--circuit", "qk", "--top", MAX_EDGES + 1, "--out", tmp_path / "v.html")
+    assert r.exit_code == 2 and "--top" in r.stderr and "feature" in r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "v.html").exists()
 
 
 @pytest.mark.parametrize("args,msg", [
     (["--head", "9", "--circuit", "qk"], "head 9"),
     (["--head", "0", "--circuit", "qk", "--feature", "nope/x/1"], "has no QK edge"),
     (["--head", "0", "--circuit", "zz"], "qk or ov"),
+    (["--head", "0", "--circuit", "qk", "--match", "zzzzqqq"], "matching 'zzzzqqq'"),
+    (["--head", "0", "--circuit", "qk", "--match", "court", "--feature", "a/b/1"], "not both"),
 ])
 def test_bad_input(demo_run, tmp_path, args, msg):
     out = tmp_path / "v.html"
-    r = runner.invoke(app, ["viz", str(demo_run), *args, "--out", str(out)])
-    assert r.exit_code == 2 and msg in r.stderr and not out.exists()
+    r = cli("viz", demo_run, *args, "--out", out)
+    assert r.exit_code == 2 and msg in r.stderr and not out.exists(), r.output
 
 
 def test_unwritable_output(demo_run, tmp_path):
-    r = runner.invoke(app, ["viz", str(demo_run), "--head", "0", "--circuit", "qk", "--out", str(tmp_path / "no" / "v.html")])
+    r = cli("viz", demo_run, "--head", "0", "--circuit", "qk", "--out", tmp_path / "no" / "v.html")
     assert r.exit_code == 2 and "does not exist" in r.stderr

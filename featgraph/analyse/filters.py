@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from featgraph.errors import BadInput, BadValue
@@ -30,19 +32,28 @@ def check_top(top: int | None, param: str = "top") -> None:
         raise BadValue(param, top, "must be ≥ 1")
 
 
-def subgraph(edges: pd.DataFrame, head: int, circuit: str, top: int = 100, feature: str | None = None, hops: int = 1) -> pd.DataFrame:
-    """The edges to draw: the head's strongest `top`, or those within `hops` of `feature`."""
+def subgraph(edges: pd.DataFrame, head: int | None, circuit: str, top: int = 100, feature: str | Sequence[str] | None = None,
+             hops: int = 1) -> pd.DataFrame:
+    """The edges to draw: the strongest `top` of `head` (None: all heads), or of those within `hops`
+    of `feature` (one id or several: the union of their neighbourhoods)."""
     check_top(top)
     e = head_circuit(edges, head, circuit)
     if feature is not None:
+        centres = [feature] if isinstance(feature, str) else list(feature)
         if hops < 1:
             raise BadValue("hops", hops, "must be ≥ 1")
-        if feature not in set(e["src"]) | set(e["dst"]):
-            raise BadInput(f"feature {feature!r} has no {circuit} edge in head {head}: check the id (MODEL/SOURCE/INDEX)")
+        present = set(e["src"]) | set(e["dst"])
+        where = f"head {head}" if head is not None else "any head"
+        missing = [f for f in centres if f not in present]
+        if missing and len(missing) == len(centres):
+            raise BadInput(f"feature {missing[0]!r} has no {circuit} edge in {where}: check the id (MODEL/SOURCE/INDEX)")
         import networkx as nx
 
         g = nx.Graph()
         g.add_edges_from(zip(e["src"], e["dst"]))
-        near = nx.single_source_shortest_path_length(g, feature, cutoff=hops)
+        near: set[str] = set()
+        for c in centres:
+            if c in present:
+                near |= set(nx.single_source_shortest_path_length(g, c, cutoff=hops))
         e = e[e["src"].isin(near) & e["dst"].isin(near)]
-    return e.sort_values("rank").head(top)
+    return e.sort_values(["rank", "head"], kind="stable").head(top)

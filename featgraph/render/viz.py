@@ -1,74 +1,159 @@
-"""Interactive per-head graph pages with pyvis, working offline.
+"""Interactive graph pages: pyvis builds the network, our template draws it, offline.
 
-pyvis's template pulls bootstrap from a CDN even with `cdn_resources="in_line"`;
-those tags only style a card, so they are removed and vis-network is inlined:
-the page needs no network. Arrows follow information flow (source → destination, docs/maths.md).
+pyvis (0.3.2) holds the nodes, edges and vis-network options; the page itself comes from
+`templates/graph.html` rather than pyvis's template, whose custom popup assumes every hovered
+item is a node and throws a TypeError on edges (so edge weights never showed), and which pulls
+bootstrap from a CDN. vis-network, shipped inside pyvis, is inlined: the page needs no network.
+
+What the page shows: nodes captioned `index: short label`, coloured *and* shaped by SAE; edges
+from source to destination (key → query, value → output), coloured by sign, width ∝ |weight|,
+like-to-like edges as self-loops; hover for the full label or the weight, z and rank; click for
+a side panel with the Neuronpedia link and the feature's edges; a search box over labels; a legend.
+The layout is precomputed (communities of the graph placed apart), so 100–500 edges stay legible.
 """
 
 from __future__ import annotations
 
-import html
-import re
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from featgraph.errors import BadValue
 from featgraph.files import staged_file
-from featgraph.schema import ROLES, caption
+from featgraph.render.html import short_caption
+from featgraph.schema import NEURONPEDIA, ROLES, caption
 
-PHYSICS_LIMIT = 150  # above this many nodes: a precomputed layout, physics off
+MAX_EDGES = 1000  # a bigger page is a hairball and slow to open; neighbourhoods are the way in
 POS_COLOR, NEG_COLOR = "#2166ac", "#b2182b"
 SAE_PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
-_CDN = re.compile(r"<link[^>]*https?://[^>]*>|<script[^>]*src=\"https?://[^\"]*\"[^>]*>\s*</script>", re.S)
+SAE_SHAPES = ["dot", "square", "diamond", "triangle", "star", "hexagon", "triangleDown", "ellipse"]
+_GLYPH = {"dot": "●", "square": "■", "diamond": "◆", "triangle": "▲", "star": "★", "hexagon": "⬢",
+          "triangleDown": "▼", "ellipse": "⬮"}
+CAPTION = 30  # characters of a node caption
 
 
-def build_html(edges: pd.DataFrame, features: pd.DataFrame, title: str) -> str:
-    """The page for `edges` (one head and circuit), nodes described by `features`."""
+def check_size(n_edges: int) -> None:
+    if n_edges > MAX_EDGES:
+        raise BadValue("top", n_edges, f"asks for more edges than a page can show legibly ({MAX_EDGES:,}): lower it, or centre "
+                       "the page on a feature (feature=ID or match=TEXT, with hops)", value_first=False)
+
+
+def build_html(edges: pd.DataFrame, features: pd.DataFrame, title: str, centres: Sequence[str] = ()) -> str:
+    """The page for `edges` (one circuit; any heads), nodes described by `features`; `centres` (the
+    features a neighbourhood is drawn around) are drawn larger with a heavy border."""
     from pyvis.network import Network
 
-    feats = features.set_index("id")
-    ids = pd.unique(pd.concat([edges["src"], edges["dst"]]))
-    saes = sorted({i.split("/")[1] for i in ids})
-    colors = {s: SAE_PALETTE[i % len(SAE_PALETTE)] for i, s in enumerate(saes)}
-    net = Network(height="780px", width="100%", directed=True, cdn_resources="in_line", heading="")
-    big = len(ids) > PHYSICS_LIMIT
-    pos = _layout(edges) if big else {}
-    circuit = edges["circuit"].iloc[0]
+    check_size(len(edges))
+    feats = features.drop_duplicates("id").set_index("id")
+    ids = list(pd.unique(pd.concat([edges["src"], edges["dst"]], ignore_index=True)))
+    saes = list(dict.fromkeys(sorted({i.split("/")[1] for i in edges["src"]}) + sorted({i.split("/")[1] for i in edges["dst"]})))
+    style = {s: (SAE_PALETTE[i % len(SAE_PALETTE)], SAE_SHAPES[i % len(SAE_SHAPES)]) for i, s in enumerate(saes)}
+    circuit = str(edges["circuit"].iloc[0])
     src_role, dst_role = ROLES[circuit]
+    pos = layout(edges)
+
+    net = Network(height="100%", width="100%", directed=True, cdn_resources="in_line")
+    meta = {}
     for fid in ids:
         sae, idx = fid.split("/")[1], int(fid.rsplit("/", 1)[1])
         desc = feats["description"].get(fid) if fid in feats.index else None
-        url = feats["url"].get(fid) if fid in feats.index else f"https://www.neuronpedia.org/{fid}"
-        label = caption(idx, desc)
-        tip = (f"<b>{html.escape(label)}</b><br>{html.escape(sae)}<br>"
-               f"<a href=\"{html.escape(str(url))}\" target=\"_blank\">Neuronpedia</a>")
-        kw = {"x": pos[fid][0], "y": pos[fid][1], "physics": False} if big else {}
-        net.add_node(fid, label=str(idx), title=tip, color=colors[sae], shape="dot", size=12, **kw)
+        url = feats["url"].get(fid) if fid in feats.index else None
+        color, shape = style[sae]
+        x, y = pos[fid]
+        big = fid in centres
+        net.add_node(fid, label=short_caption(idx, desc, CAPTION), shape=shape, color=color, size=16 if big else 10, x=x, y=y,
+                     borderWidth=4 if big else 1, font={"size": 15, "bold": True} if big else {})
+        meta[fid] = {"caption": caption(idx, desc), "sae": sae,
+                     "url": url if isinstance(url, str) and url else f"{NEURONPEDIA}/{fid}"}
     wmax = float(edges["weight"].abs().max()) or 1.0
-    for s, d, w, r in zip(edges["src"], edges["dst"], edges["weight"], edges["rank"]):
-        tip = f"{circuit} head {int(edges['head'].iloc[0])}: {src_role} → {dst_role}\nweight {float(w):.4g}, rank {int(r)}"
-        net.add_edge(s, d, value=float(abs(w)) / wmax, width=1 + 7 * float(abs(w)) / wmax, title=tip,
-                     color=POS_COLOR if w > 0 else NEG_COLOR, arrows="to")
-    net.toggle_physics(not big)
-    page = net.generate_html(notebook=False)
-    page = _CDN.sub("", page)
-    legend = (f"<div style='font-family:sans-serif;margin:8px'><b>{html.escape(title)}</b> — "
-              f"arrows {src_role} → {dst_role}; <span style='color:{POS_COLOR}'>positive</span> / "
-              f"<span style='color:{NEG_COLOR}'>negative</span> weights, width ∝ |weight|; node colour = SAE: "
-              + ", ".join(f"<span style='color:{c}'>{html.escape(s)}</span>" for s, c in colors.items()) + "</div>")
-    page = page.replace("<body>", "<body>\n" + legend, 1)
-    page = page.replace("<head>", f"<head>\n<title>{html.escape(title)}</title>", 1)
-    return page
+    z = edges["z"] if "z" in edges.columns else pd.Series(np.nan, index=edges.index)
+    rows = []
+    for i, (s, d, w, r, h, zz) in enumerate(zip(edges["src"], edges["dst"], edges["weight"], edges["rank"], edges["head"], z)):
+        w = float(w)
+        net.add_edge(s, d, id=f"e{i}", width=0.6 + 6 * abs(w) / wmax, color=POS_COLOR if w > 0 else NEG_COLOR, arrows="to")
+        rows.append({"id": f"e{i}", "head": int(h), "weight": w, "rank": int(r), "z": None if pd.isna(zz) else float(zz)})
+    net.set_options(json.dumps(_options()))
+    nodes, vis_edges, _, _, _, options = net.get_network_data()
+    legend = [{"sae": s, "color": c, "glyph": _GLYPH[sh], "role": _sae_role(s, edges, src_role, dst_role)}
+              for s, (c, sh) in style.items()]
+    data = {"nodes": nodes, "edges": vis_edges, "options": json.loads(options), "meta": meta, "edgeInfo": rows,
+            "title": title, "circuit": circuit, "roles": [src_role, dst_role], "legend": legend,
+            "colors": {"pos": POS_COLOR, "neg": NEG_COLOR}}
+    return _render(title, data)
 
 
-def _layout(edges: pd.DataFrame) -> dict:
+def _sae_role(sae: str, edges: pd.DataFrame, src_role: str, dst_role: str) -> str:
+    as_src = edges["src"].str.split("/").str[1].eq(sae).any()
+    as_dst = edges["dst"].str.split("/").str[1].eq(sae).any()
+    return f"{src_role} & {dst_role}" if as_src and as_dst else (src_role if as_src else dst_role)
+
+
+def _options() -> dict:
+    return {
+        "physics": {"enabled": False},
+        "interaction": {"hover": True, "tooltipDelay": 80, "navigationButtons": False, "keyboard": False},
+        "nodes": {"font": {"size": 13, "face": "system-ui, sans-serif", "strokeWidth": 3, "strokeColor": "#ffffff"},
+                  "borderWidth": 1},
+        "edges": {"smooth": {"enabled": True, "type": "curvedCW", "roundness": 0.12},
+                  "arrows": {"to": {"enabled": True, "scaleFactor": 0.55}},
+                  "selfReference": {"size": 22, "angle": 0.785, "renderBehindTheNode": False},
+                  "hoverWidth": 1.5, "selectionWidth": 2},
+    }
+
+
+def layout(edges: pd.DataFrame, scale: float = 110.0) -> dict[str, tuple[float, float]]:
+    """Node positions: the graph's communities (Louvain, seeded) each laid out on its own and packed
+    in rows, largest first, so strongly connected groups stay together and apart from the rest."""
     import networkx as nx
 
     g = nx.Graph()
-    g.add_edges_from(zip(edges["src"], edges["dst"]))
-    pos = nx.spring_layout(g, seed=0, k=1.5 / np.sqrt(max(g.number_of_nodes(), 1)))
-    return {n: (float(x) * 1500, float(y) * 1500) for n, (x, y) in pos.items()}
+    for s, d, w in zip(edges["src"], edges["dst"], edges["weight"].abs()):
+        if s != d:
+            g.add_edge(s, d, weight=float(w) + (g[s][d]["weight"] if g.has_edge(s, d) else 0.0))
+        else:
+            g.add_node(s)
+    groups = sorted(nx.community.louvain_communities(g, weight="weight", seed=0, resolution=1.0),
+                    key=lambda c: (-len(c), min(c)))
+    pos: dict[str, tuple[float, float]] = {}
+    x0 = y0 = row_h = 0.0
+    row_w = scale * max(6.0, 2.2 * np.sqrt(g.number_of_nodes()))
+    for group in groups:
+        sub = g.subgraph(group)
+        n = len(group)
+        radius = scale * (0.5 + 0.55 * np.sqrt(n))
+        local = nx.spring_layout(sub, seed=0, weight=None, k=1.6 / np.sqrt(n)) if n > 2 else \
+            {v: np.array([i - (n - 1) / 2, 0.0]) for i, v in enumerate(sorted(group))}
+        if x0 > 0 and x0 + 2 * radius > row_w:
+            x0, y0, row_h = 0.0, y0 + row_h + scale, 0.0
+        for v, (x, y) in local.items():
+            pos[v] = (float(x0 + radius + x * radius), float(y0 + radius + y * radius))
+        x0 += 2 * radius + scale * 0.6
+        row_h = max(row_h, 2 * radius)
+    return pos
+
+
+def _render(title: str, data: dict) -> str:
+    from importlib import resources
+
+    import pyvis
+
+    lib = Path(pyvis.__file__).parent / "templates" / "lib" / "vis-9.1.2"
+    template = resources.files("featgraph.render").joinpath("templates", "graph.html").read_text(encoding="utf-8")
+    # Inline JSON must not close the <script> element it sits in.
+    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    return (template.replace("{{TITLE}}", _esc(title))
+            .replace("/*{{VIS_CSS}}*/", (lib / "vis-network.css").read_text(encoding="utf-8"))
+            .replace("/*{{VIS_JS}}*/", (lib / "vis-network.min.js").read_text(encoding="utf-8"))
+            .replace("/*{{DATA}}*/null", payload))
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
 
 
 def write_page(page: str, out: Path) -> Path:

@@ -1,0 +1,88 @@
+"""Finding features by what their labels say (pure: a feature table in, ranked rows out).
+
+Researchers start from a concept ("numerical", "court cases"), not an index. Features are
+ranked by BM25 over their Neuronpedia descriptions (k1 = 1.2, b = 0.75, the usual defaults),
+with a bonus when the whole query appears as a phrase; a query that is a number also matches
+that feature index. Matching is case-insensitive.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from featgraph.errors import BadInput
+
+_WORD = re.compile(r"[a-z0-9]+")
+K1, B = 1.2, 0.75
+
+
+def tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def rank_features(features: pd.DataFrame, query: str, limit: int | None = 20) -> pd.DataFrame:
+    """Features matching `query`, best first: columns id, sae, index, description, score.
+
+    A feature matches when its description holds every query word as a substring of some word
+    (so "numer" finds "numerical"), or the query is its index; BM25 over whole words orders them.
+    """
+    q = query.strip()
+    if not q:
+        raise BadInput("give some text to search feature labels for, e.g. \"numerical\"")
+    words = tokens(q)
+    desc = features["description"].astype("string").fillna("")
+    low = desc.str.lower()
+    hit = pd.Series(bool(words), index=features.index)
+    for w in words:
+        hit &= low.str.contains(w, regex=False)
+    if q.isdigit():
+        hit |= features["index"].astype("int64") == int(q)
+    cand = features[hit]
+    if cand.empty:
+        return pd.DataFrame({"id": pd.Series(dtype="string"), "sae": pd.Series(dtype="string"),
+                             "index": pd.Series(dtype="int64"), "description": pd.Series(dtype="string"),
+                             "score": pd.Series(dtype="float64")})
+    docs = [tokens(d) for d in desc]
+    n = len(docs)
+    avg = max(float(np.mean([len(d) for d in docs])), 1.0)
+    df = {w: sum(1 for d in docs if w in d) for w in set(words)}
+    scores = []
+    for i in cand.index:
+        d = docs[features.index.get_loc(i)]
+        s = 0.0
+        for w in words:
+            tf = float(d.count(w)) or (0.5 if any(t.startswith(w) for t in d) else 0.0)  # a prefix counts half
+            idf = float(np.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)))
+            if tf:
+                s += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / avg))
+        if len(words) > 1 and " ".join(words) in " ".join(d):
+            s *= 1.5
+        scores.append(s)
+    out = cand[["id", "sae", "index", "description"]].assign(score=scores)
+    out = out.sort_values(["score", "sae", "index"], ascending=[False, True, True], kind="stable").reset_index(drop=True)
+    return out if limit is None else out.head(limit)
+
+
+def strongest_edges(edges: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    """For each feature in `ids`, its strongest edge (by |weight|) per (layer, head, circuit, side).
+
+    Columns feature, layer, head, circuit, side (`src`: the feature is the key/value; `dst`: the
+    query/output), weight, z, rank, other (the feature at the other end).
+    """
+    keep = ["layer", "head", "circuit", "weight", "rank"] + (["z"] if "z" in edges.columns else [])
+    parts = []
+    for side, other in (("src", "dst"), ("dst", "src")):
+        e = edges[edges[side].isin(ids)]
+        e = e.assign(feature=e[side], other=e[other], side=side, _a=e["weight"].abs())
+        e = e.sort_values(["_a"], ascending=False, kind="stable").drop_duplicates(["feature", "layer", "head", "circuit"])
+        parts.append(e[["feature", *keep, "side", "other"]])
+    out = pd.concat(parts, ignore_index=True)
+    if "z" not in out.columns:
+        out["z"] = np.nan
+    order = {f: i for i, f in enumerate(ids)}
+    out["_o"] = out["feature"].map(order)
+    out = out.sort_values(["_o", "layer", "head", "circuit", "side"], kind="stable").drop(columns="_o")
+    return out[["feature", "layer", "head", "circuit", "side", "weight", "z", "rank", "other"]].reset_index(drop=True)
