@@ -479,14 +479,15 @@ def positional_figure(df: pd.DataFrame, out: Path, model_name: str, layer: int) 
 
     from featgraph.render.plots import positional_plot
 
-    lines, labels = [], []
+    lines, labels, heads = [], [], []
     for (q, k, h), g in df.groupby(["query", "key", "head"], sort=False):
         lines.append(g["score"].to_numpy())
+        heads.append(int(h))
         labels.append(f"head {h}" if q == "b_dec" else f"head {h}: {q.rsplit('/', 1)[-1]}→{k.rsplit('/', 1)[-1]}")
     dist = df["distance"].drop_duplicates().to_numpy()
     title = f"{model_name} layer {layer}: rotary profile of the input SAE's b_dec" + \
         (" and features" if (df["query"] != "b_dec").any() else "")
-    return positional_plot(np.array(lines), dist, out, title, labels)
+    return positional_plot(np.array(lines), dist, out, title, heads, labels)
 
 
 def _write_frame(df: pd.DataFrame, out: Path) -> Path:

@@ -18,38 +18,72 @@ def _plt():
     return plt
 
 
-def positional_plot(scores: np.ndarray, dist: np.ndarray, out: Path, title: str, labels: list[str] | None = None) -> Path:
-    """A labelled line per head (or per curve), symlog distance axis."""
+def head_color(head: int) -> str:
+    """One colour per head, the same in every figure and page (matplotlib's tab10)."""
+    return HEAD_COLORS[int(head) % len(HEAD_COLORS)]
+
+
+HEAD_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def positional_plot(scores: np.ndarray, dist: np.ndarray, out: Path, title: str, heads: list[int],
+                    labels: list[str] | None = None) -> Path:
+    """A line per curve over log token distance Δ ≥ 1, with Δ = 0 as its own marker at the left (a log axis has
+    no 0, and a symlog axis draws a misleading straight 0→1 segment); each head keeps its colour."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    fig, (ax0, ax) = plt.subplots(1, 2, figsize=(8.6, 4.5), dpi=120, sharey=True, gridspec_kw={"width_ratios": [1, 11], "wspace": 0.04})
+    zero, rest = dist == 0, dist > 0
     for i, row in enumerate(scores):
-        label = labels[i] if labels else f"head {i}"
-        ax.plot(dist, row, label=label, lw=1.6 if ":" not in label else 1.0, ls="-" if ":" not in label else "--")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("token distance Δ (key Δ tokens before the query)")
-    ax.set_ylabel("(R(Δ) q)·k  (raw QK units)")
-    ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_title(title)
+        label = labels[i] if labels else f"head {heads[i]}"
+        feature = ":" in label
+        color = head_color(heads[i])
+        ax.plot(dist[rest], row[rest], label=label, color=color, lw=1.0 if feature else 1.6, ls="--" if feature else "-")
+        if zero.any():
+            ax0.plot([0] * int(zero.sum()), row[zero], marker="D" if feature else "o", ms=5, color=color, ls="none")
+    ax.set_xscale("log")
+    ax.set_xlim(left=1)
+    ax.set_xlabel("token distance Δ (the key Δ tokens before the query)")
+    ax0.set_xticks([0], ["Δ = 0"])
+    ax0.set_xlim(-1, 1)
+    ax0.set_ylabel("(R(Δ) q)·k  (raw QK units)")
+    for a in (ax0, ax):
+        a.axhline(0, color="0.6", lw=0.8)
+    ax.tick_params(left=False)
+    if not np.abs(scores).max(initial=0) > 0:
+        ax.text(0.5, 0.5, "b_dec is zero: its query and key vanish, so the profile is flat at 0", transform=ax.transAxes,
+                ha="center", va="center", fontsize=9, color="0.3", bbox={"fc": "white", "ec": "0.8"})
+    fig.suptitle(title, fontsize=10)
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.9)
     return _save(fig, out, plt)
 
 
 def correlation_plot(stats: dict, out: Path, title: str) -> Path:
-    """A scatter per head of mean QK (as key) against mean |OV|, with Pearson r."""
+    """A panel per head of each key/value feature's mean QK as a key against its mean |OV|, with Pearson r.
+    Above 2,000 features the points become a hexbin (log counts): 16k dots are an ink blot."""
+    from matplotlib.ticker import ScalarFormatter
+
     plt = _plt()
     heads = sorted(stats)
     cols = min(4, len(heads))
     rows = (len(heads) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.1 * rows), dpi=110, squeeze=False)
     for ax, h in zip(axes.flat, heads):
-        x, y = stats[h]
+        x, y = (np.asarray(v, dtype=np.float64) for v in stats[h])
         r = float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 and np.std(x) > 0 and np.std(y) > 0 else float("nan")
-        ax.scatter(x, y, s=2, alpha=0.4)
-        ax.set_title(f"head {h}  r = {r:.3f}", fontsize=9)
+        if len(x) > 2000:
+            ax.hexbin(x, y, gridsize=45, bins="log", cmap="Blues", mincnt=1, linewidths=0)
+        else:
+            ax.scatter(x, y, s=4, alpha=0.5, color=head_color(h), rasterized=True, linewidths=0)
+        ax.set_title(f"head {h}: r = {r:.3f}  (n = {len(x):,})", fontsize=9, pad=14)
         ax.set_xlabel("mean QK as key", fontsize=8)
         ax.set_ylabel("mean |OV|", fontsize=8)
         ax.tick_params(labelsize=7)
+        for axis in (ax.xaxis, ax.yaxis):
+            fmt = ScalarFormatter(useMathText=True)
+            fmt.set_powerlimits((-3, 4))
+            axis.set_major_formatter(fmt)
+            axis.get_offset_text().set_fontsize(7)
     for ax in list(axes.flat)[len(heads):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
