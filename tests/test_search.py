@@ -1,0 +1,79 @@
+"""Finding features by meaning: `featgraph search` / `Run.search` against plain pandas references."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+import featgraph as fg
+from featgraph.analyse.search import rank_features
+
+from helpers import fg as cli
+
+
+def _features(descriptions):
+    n = len(descriptions)
+    return pd.DataFrame({"id": [f"m/12-x/{i}" for i in range(n)], "sae": "12-x", "layer": 12, "index": range(n),
+                         "description": pd.array(descriptions, dtype="string"), "url": ""})
+
+
+def test_matches_are_every_feature_holding_every_word_case_insensitively():
+    f = _features(["Numerical patterns in lists", "numbers", "lists of numerical values", None, "court cases",
+                   "NUMERICAL", "patterns of speech"])
+    got = rank_features(f, "numerical", limit=None)
+    want = f[f["description"].fillna("").str.lower().str.contains("numerical")]
+    assert set(got["id"]) == set(want["id"])
+    got = rank_features(f, "numer patterns", limit=None)  # prefixes count, every word must appear
+    assert list(got["id"]) == ["m/12-x/0"]
+    assert rank_features(f, "3", limit=None)["id"].tolist() == ["m/12-x/3"]  # an index
+    assert rank_features(f, "zebra", limit=None).empty
+
+
+def test_ranking_prefers_the_phrase_and_the_rarer_word():
+    f = _features(["cases of courts", "court cases and appeals", "legal court cases", "court", "cases", "a court of cases here"])
+    ranked = rank_features(f, "court cases", limit=None)["description"].tolist()
+    assert ranked[0] in ("court cases and appeals", "legal court cases")
+    assert ranked.index("a court of cases here") > ranked.index("legal court cases")
+    assert rank_features(f, "court cases", limit=2).shape[0] == 2
+
+
+def test_empty_text_is_an_error():
+    with pytest.raises(fg.BadInput, match="give some text"):
+        rank_features(_features(["a"]), "  ")
+
+
+def test_search_gives_each_feature_its_strongest_edges_per_head(demo_run):
+    run = fg.open_run(demo_run)
+    r = cli("search", demo_run, "Court", "--limit", 3, "--format", "json")
+    assert r.exit_code == 0, r.output
+    got = pd.DataFrame(json.loads(r.stdout))
+    api = run.search("court", limit=3)
+    pd.testing.assert_frame_equal(got, api.astype(object).where(api.notna(), None).infer_objects(), check_dtype=False)
+    feats = list(dict.fromkeys(got["feature"]))
+    assert len(feats) == 3
+    desc = run.features.set_index("id")["description"]
+    assert all("court" in desc[f].lower() for f in feats)
+    # reference: per feature, head, circuit and end, the edge of largest |weight|
+    e = run.edge_table
+    for f in feats:
+        for side in ("src", "dst"):
+            mine = e[e[side] == f]
+            if mine.empty:
+                continue
+            best = mine.loc[mine["weight"].abs().groupby([mine["head"], mine["circuit"]]).idxmax()]
+            rows = got[(got["feature"] == f) & (got["side"] == side)].sort_values(["head", "circuit"])
+            best = best.sort_values(["head", "circuit"])
+            assert rows["weight"].tolist() == pytest.approx(best["weight"].astype(float).tolist())
+            assert rows["other"].tolist() == best["dst" if side == "src" else "src"].tolist()
+    r = cli("search", demo_run, "court", "--limit", 2, "--format", "csv")
+    assert pd.read_csv(io.StringIO(r.stdout))["feature"].nunique() == 2
+
+
+def test_search_bad_input(demo_run):
+    r = cli("search", demo_run, "   ")
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    r = cli("search", demo_run, "court", "--limit", 0)
+    assert r.exit_code == 2 and "--limit" in r.stderr
