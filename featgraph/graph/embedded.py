@@ -14,11 +14,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from featgraph.errors import BadInput, FeatgraphError
+from featgraph.errors import BadInput, FeatgraphError, MissingValue
 from featgraph.graph.rows import NODE_LABEL, NODE_PROPS, REL_PROPS, REL_TYPES, node_table, rel_table
+from featgraph.graph.tokens import Token, parameters, return_items, tokenize
 
 DB_NAME = "graph.lbdb"
 _TMP_PREFIX = ".graph.tmp-"
+
+# A read-only LadybugDB still reads and writes files on request (COPY … TO, EXPORT DATABASE, LOAD FROM,
+# CALL read_csv…), fetches and loads extensions (INSTALL, LOAD EXTENSION), attaches other databases,
+# changes settings (CALL home_directory=…), and CHECKPOINT leaves the store unopenable read-only; it has
+# no setting that turns file or extension access off. So a query is refused before it runs if any bare
+# word is one of these statement keywords (a name spelled so needs backticks) ...
+_REFUSED = frozenset([
+    "copy", "export", "import", "load", "install", "uninstall", "update", "attach", "detach", "use",
+    "checkpoint", "begin", "commit", "rollback", "commit_skip_checkpoint", "rollback_skip_checkpoint",
+    "analyze", "create", "merge", "set", "delete", "drop", "alter", "comment",
+])
+# ... or if CALL names anything but one of these table functions, which only describe the database.
+_CALLABLE = frozenset([
+    "show_tables", "table_info", "show_connection", "show_functions", "show_indexes", "show_macros",
+    "show_warnings", "current_setting", "db_version",
+])
 
 
 def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str) -> dict[str, int]:
@@ -95,8 +112,54 @@ class EmbeddedStore:
         self._db.close()
 
     def query(self, cypher: str, params: dict | None = None) -> pd.DataFrame:
+        """Run one read-only statement; columns not named with AS are named as written (as Neo4j names them)."""
+        params = params or {}
+        tokens = tokenize(cypher)
+        check_read_only(tokens)
+        for name in parameters(tokens):
+            if name not in params:
+                raise MissingParameter(name)
         try:
-            res = self._conn.execute(cypher, params or {})
+            res = self._conn.execute(cypher, params)
         except RuntimeError as e:
             raise FeatgraphError(f"embedded store rejected the query: {str(e).splitlines()[0]}") from None
-        return res.get_as_df()
+        df = res.get_as_df()
+        return df.set_axis(column_names(cypher, tokens, list(df.columns)), axis=1)
+
+
+class MissingParameter(MissingValue):
+    """The query refers to $NAME and no value was given (the CLI names it `--param NAME`)."""
+
+    def __init__(self, param: str):
+        super().__init__(param, "")
+
+    def message(self, name: str) -> str:
+        return f"the query uses ${self.param} but no value was given: pass {name}=VALUE"
+
+
+def check_read_only(tokens: list[Token]) -> None:
+    """BadInput unless the statement only reads the graph (see _REFUSED and _CALLABLE)."""
+    hint = "embedded queries only read the graph: no files, extensions, settings or writes (`featgraph load` rebuilds it)"
+    for i, t in enumerate(tokens):
+        word = t.word()
+        if word in _REFUSED:
+            raise BadInput(f"{t.text.upper()} is refused: {hint}; write a name spelled {t.text} in backticks")
+        if word == "call":
+            fn = tokens[i + 1] if i + 1 < len(tokens) else None
+            opens = i + 2 < len(tokens) and tokens[i + 2].is_punct("(")
+            if fn is None or fn.kind not in ("word", "name") or fn.text.lower() not in _CALLABLE or not opens:
+                what = f"CALL {fn.text}" if fn is not None and fn.kind in ("word", "name") else "this CALL"
+                raise BadInput(f"{what} is refused: {hint}; CALL takes only {', '.join(sorted(_CALLABLE))}")
+        if t.is_punct(";") and i + 1 < len(tokens):
+            raise BadInput(f"give one statement per query: found `;` at character {t.start + 1} before more text")
+
+
+def column_names(cypher: str, tokens: list[Token], names: list[str]) -> list[str]:
+    """The result's column names with every unaliased RETURN item named as written, as Neo4j does
+    (LadybugDB names `count(*)` COUNT_STAR()); the engine's names where the items cannot be matched up."""
+    items = return_items(cypher, tokens)
+    if items is None or len(items) != len(names):
+        return names
+    if any(aliased and alias != name for (alias, aliased), name in zip(items, names)):
+        return names  # the RETURN was not split as the engine split it: keep its names
+    return [text for text, _ in items]
