@@ -1,4 +1,4 @@
-// Hub features of one head and circuit by degree (in + out; a like-to-like edge counts twice).
+// Hub features of one head and circuit by degree (in + out; a like-to-like edge counts twice), with their labels.
 // @param head int: attention head
 // @param circuit str = QK: QK or OV
 // @param limit int = 20: rows to return
@@ -6,6 +6,9 @@
 MATCH (a:Feature)-[r:QK|OV]->(b:Feature)
 WHERE r.head = $head AND r.circuit = $circuit AND ($run = '*' OR r.run = $run)
 UNWIND [a.id, b.id] AS feature
-RETURN feature, count(*) AS degree
+WITH feature, count(*) AS degree
 ORDER BY degree DESC, feature
 LIMIT $limit
+MATCH (f:Feature {id: feature})
+RETURN feature, f.description AS feature_description, degree
+ORDER BY degree DESC, feature

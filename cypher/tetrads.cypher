@@ -16,7 +16,10 @@ WITH a, b, x, y, w_ax, ay.weight AS w_ay, w_bx, by.weight AS w_by
 WITH a, b, x, y, w_ax, w_ay, w_bx, w_by,
      CASE WHEN abs(w_ax) < abs(w_ay) THEN abs(w_ax) ELSE abs(w_ay) END AS m1,
      CASE WHEN abs(w_bx) < abs(w_by) THEN abs(w_bx) ELSE abs(w_by) END AS m2
-RETURN a.id AS src_a, b.id AS src_b, x.id AS dst_x, y.id AS dst_y, w_ax, w_ay, w_bx, w_by,
-       CASE WHEN m1 < m2 THEN m1 ELSE m2 END AS strength
-ORDER BY strength DESC, src_a, src_b, dst_x, dst_y
+WITH a, b, x, y, w_ax, w_ay, w_bx, w_by, CASE WHEN m1 < m2 THEN m1 ELSE m2 END AS strength
+ORDER BY strength DESC, a.id, b.id, x.id, y.id
 LIMIT $limit
+RETURN a.id AS src_a, a.description AS src_a_description, b.id AS src_b, b.description AS src_b_description,
+       x.id AS dst_x, x.description AS dst_x_description, y.id AS dst_y, y.description AS dst_y_description,
+       w_ax, w_ay, w_bx, w_by, strength
+ORDER BY strength DESC, src_a, src_b, dst_x, dst_y

@@ -5,7 +5,9 @@
 // @param run str = *: only edges of this run (* = all; `query RUN --neo4j` passes RUN's name, the embedded store holds one run)
 MATCH (j:Feature)-[qk:QK]->(q:Feature), (j)-[ov:OV]->(o:Feature)
 WHERE qk.head = $head AND ov.head = $head AND ($run = '*' OR (qk.run = $run AND ov.run = $run))
-RETURN q.id AS query, j.id AS key_value, o.id AS output, qk.weight AS qk_weight, ov.weight AS ov_weight,
-       qk.weight * ov.weight AS product
-ORDER BY abs(product) DESC, query, key_value, output
+WITH q, j, o, qk.weight AS qk_weight, ov.weight AS ov_weight, qk.weight * ov.weight AS product
+ORDER BY abs(product) DESC, q.id, j.id, o.id
 LIMIT $limit
+RETURN q.id AS query, q.description AS query_description, j.id AS key_value, j.description AS key_value_description,
+       o.id AS output, o.description AS output_description, qk_weight, ov_weight, product
+ORDER BY abs(product) DESC, query, key_value, output

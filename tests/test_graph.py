@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 import featgraph as fg_api
+from featgraph.errors import FeatgraphError
 from featgraph.graph import library
+from featgraph.graph.tokens import return_items, tokenize
 
 from helpers import fg
 
@@ -25,6 +27,19 @@ def _edges(run):
     e["weight"] = e["weight"].astype("float64")
     e["absw"] = e["weight"].abs()
     return e
+
+
+def _described(df, e, *cols):
+    """df with `<col>_description` right after each feature-id column, looked up in the edge table's labels."""
+    d = pd.concat([pd.Series(e["src_description"].to_numpy(), index=e["src"]), pd.Series(e["dst_description"].to_numpy(), index=e["dst"])])
+    d = d[~d.index.duplicated()]
+    order = []
+    for c in df.columns:
+        order.append(c)
+        if c in cols:
+            df = df.assign(**{f"{c}_description": df[c].map(d)})
+            order.append(f"{c}_description")
+    return df[order]
 
 
 def ref_top_edges(e, head, circuit, limit):
@@ -62,7 +77,8 @@ def ref_two_step(e, head, limit):
     out = pd.DataFrame({"query": m["dst_qk"], "key_value": m["src"], "output": m["dst_ov"],
                         "qk_weight": m["weight_qk"], "ov_weight": m["weight_ov"], "product": m["weight_qk"] * m["weight_ov"]})
     out["a"] = out["product"].abs()
-    return out.sort_values(["a", "query", "key_value", "output"], ascending=[False, True, True, True]).drop(columns="a").head(limit)
+    out = out.sort_values(["a", "query", "key_value", "output"], ascending=[False, True, True, True]).drop(columns="a").head(limit)
+    return _described(out, e, "query", "key_value", "output")
 
 
 def _ends(e):
@@ -72,12 +88,12 @@ def _ends(e):
 def ref_recurring_features(e, min_heads, limit):
     g = _ends(e).groupby("feature")["head"].agg(heads="nunique", edge_ends="size").reset_index()
     g = g[g["heads"] >= min_heads].sort_values(["heads", "edge_ends", "feature"], ascending=[False, False, True])
-    return g[["feature", "heads", "edge_ends"]].head(limit)
+    return _described(g[["feature", "heads", "edge_ends"]].head(limit), e, "feature")
 
 
 def ref_hubs(e, head, circuit, limit):
     g = _ends(e[(e["head"] == head) & (e["circuit"] == circuit)]).groupby("feature").size().rename("degree").reset_index()
-    return g.sort_values(["degree", "feature"], ascending=[False, True]).head(limit)
+    return _described(g.sort_values(["degree", "feature"], ascending=[False, True]).head(limit), e, "feature")
 
 
 def ref_tetrads(e, head, circuit, limit):
@@ -91,7 +107,8 @@ def ref_tetrads(e, head, circuit, limit):
             if ax * by > 0 and ax * ay < 0 and ax * bx < 0:
                 rows.append((a, b, x, y, ax, ay, bx, by, min(map(abs, (ax, ay, bx, by)))))
     df = pd.DataFrame(rows, columns=["src_a", "src_b", "dst_x", "dst_y", "w_ax", "w_ay", "w_bx", "w_by", "strength"])
-    return df.sort_values(["strength", "src_a", "src_b", "dst_x", "dst_y"], ascending=[False] + [True] * 4).head(limit)
+    df = df.sort_values(["strength", "src_a", "src_b", "dst_x", "dst_y"], ascending=[False] + [True] * 4).head(limit)
+    return _described(df, e, "src_a", "src_b", "dst_x", "dst_y")
 
 
 REFS = {
@@ -141,6 +158,9 @@ def test_library_covers_every_reference():
     assert set(library.library()) == set(REFS)
     for q in library.library().values():
         assert q.description and all(p.doc for p in q.params), q.name
+        # every column aliased (or a bare variable), so both stores name it alike whatever their expression names
+        items = return_items(q.text, tokenize(q.text))
+        assert items and all(aliased or text.isidentifier() for text, aliased in items), q.name
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +215,22 @@ def test_neo4j_matches_pandas_and_loads_idempotently(loaded, neo4j_env, tmp_path
     # the constraint is there
     cons = run.query("SHOW CONSTRAINTS YIELD name RETURN name", neo4j=True)
     assert "feature_id" in cons["name"].tolist()
+
+
+@pytest.mark.neo4j
+def test_columns_are_named_alike_on_both_stores(loaded, neo4j_env):
+    run = fg_api.open_run(loaded)
+    assert fg("load", loaded, "--neo4j").exit_code == 0
+    for name, params in _cases(run):
+        assert list(run.query(name, **params).columns) == list(run.query(name, neo4j=True, **params).columns), name
+    for q in ("MATCH (f:Feature) RETURN f.layer, count(*), min(f.id), count( * ) AS n ORDER BY f.layer",
+              "WITH 1 AS `a b` RETURN DISTINCT `a b`, 1 +  2, 'x, y', $x, [1, 2] AS l"):
+        emb, neo = run.query(q, x=5), run.query(q, neo4j=True, x=5)
+        _assert_same(emb, neo, q)
+    # a parameter used but not given is an error on both
+    for neo4j in (False, True):
+        with pytest.raises(FeatgraphError, match=r"\bh\b"):
+            run.query("MATCH (f:Feature) WHERE f.layer = $h RETURN f.id AS id", neo4j=neo4j)
 
 
 @pytest.mark.neo4j
