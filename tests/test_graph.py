@@ -254,7 +254,7 @@ def test_networkx_and_graphml(loaded, tmp_path):
     assert isinstance(g, nx.MultiDiGraph)
     assert g.number_of_edges() == len(run.edges) and g.number_of_nodes() == len(run.features)
     row = run.edges.iloc[0]
-    data = g.get_edge_data(row["src"], row["dst"])[f"{row['circuit']}/{row['head']}"]
+    data = g.get_edge_data(row["src"], row["dst"])[f"{row['circuit']}/L{row['layer']}/h{row['head']}/r{row['rank']}"]
     assert data["weight"] == pytest.approx(float(row["weight"])) and data["rank"] == row["rank"]
     loops = sum(1 for u, v in g.edges() if u == v)
     assert loops == int((run.edges["src"] == run.edges["dst"]).sum())  # like-to-like edges survive
