@@ -221,8 +221,11 @@ class Run:
         if neo4j:
             from featgraph.graph.neo4j_store import Neo4jSettings, Neo4jStore
 
+            # A read answers for a run (the `run` parameter, else this one) only if its load finished;
+            # writes are left free, e.g. to repair a store.
+            check = None if write else (bound["run"] if isinstance(bound.get("run"), str) else self.run_id)
             with Neo4jStore(Neo4jSettings.from_env()) as store:
-                return store.query(cypher, bound, write=write)
+                return store.query(cypher, bound, write=write, run=check)
         if write:
             raise BadInput("write applies to Neo4j; the embedded store is rebuilt by `featgraph load`")
         from featgraph.graph.embedded import EmbeddedStore

@@ -14,11 +14,16 @@ SCRIPT = Path(__file__).with_name("neo4j-server")
 
 
 @contextmanager
-def neo4j_server(data_dir: Path, timeout: float = 300):
-    """Yield {"uri", "user", "password"} of a fresh server; stop it on exit."""
+def neo4j_server(data_dir: Path, timeout: float = 300, store_home: Path | None = None):
+    """Yield {"uri", "user", "password"} of a fresh server; stop it on exit.
+
+    `store_home`: a Neo4j home holding a database made by `neo4j-admin database import` (NEO4J_HOME=store_home);
+    the server serves a copy of it.
+    """
     password = secrets.token_hex(12)
-    proc = subprocess.Popen([str(SCRIPT), str(data_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ, NEO4J_PASSWORD=password), text=True)
+    args = [str(SCRIPT), str(data_dir), *([str(Path(store_home).resolve())] if store_home else [])]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, NEO4J_PASSWORD=password), text=True)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.time() + timeout

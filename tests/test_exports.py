@@ -1,7 +1,12 @@
-"""Exports where researchers take them: GraphML read back by networkx and by igraph's strict reader."""
+"""Exports where researchers take them: GraphML read back by networkx and by igraph's strict reader,
+and `export-neo4j` CSVs imported by the real `neo4j-admin database import` into a store a real
+Neo4j 5.26 then serves."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 
@@ -13,7 +18,7 @@ import pytest
 import featgraph as fg_api
 from featgraph.graph.rows import NODE_PROPS, REL_PROPS
 
-from helpers import fg
+from helpers import REPO, fg
 
 GRAPHML = "{http://graphml.graphdrawing.org/xmlns}"
 
@@ -86,3 +91,54 @@ def test_networkx_edge_keys_unique(two_layers):
     row = run.edges.iloc[0]
     data = g.get_edge_data(row["src"], row["dst"])
     assert {(d["layer"], d["circuit"], d["head"]) for d in data.values()} >= {(row["layer"], row["circuit"], row["head"])}
+
+
+# ---------------------------------------------------------------- neo4j-admin bulk import
+
+def _admin(cmd: list[str], home) -> subprocess.CompletedProcess:
+    """Run a `neo4j-admin ...` command line with the Maven jars the test server uses (AdminTool is
+    the tool's entry point; it needs a Neo4j home and a conf directory)."""
+    (home / "conf").mkdir(parents=True, exist_ok=True)
+    assert cmd[0] == "neo4j-admin"
+    env = dict(os.environ, NEO4J_HOME=str(home), NEO4J_CONF=str(home / "conf"))
+    return subprocess.run(["java", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-cp", str(REPO / ".neo4j" / "lib" / "*"), "org.neo4j.cli.AdminTool",
+                           *cmd[1:]], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _graph_dump(uri, user, password):
+    from neo4j import GraphDatabase
+
+    with GraphDatabase.driver(uri, auth=(user, password)) as d:
+        labels = d.execute_query("MATCH (n) UNWIND labels(n) AS l RETURN l, count(*) AS n ORDER BY l").records
+        feats = d.execute_query("MATCH (f:Feature) RETURN f {.*} AS p ORDER BY f.id").records
+        runs = d.execute_query("MATCH (r:FeatgraphRun) RETURN r {.id, .status, .features, .QK, .OV} AS p").records
+        rels = d.execute_query("MATCH (a)-[r]->(b) RETURN a.id AS a, b.id AS b, type(r) AS t, r {.*} AS p").records
+        total = d.execute_query("MATCH (n) RETURN count(n) AS n").records[0]["n"]
+    rel_key = sorted((r["a"], r["b"], r["t"], sorted(r["p"].items())) for r in rels)
+    return {"nodes": total, "labels": [tuple(r.values()) for r in labels], "features": [r["p"] for r in feats],
+            "runs": [r["p"] for r in runs], "rels": len(rels), "rel_rows": rel_key}
+
+
+@pytest.mark.neo4j
+def test_admin_import_equals_online_load(demo_run, neo4j_env, tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    from neo4j_server import neo4j_server
+
+    imp = tmp_path / "imp"
+    cmd = fg_api.open_run(demo_run).export_neo4j(imp)
+    assert cmd[:5] == ["neo4j-admin", "database", "import", "full", "neo4j"]
+    home = tmp_path / "home"
+    done = _admin(cmd, home)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    assert fg("load", demo_run, "--neo4j").exit_code == 0
+    online = _graph_dump(neo4j_env["uri"], neo4j_env["user"], neo4j_env["password"])
+    with neo4j_server(tmp_path / "served", store_home=home) as srv:
+        offline = _graph_dump(srv["uri"], srv["user"], srv["password"])
+    run = fg_api.open_run(demo_run)
+    assert online["rels"] == len(run.edges) and online["nodes"] == len(run.features) + 1
+    assert offline["runs"] == online["runs"] == [
+        {"id": run.run_id, "status": "complete", "features": len(run.features),
+         "QK": int((run.edges["circuit"] == "QK").sum()), "OV": int((run.edges["circuit"] == "OV").sum())}]
+    for k in ("nodes", "labels", "features", "rels", "rel_rows"):
+        assert offline[k] == online[k], k

@@ -1,5 +1,6 @@
-// Internal: upsert a batch of features from column lists (idempotent on the unique id).
+// Internal: upsert a batch of features from column lists (idempotent on the unique id). A run without a
+// description for a feature (unlabelled) keeps the one another run sharing the feature wrote.
 UNWIND range(0, size($id) - 1) AS i
 MERGE (f:Feature {id: $id[i]})
 SET f.sae = $sae[i], f.layer = $layer[i], f.feature_index = $feature_index[i],
-    f.description = $description[i], f.url = $url[i]
+    f.description = coalesce($description[i], f.description), f.url = coalesce($url[i], f.url)

@@ -6,3 +6,5 @@ CREATE INDEX qk_head IF NOT EXISTS FOR ()-[r:QK]-() ON (r.head);
 CREATE INDEX ov_head IF NOT EXISTS FOR ()-[r:OV]-() ON (r.head);
 CREATE INDEX qk_run IF NOT EXISTS FOR ()-[r:QK]-() ON (r.run);
 CREATE INDEX ov_run IF NOT EXISTS FOR ()-[r:OV]-() ON (r.run);
+CREATE CONSTRAINT featgraph_run_id IF NOT EXISTS FOR (r:FeatgraphRun) REQUIRE r.id IS UNIQUE;
+CREATE CONSTRAINT featgraph_load_lock IF NOT EXISTS FOR (l:FeatgraphLoadLock) REQUIRE l.run IS UNIQUE;
