@@ -19,6 +19,7 @@ import torch
 from featgraph.errors import BadInput, BadValue
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+CPU_BLOCK_BYTES = 256 << 20  # measured fastest on CPU (cache- and allocator-friendly); GPUs size blocks from free memory
 _SLACK = 1 - 2.0**-20  # float32 rounding of the exact value vs its float64 source
 
 
@@ -28,14 +29,15 @@ class Selection:
 
     top_k: the K largest |weight| (None: no limit); min_abs: every |weight| ≥ W;
     both together: the K largest among those ≥ W. per_source_k adds each source
-    feature's k strongest edges. max_edges guards threshold mode.
+    feature's k strongest edges. max_edges guards threshold mode. precision "auto"
+    and block_bytes None are decided per device by `resolve`.
     """
 
     top_k: int | None = 1000
     min_abs: float | None = None
     per_source_k: int | None = None
     precision: str = "fp32"
-    block_bytes: int = 256 << 20
+    block_bytes: int | None = CPU_BLOCK_BYTES
     max_edges: int = 5_000_000
 
     def __post_init__(self) -> None:
@@ -47,13 +49,30 @@ class Selection:
             raise BadValue("per_source_k", self.per_source_k, "must be a positive integer")
         if self.top_k is None and self.min_abs is None and self.per_source_k is None:
             raise BadInput("nothing to select: give top_k, min_abs or per_source_k")
-        if self.precision not in PRECISIONS:
-            raise BadValue("precision", self.precision, f"must be one of {', '.join(PRECISIONS)}")
-        if self.block_bytes < 1 << 16:
+        if self.precision not in (*PRECISIONS, "auto"):
+            raise BadValue("precision", self.precision, f"must be one of {', '.join(PRECISIONS)} or auto")
+        if self.block_bytes is not None and self.block_bytes < 1 << 16:
             raise BadValue("block_bytes", self.block_bytes, "must be at least 64 KiB")
 
-    def describe(self) -> dict:
-        return {
+    def resolve(self, device: torch.device) -> Selection:
+        """This selection with `auto` decided for `device`: bf16 proposals and blocks from free memory on a
+        GPU (its tensor cores make bf16 the fast kernel; the bound keeps the result exact), fp32 and
+        CPU_BLOCK_BYTES on a CPU (where bf16 matmuls are slower than fp32)."""
+        import dataclasses
+
+        cuda = device.type == "cuda"
+        precision = ("bf16" if cuda else "fp32") if self.precision == "auto" else self.precision
+        block = self.block_bytes
+        if block is None:
+            block = max(1 << 26, int(0.5 * torch.cuda.mem_get_info(device)[0])) if cuda else CPU_BLOCK_BYTES
+        return dataclasses.replace(self, precision=precision, block_bytes=block)
+
+    def describe(self, requested: Selection | None = None) -> dict:
+        """What the manifest records; `requested` is the selection as asked for, before `resolve`."""
+        extra = {}
+        if requested is not None and (requested.precision, requested.block_bytes) != (self.precision, self.block_bytes):
+            extra = {"requested": {"precision": requested.precision, "block_bytes": requested.block_bytes}}
+        return extra | {
             "top_k": self.top_k, "min_abs": self.min_abs, "per_source_k": self.per_source_k,
             "precision": self.precision, "block_bytes": self.block_bytes,
             "order": "|weight| descending, then src index, then dst index",
@@ -92,6 +111,13 @@ def order(src_idx: np.ndarray, dst_idx: np.ndarray, weight: np.ndarray) -> np.nd
     return np.lexsort((dst_idx, src_idx, -np.abs(weight.astype(np.float64))))
 
 
+def _order(r: torch.Tensor, c: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """`order` on the device: stable sorts by the last key first (torch has no lexsort)."""
+    p = torch.argsort(c, stable=True)
+    p = p[torch.argsort(r[p], stable=True)]
+    return p[torch.argsort(w[p].abs(), descending=True, stable=True)]
+
+
 @dataclass(frozen=True)
 class Selected:
     """Selected entries of one matrix in rank order: src_idx, dst_idx (int64) and weight (float32), each [n]."""
@@ -105,23 +131,23 @@ class Selected:
 
 
 class _Kept:
-    """The running best-K set with its admission threshold."""
+    """The running best-K set (on the matrix's device) with its admission threshold."""
 
-    def __init__(self, k: int | None):
+    def __init__(self, k: int | None, device: torch.device):
         self.k = k
-        self.r = np.empty(0, np.int64)
-        self.c = np.empty(0, np.int64)
-        self.w = np.empty(0, np.float32)
+        self.r = torch.empty(0, dtype=torch.int64, device=device)
+        self.c = torch.empty(0, dtype=torch.int64, device=device)
+        self.w = torch.empty(0, dtype=torch.float32, device=device)
 
     @property
     def threshold(self) -> float | None:
         if self.k is None or len(self.w) < self.k:
             return None
-        return float(abs(self.w[-1]))
+        return float(self.w[-1].abs())  # one scalar per block: the cut-off the next block needs
 
-    def add(self, r: np.ndarray, c: np.ndarray, w: np.ndarray) -> None:
-        r, c, w = (np.concatenate(x) for x in ((self.r, r), (self.c, c), (self.w, w)))
-        p = order(r, c, w)
+    def add(self, r: torch.Tensor, c: torch.Tensor, w: torch.Tensor) -> None:
+        r, c, w = torch.cat((self.r, r)), torch.cat((self.c, c)), torch.cat((self.w, w))
+        p = _order(r, c, w)
         if self.k is not None:
             p = p[: self.k]
         self.r, self.c, self.w = r[p], c[p], w[p]
@@ -153,8 +179,11 @@ def select(
 ) -> Selected:
     """Selected entries of src @ dst.T, in rank order.
 
-    src: [n_src, d_head], dst: [n_dst, d_head] on one device, float32.
+    src: [n_src, d_head], dst: [n_dst, d_head] on one device, float32. Candidates stay on that
+    device; the result moves to the host once.
     """
+    sel = sel.resolve(src.device)
+    assert sel.block_bytes is not None  # resolved
     n_src, d = src.shape
     n_dst = dst.shape[0]
     c_err = error_constant(sel.precision, d)
@@ -164,8 +193,8 @@ def select(
     a_all = src.bfloat16() if use_cast else src
     b_all = dst.bfloat16() if use_cast else dst
 
-    kept = _Kept(sel.top_k)
-    per_src: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    kept = _Kept(sel.top_k, src.device)
+    per_src: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     rows = max(1, sel.block_bytes // max(1, n_dst * 4 * 3))
     n_thresh = 0
     for r0 in range(0, n_src, rows):
@@ -186,16 +215,15 @@ def select(
             r, c = torch.nonzero(block >= cutoff, as_tuple=True) if cutoff > -np.inf else _all(block)
             r = r + r0
             w = exact(src, dst, r, c)
-            keep = torch.ones_like(w, dtype=torch.bool)
             if sel.min_abs is not None:
                 keep = w.abs() >= sel.min_abs
-            rn, cn, wn = (x[keep].cpu().numpy() for x in (r, c, w))
+                r, c, w = r[keep], c[keep], w[keep]
             if sel.top_k is None:
-                n_thresh += len(wn)
+                n_thresh += len(w)
                 if n_thresh > sel.max_edges:
                     raise BadValue("min_abs", sel.min_abs, f"keeps more than {sel.max_edges:,} edges in one matrix: raise it or add a top-k limit",
                                    value_first=True)
-            kept.add(rn, cn, wn)
+            kept.add(r, c, w)
         if sel.per_source_k is not None:
             per_src.append(_per_source(src, dst, block, r0, sel.per_source_k, c_err, src_norm[r0:r1], dst_norm_max))
         del block
@@ -204,14 +232,16 @@ def select(
 
     rs, cs, ws = kept.r, kept.c, kept.w
     if per_src:
-        rs = np.concatenate([rs] + [p[0] for p in per_src])
-        cs = np.concatenate([cs] + [p[1] for p in per_src])
-        ws = np.concatenate([ws] + [p[2] for p in per_src])
+        rs = torch.cat([rs] + [p[0] for p in per_src])
+        cs = torch.cat([cs] + [p[1] for p in per_src])
+        ws = torch.cat([ws] + [p[2] for p in per_src])
         key = rs * max(n_dst, 1) + cs
-        _, first = np.unique(key, return_index=True)
+        uniq, inverse = torch.unique(key, return_inverse=True)
+        first = torch.full((len(uniq),), len(key), dtype=torch.int64, device=key.device)
+        first.scatter_reduce_(0, inverse, torch.arange(len(key), device=key.device), reduce="amin")
         rs, cs, ws = rs[first], cs[first], ws[first]
-    p = order(rs, cs, ws)
-    return Selected(rs[p], cs[p], ws[p])
+    p = _order(rs, cs, ws)
+    return Selected(rs[p].cpu().numpy(), cs[p].cpu().numpy(), ws[p].cpu().numpy())
 
 
 def _initial_cutoff(block: torch.Tensor, k: int) -> float:
@@ -235,19 +265,21 @@ def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _per_source(src: torch.Tensor, dst: torch.Tensor, block: torch.Tensor, r0: int, k: int, c_err: float,
-                norms: torch.Tensor, dst_norm_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each source row's k strongest entries, exactly, ties by dst index."""
+                norms: torch.Tensor, dst_norm_max: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each source row's k strongest entries, exactly, ties by dst index (on the block's device)."""
     k_eff = min(k, block.shape[1])
     kth = torch.topk(block, k_eff, dim=1, sorted=False).values.min(dim=1).values  # [rows]
     e_row = c_err * norms.to(block.device) * dst_norm_max
     r, c = torch.nonzero(block >= (kth * _SLACK - 2 * e_row)[:, None], as_tuple=True)
     r = r + r0
     w = exact(src, dst, r, c)
-    rn, cn, wn = r.cpu().numpy(), c.cpu().numpy(), w.cpu().numpy()
-    p = np.lexsort((cn, -np.abs(wn.astype(np.float64)), rn))
-    rn, cn, wn = rn[p], cn[p], wn[p]
-    # position within each row's run after sorting; keep the first k
-    starts = np.r_[0, np.flatnonzero(np.diff(rn)) + 1]
-    pos = np.arange(len(rn)) - np.repeat(starts, np.diff(np.r_[starts, len(rn)]))
-    m = pos < k_eff
-    return rn[m], cn[m], wn[m]
+    # order by (row, -|w|, dst): stable sorts, last key first
+    p = torch.argsort(c, stable=True)
+    p = p[torch.argsort(w[p].abs(), descending=True, stable=True)]
+    p = p[torch.argsort(r[p], stable=True)]
+    r, c, w = r[p], c[p], w[p]
+    # position within each row's run; keep the first k
+    _, counts = torch.unique_consecutive(r, return_counts=True)
+    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    m = torch.arange(len(r), device=r.device) - starts < k_eff
+    return r[m], c[m], w[m]

@@ -79,6 +79,32 @@ def test_per_source_top_k_union(precision):
     _check(a, b, Selection(top_k=None, per_source_k=2, block_bytes=1 << 16), per_source_k=2)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 7, 59, 60, 61])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_block_edges(rows, precision):
+    """Blocks of exactly `rows` source rows (block_bytes = rows · n_dst · 12): with integer factors many equal
+    values straddle block boundaries, so the running K-th value and the ties must carry across blocks."""
+    a, b = _factors(60, 37, 8, seed=rows, ties=True)
+    need = -(-(1 << 16) // (rows * 12))  # destinations that make one block of `rows` rows reach the 64 KiB floor
+    if need > 37:  # pad with zero destinations (more ties, at 0)
+        b = torch.cat([b, torch.zeros(need - 37, b.shape[1])])
+    for k in (1, 37, 38, 200):
+        _check(a, b, Selection(top_k=k, precision=precision, block_bytes=rows * b.shape[0] * 12), top_k=k)
+    _check(a, b, Selection(top_k=25, per_source_k=2, precision=precision, block_bytes=rows * b.shape[0] * 12),
+           top_k=25, per_source_k=2)
+    _check(a, b, Selection(top_k=None, min_abs=9.0, precision=precision, block_bytes=rows * b.shape[0] * 12), min_abs=9.0)
+
+
+def test_auto_resolves_per_device():
+    from featgraph.select import CPU_BLOCK_BYTES
+
+    sel = Selection(precision="auto", block_bytes=None).resolve(torch.device("cpu"))
+    assert (sel.precision, sel.block_bytes) == ("fp32", CPU_BLOCK_BYTES)
+    assert sel.describe(Selection(precision="auto", block_bytes=None))["requested"] == {"precision": "auto", "block_bytes": None}
+    a, b = _factors(80, 50, 16, seed=11)
+    _check(a, b, Selection(top_k=60, precision="auto", block_bytes=None), top_k=60)
+
+
 def test_threshold_guard():
     a, b = _factors(60, 60, 8, seed=1)
     with pytest.raises(BadInput, match="min_abs 0.0 keeps more than 100"):
@@ -105,10 +131,11 @@ def test_bad_selection(kwargs, msg):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; the CPU path is covered above")
-@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
-def test_cuda_matches_cpu(precision):
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "auto"])
+@pytest.mark.parametrize("block_bytes", [1 << 22, None])  # None: blocks sized from the GPU's free memory
+def test_cuda_matches_cpu(precision, block_bytes):
     a, b = _factors(3000, 2000, 64, seed=4)
     cpu = select(a, b, Selection(top_k=500, per_source_k=2, block_bytes=1 << 22))
-    gpu = select(a.cuda(), b.cuda(), Selection(top_k=500, per_source_k=2, precision=precision, block_bytes=1 << 22))
+    gpu = select(a.cuda(), b.cuda(), Selection(top_k=500, per_source_k=2, precision=precision, block_bytes=block_bytes))
     for x, y in zip((cpu.src_idx, cpu.dst_idx, cpu.weight), (gpu.src_idx, gpu.dst_idx, gpu.weight)):
         np.testing.assert_array_equal(x, y)
