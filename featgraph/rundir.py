@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from featgraph import __version__
@@ -21,11 +22,11 @@ from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.files import sha256, staged_dir, staged_file, write_text
 from featgraph.manifest import Manifest, new_run_id
 from featgraph.schema import (
+    CIRCUITS,
     EDGE_REQUIRED,
     edges_frame,
     features_frame,
     features_from_edges,
-    normalise_circuit,
     parse_feature_id,
     rank_edges,
 )
@@ -138,7 +139,11 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
 
 
 def read_edge_file(path: Path) -> pd.DataFrame:
-    """An edge table in featgraph's schema from Parquet or CSV, validated and completed."""
+    """An edge table in featgraph's schema from Parquet or CSV, validated and completed.
+
+    Every value is checked before anything is cast (a cast would wrap 2**40 to 0, truncate 1.5 or turn
+    1e300 into inf); the first bad one is reported with its 1-based data row and its column.
+    """
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path} not found: pass a run directory or an edge table (.parquet or .csv)")
@@ -158,28 +163,88 @@ def read_edge_file(path: Path) -> pd.DataFrame:
         raise BadInput(f"{path} lacks column(s) {', '.join(missing)}: an edge table needs {', '.join(EDGE_REQUIRED)}")
     if df.empty:
         raise BadInput(f"{path} has no edges")
-    try:
-        df["circuit"] = df["circuit"].map(normalise_circuit)
-    except ValueError as e:
-        raise BadInput(f"{path}: circuit {e.args[0]!r} is not QK or OV") from None
-    if df["weight"].isna().any():
-        raise BadInput(f"{path}: column weight has missing values")
-    for end in ("src", "dst"):
-        col = f"{end}_index"
-        if col not in df.columns or df[col].isna().any():
-            try:
-                df[col] = [parse_feature_id(str(f))[2] for f in df[end]]
-            except ValueError as e:
-                raise BadInput(f"{path}: {end} id {e.args[0]!r} is not MODEL/SOURCE/INDEX; add a {col} column") from None
-    if "kv_head" not in df.columns:
-        df["kv_head"] = -1  # unknown for tables made elsewhere
-    df["kv_head"] = df["kv_head"].fillna(-1)
+    df = _checked_edges(df.reset_index(drop=True), path)
     if "rank" not in df.columns or df["rank"].isna().any():
         df = rank_edges(df.assign(rank=0))
+    return edges_frame(df)
+
+
+_INT32_MAX = 2**31 - 1
+_INT_MAX = 2**53  # larger integers are not exact once read as float64, and no SAE is that wide
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked_edges(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """`df` with every column checked (BadInput naming the first bad row and column) and the optional ones completed."""
+
+    def bad(row: int, col: str, what: str) -> BadInput:
+        return BadInput(f"{path}: data row {row + 1}, column {col}: {what}")
+
+    def first(mask) -> int | None:
+        rows = np.flatnonzero(np.asarray(mask, dtype=bool))
+        return int(rows[0]) if len(rows) else None
+
+    def integers(col: str, low: int, high: int, optional: bool = False) -> pd.Series:
+        """The column as float64 (exact for these ranges); values missing are allowed only when `optional`."""
+        raw = df[col]
+        v = pd.to_numeric(raw, errors="coerce").astype("float64")
+        a = v.to_numpy()
+        ok = (a == np.floor(a)) & (a >= low) & (a <= high)  # False for NaN and ±inf
+        if (i := first(~ok & ~(optional & raw.isna().to_numpy()))) is not None:
+            span = f"≥ {low}" if high == _INT_MAX else f"from {low} to {high}"
+            raise bad(i, col, f"{raw.iloc[i]!r} is not an integer {span}")
+        return v
+
+    def reals(col: str) -> None:
+        raw = df[col]
+        v = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
+        if (i := first(~(np.abs(v) <= _FLOAT32_MAX))) is not None:  # NaN, ±inf, and what float32 turns into inf
+            raise bad(i, col, f"{raw.iloc[i]!r} is not a finite number within float32's range")
+
+    circuit = df["circuit"].astype("string").str.strip().str.upper()
+    if (i := first(~circuit.isin(CIRCUITS).fillna(False))) is not None:
+        raise bad(i, "circuit", f"{df['circuit'].iloc[i]!r} is not QK or OV")
+    df["circuit"] = circuit.astype(object)
+    layer = integers("layer", 0, _INT32_MAX)
+    head = integers("head", 0, _INT32_MAX)
+    reals("weight")
+    if "z" in df.columns:
+        reals("z")
+    if "kv_head" in df.columns:
+        integers("kv_head", -1, _INT32_MAX, optional=True)
+        df["kv_head"] = df["kv_head"].fillna(-1)
+    else:
+        df["kv_head"] = -1  # unknown for tables made elsewhere
+    if "rank" in df.columns:
+        integers("rank", 1, _INT_MAX, optional=True)
+    for end in ("src", "dst"):
+        col = f"{end}_index"
+        parsed = [_id_index(f) for f in df[end]]
+        if (i := first([p is None for p in parsed])) is not None:
+            raise bad(i, end, f"{df[end].iloc[i]!r} is not MODEL/SOURCE/INDEX (e.g. gemma-2-2b/12-gemmascope-res-16k/8517)")
+        from_id = pd.Series(parsed, dtype="int64")
+        if col in df.columns:
+            given = integers(col, 0, _INT_MAX, optional=True)
+            if (i := first(given.notna() & (given != from_id))) is not None:
+                raise bad(i, col, f"{df[col].iloc[i]!r} disagrees with the index {parsed[i]} in {end} {df[end].iloc[i]!r}")
+        df[col] = from_id
+    keys = pd.DataFrame({"layer": layer, "head": head, "circuit": df["circuit"], "src": df["src"], "dst": df["dst"]})
+    dup = keys.duplicated(keep=False).to_numpy()
+    if (i := first(dup)) is not None:
+        twins = np.flatnonzero(dup & (keys == keys.iloc[i]).all(axis=1).to_numpy())
+        j = int(twins[1])
+        w = pd.to_numeric(df["weight"]).to_numpy()
+        signs = " with opposite signs" if np.sign(w[i]) != np.sign(w[j]) else ""
+        raise BadInput(f"{path}: data rows {i + 1} and {j + 1} are the same edge{signs} (layer {int(layer[i])}, head "
+                       f"{int(head[i])}, {df['circuit'].iloc[i]}, {df['src'].iloc[i]} → {df['dst'].iloc[i]}): keep one")
+    return df
+
+
+def _id_index(fid: object) -> int | None:
     try:
-        return edges_frame(df)
-    except (ValueError, TypeError) as e:
-        raise BadInput(f"{path}: a column has the wrong type ({e}); see docs/run-directory.md") from None
+        return parse_feature_id(fid)[2] if isinstance(fid, str) else None
+    except ValueError:
+        return None
 
 
 def import_edges(edge_file: Path, out: Path, force: bool = False) -> Path:
