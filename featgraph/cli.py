@@ -168,7 +168,8 @@ def extract(
     sae_in_id: Optional[str] = typer.Option(None, help="Neuronpedia source id of --sae-in [default: inferred].", show_default=False),
     sae_out_id: Optional[str] = typer.Option(None, help="Neuronpedia source id of --sae-out [default: inferred].", show_default=False),
     labels: bool = typer.Option(True, "--labels/--no-labels", help="Attach Neuronpedia labels after extracting."),
-    label_source: list[Path] = typer.Option([], help="Local label export(s) instead of downloading.", show_default=False),
+    label_source: list[Path] = typer.Option([], help="Local label export(s) instead of downloading.", show_default=False,
+                                            metavar="PATH"),
     csv: bool = typer.Option(False, "--csv", help="Also write edges.csv."),
     force: ForceOpt = False,
 ):
@@ -194,9 +195,9 @@ def extract(
 def labels_cmd(
     run: RunArg,
     source: list[Path] = typer.Option([], help="Legacy JSON export, .jsonl(.gz) file, or a directory of them [default: download].",
-                                      show_default=False),
+                                      show_default=False, metavar="PATH"),
     prefer: list[str] = typer.Option([], help="Explainer model(s) to prefer when a feature has several explanations.",
-                                     show_default=False),
+                                     show_default=False, metavar="MODEL"),
 ):
     """Attach Neuronpedia descriptions to a run's features (features a source does not cover keep theirs)."""
     from featgraph.annotate import LabelCounts
@@ -270,7 +271,8 @@ def query(
     run: Optional[Path] = typer.Argument(None, help="Run directory (its embedded store, or its edges in Neo4j).", show_default=False),
     cypher: Optional[str] = typer.Argument(None, help="Cypher text, or a library query name (see --list).", show_default=False),
     file: Optional[Path] = typer.Option(None, "--file", help="A .cypher file.", show_default=False),
-    param: list[str] = typer.Option([], "--param", help="NAME=VALUE, repeatable; typed by the query's header.", show_default=False),
+    param: list[str] = typer.Option([], "--param", help="NAME=VALUE, repeatable; typed by the query's header.", show_default=False,
+                                    metavar="NAME=VALUE"),
     neo4j: bool = typer.Option(False, "--neo4j", help="Query Neo4j instead of the embedded store."),
     write: bool = typer.Option(False, "--write", help="Allow writes (Neo4j; read access mode otherwise)."),
     format: str = typer.Option("table", "--format", help="table, csv or json."),
@@ -379,7 +381,7 @@ def positional(
     layer: LayerOpt = 13,
     sae_in: SaeInOpt = None,
     feature: list[str] = typer.Option([], "--feature", help="Also profile a feature against itself (ID) or a pair (QUERY_ID,KEY_ID).",
-                                      show_default=False),
+                                      show_default=False, metavar="ID[,ID]"),
     max_distance: int = typer.Option(8192, help="Largest token distance."),
     force: ForceOpt = False,
 ):
