@@ -245,12 +245,10 @@ def extract(
     sae_i = _load_sae(sae_in, cfg.sae_in_ref, ("W_dec", "b_dec"), mc.d_model, "input SAE")
     sae_o = _load_sae(sae_out, cfg.sae_out_ref, ("W_enc",), mc.d_model, "output SAE") if "OV" in which else None
 
-    m_id = model_id or (model_io.model_short_id(str(model)) if isinstance(model, (str, Path)) else None) \
-        or _name_from_source(attn.source)
-    in_id = sae_in_id or sae_i.neuronpedia_id or _invented(f"{layer - 1}-sae-in-{sae_i.d_sae}", "sae_in_id")
-    out_id = None
-    if sae_o is not None:
-        out_id = sae_out_id or sae_o.neuronpedia_id or _invented(f"{layer}-sae-out-{sae_o.d_sae}", "sae_out_id")
+    m_id, m_how = _model_id(model, model_id, attn.source)
+    in_id, in_how = _source_id(sae_i, sae_in_id, "sae_in_id", f"{layer - 1}-sae-in-{sae_i.d_sae}", "input SAE")
+    out_id, out_how = _source_id(sae_o, sae_out_id, "sae_out_id", f"{layer}-sae-out-{sae_o.d_sae}", "output SAE") \
+        if sae_o is not None else (None, None)
 
     with torch.inference_mode():
         parts = compute_edges(attn, sae_i.part("W_dec"), sae_o.part("W_enc") if sae_o else None, head_list, which, sel,
@@ -265,9 +263,10 @@ def extract(
     manifest = Manifest(
         command="extract",
         model={"ref": attn.source.get("ref"), "revision": attn.source.get("revision"), "neuronpedia_id": m_id,
-               "layer": layer, "config": mc.__dict__} | ({"in_memory": attn.source["in_memory"]} if "in_memory" in attn.source else {}),
-        sae_in=sae_i.source | {"neuronpedia_id": in_id},
-        sae_out=(sae_o.source | {"neuronpedia_id": out_id}) if sae_o else None,
+               "id_source": m_how, "layer": layer, "config": mc.__dict__}
+        | ({"in_memory": attn.source["in_memory"]} if "in_memory" in attn.source else {}),
+        sae_in=sae_i.source | {"neuronpedia_id": in_id, "id_source": in_how},
+        sae_out=(sae_o.source | {"neuronpedia_id": out_id, "id_source": out_how}) if sae_o else None,
         heads=tuple(head_list),
         circuits=which,
         conventions=cfg.conventions.describe(mc.query_pre_attn_scalar, mc.rope_theta),
@@ -291,12 +290,37 @@ def extract(
     return run
 
 
+# How the Neuronpedia ids naming a run's features are found: docs/ids.md.
+
+def _model_id(model: Any, given: str | None, source: dict) -> tuple[str, str]:
+    """The model's Neuronpedia id and how it was found: given, inferred from the reference, or invented (a warning)."""
+    if given:
+        return given, _given("model_id")
+    ref = str(model) if isinstance(model, (str, Path)) else _name_from_source(source)
+    found, how = model_io.infer_model_id(ref) if ref else (None, "invented")
+    if found:
+        return found, how if isinstance(model, (str, Path)) else f"{how} (named by the object)"
+    return _invented("model", "model_id", "the model"), "invented"
+
+
 def _name_from_source(source: dict) -> str:
-    name = str(source.get("in_memory") or "")
-    return model_io.model_short_id(name) if "/" in name else "model"
+    """What an in-memory model calls itself: its config's `_name_or_path` (a Hub id or a directory), if any."""
+    return str(source.get("ref") or source.get("in_memory") or "")
 
 
-def _invented(source_id: str, param: str) -> str:
-    warnings.warn(f"no Neuronpedia source id known for this SAE; features are named {source_id!r} and get no labels "
-                  f"(pass {param} to name it)", FeatgraphWarning, stacklevel=3)
-    return source_id
+def _source_id(sae: SAE, given: str | None, param: str, fallback: str, role: str) -> tuple[str, str]:
+    if given:
+        return given, _given(param)
+    if sae.neuronpedia_id:
+        return sae.neuronpedia_id, str(sae.source.get("id_source") or "the SAE's own record")
+    return _invented(fallback, param, f"the {role}"), "invented"
+
+
+def _given(param: str) -> str:
+    return f"given ({param}=, --{param.replace('_', '-')})"
+
+
+def _invented(name: str, param: str, what: str) -> str:
+    warnings.warn(f"no Neuronpedia id is known for {what}; it is named {name!r} and its features get no labels: "
+                  f"pass --{param.replace('_', '-')} ({param}= in Python) to name it", FeatgraphWarning, stacklevel=4)
+    return name

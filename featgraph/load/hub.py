@@ -28,14 +28,26 @@ class HubRef:
         return cls(repo, rev or None)
 
 
-def download(ref: HubRef, filename: str) -> Path:
-    """One file from the Hub through its cache; translate failures into one line."""
+# How long to wait for the Hub before saying it cannot be reached (HF_HUB_ETAG_TIMEOUT, when set, wins).
+PROBE_TIMEOUT = 3.0
+
+
+def download(ref: HubRef, filename: str, local_fix: str = "pass a local path") -> Path:
+    """One file from the Hub through its cache; translate failures into one line.
+
+    `local_fix` says how to do without the Hub (`pass a local model directory (--model PATH)`).
+    """
     from huggingface_hub import errors as hfe
     from huggingface_hub import hf_hub_download
 
     where = f"{ref.repo_id}/{filename}" + (f"@{ref.revision}" if ref.revision else "")
+    connect = "connect to the internet (and log in with `hf auth login` or HF_TOKEN for gated models)"
     try:
+        _check_reachable(ref, filename)
         return Path(hf_hub_download(ref.repo_id, filename, revision=ref.revision))
+    except _Unreachable as e:
+        raise FeatgraphError(f"cannot reach the Hugging Face Hub for {where} ({e}) and it is not in the cache: "
+                             f"{connect}, or {local_fix}") from None
     except hfe.GatedRepoError:
         raise FeatgraphError(
             f"{ref.repo_id} is gated: accept the licence on https://huggingface.co/{ref.repo_id} "
@@ -50,12 +62,46 @@ def download(ref: HubRef, filename: str) -> Path:
     except hfe.RemoteEntryNotFoundError:
         raise BadInput(f"{where} does not exist on the Hub: check the path") from None
     except (hfe.LocalEntryNotFoundError, hfe.OfflineModeIsEnabled):
-        raise FeatgraphError(
-            f"cannot fetch {where}: offline and not in the Hugging Face cache; "
-            "connect to the internet or pass a local path"
-        ) from None
+        if _offline():
+            raise FeatgraphError(f"{where} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: unset it and "
+                                 f"{connect}, or {local_fix}") from None
+        raise FeatgraphError(f"cannot fetch {where}: the Hub cannot be reached and it is not in the cache: "
+                             f"{connect}, or {local_fix}") from None
     except hfe.HfHubHTTPError as e:
         raise FeatgraphError(f"Hub request for {where} failed: {e.__class__.__name__}") from None
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _check_reachable(ref: HubRef, filename: str) -> None:
+    """Raise _Unreachable at once when the Hub cannot be reached and the file is not cached.
+
+    huggingface_hub retries a file it has no copy of for ~25 s (five backoffs) before failing; one
+    short request first turns "no network" into one line within seconds. In offline mode, or when the
+    file is cached, hf_hub_download needs no network and is left to it.
+    """
+    import os
+
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub import errors as hfe
+
+    if _offline() or isinstance(try_to_load_from_cache(ref.repo_id, filename, revision=ref.revision), str):
+        return
+    timeout = constants.HF_HUB_ETAG_TIMEOUT if os.environ.get("HF_HUB_ETAG_TIMEOUT") else PROBE_TIMEOUT
+    try:
+        get_hf_file_metadata(hf_hub_url(ref.repo_id, filename, revision=ref.revision), timeout=timeout)
+    except hfe.HfHubHTTPError:
+        return  # the Hub answered: hf_hub_download reports what it said
+    except Exception as e:  # transports raise their own connection and timeout errors
+        raise _Unreachable(e.__class__.__name__) from None
 
 
 def list_files(ref: HubRef, prefix: str) -> list[str]:

@@ -9,7 +9,8 @@ shard(s) holding the layer are downloaded.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 
 import torch
 
@@ -21,10 +22,45 @@ INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 
 
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def infer_model_id(ref: str) -> tuple[str | None, str]:
+    """Neuronpedia's model id for a Hub id or local directory, and how it was found (docs/ids.md).
+
+    A Hub id gives its repo name; a local directory the `models--OWNER--NAME` folder of the HF cache it
+    lies in, else config.json's `_name_or_path` when that is a Hub id, else its own name (unless that is a
+    commit hash). None when nothing names it.
+    """
+    path = Path(ref).expanduser()
+    if not path.exists():
+        if ref.startswith((".", "/", "~")) or ref.split("@")[0].count("/") != 1:
+            return None, "invented"
+        try:
+            repo = hub.HubRef.parse(ref).repo_id
+        except BadInput:
+            return None, "invented"
+        return repo.split("/")[1], f"Hub repo id {repo}"
+    for parts in (path.absolute().parts, path.resolve().parts):
+        for part in reversed(parts):
+            if part.startswith("models--") and "--" in part[len("models--"):]:
+                return part[len("models--"):].split("--", 1)[1], f"HF cache folder name {part}"
+    try:
+        named = json.loads((path / "config.json").read_text()).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        named = None  # the loader reports a bad config.json; here it just names nothing
+    if isinstance(named, str) and _HUB_ID_RE.match(named):
+        return named.split("/")[1], f"config.json _name_or_path {named}"
+    name = path.absolute().name
+    if name and not _COMMIT_RE.match(name):
+        return name, "directory name"
+    return None, "invented"
+
+
 def model_short_id(ref: str) -> str:
-    """Neuronpedia's model id: the repo name (`google/gemma-2-2b` -> `gemma-2-2b`)."""
-    base = ref.split("@")[0].rstrip("/")
-    return Path(base).name
+    """Neuronpedia's model id as `infer_model_id` finds it (`google/gemma-2-2b` -> `gemma-2-2b`), or the name given."""
+    return infer_model_id(ref)[0] or Path(ref.split("@")[0].rstrip("/")).name
 
 
 def tensor_names(layer: int) -> dict[str, str]:
@@ -63,12 +99,16 @@ class _Files:
             return False
 
     def get(self, name: str) -> Path:
+        if not _plain_relative(name):
+            raise BadInput(f"{self.ref}: {name!r} is not a file name inside the model directory")
         if self.local is not None:
             path = self.local / name
             if not path.is_file():
                 raise BadInput(f"{path} is missing: the model directory needs config.json and safetensors weights")
+            if not _inside(path, self.local):
+                raise BadInput(f"{path} leads outside the model directory {self.local}: refusing to read it")
             return path
-        path = hub.download(self.hub, name)
+        path = hub.download(self.hub, name, "pass a local model directory (--model PATH; model= in Python)")
         self.revision = self.revision or hub.snapshot_revision(path)
         return path
 
@@ -93,6 +133,10 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
         if missing:
             raise BadInput(f"{ref}: {INDEX_FILE} has no {missing[0]}; is this a Gemma 2 checkpoint?")
         shard_of = {k: weight_map[n] for k, n in names.items()}
+        for key, shard in shard_of.items():
+            if not isinstance(shard, str) or not _plain_relative(shard):
+                raise BadInput(f"{ref}: {INDEX_FILE} maps {names[key]} to {shard!r}, which is not a file inside the model "
+                               "directory; the index is corrupt or was tampered with")
     elif files.has(SINGLE_FILE):
         shard_of = {k: SINGLE_FILE for k in names}
     else:
@@ -106,6 +150,9 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
                 for key, name in names.items():
                     if shard_of[key] == shard:
                         tensors[key] = f.get_tensor(name).to(torch.float32)
+                        if not torch.isfinite(tensors[key]).all():
+                            raise BadInput(f"{name} in {path} has NaN or infinite values: the checkpoint is corrupt; "
+                                           "re-download it")
         except FeatgraphError:
             raise
         except Exception as e:
@@ -127,6 +174,21 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
         if got != shape:
             raise BadInput(f"{names[key]} has shape {list(got)}, config.json implies {list(shape)}")
     return weights
+
+
+def _plain_relative(name: str) -> bool:
+    """A relative file name that stays inside its directory: not absolute, no `..`, no backslash or drive."""
+    p = PurePosixPath(name)
+    return bool(name.strip()) and "\\" not in name and ":" not in name and not p.is_absolute() and ".." not in p.parts
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path` resolves inside `root`; in the HF cache, inside the repo's folder (snapshot files are
+    symlinks into `models--OWNER--NAME/blobs`)."""
+    root = root.resolve()
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        root = root.parent.parent
+    return path.resolve().is_relative_to(root)
 
 
 def _read_json(path: Path) -> dict:
