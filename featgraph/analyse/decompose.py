@@ -1,0 +1,351 @@
+"""The exact feature decomposition of one attention layer on real text (pure maths: tensors in, tensors and DataFrames out).
+
+docs/maths.md, "Validation on prompts". For one prompt, x_t is the residual stream entering the layer at
+position t, r_t = rms(x_t), a_t the input SAE's JumpReLU activations, ε_t = x_t − (a_t W_dec + b_dec).
+Head h's logit before soft-capping and masking is
+
+    ℓ_h(t, s) = scale / (r_t r_s) · (R(t) Q x_t) · (R(s) K x_s),   Q x = W_Q[h] (g_in ⊙ x), K likewise,
+
+and Q, K are linear, so it splits exactly into features (u_t = Σ_i a_ti q_i, w_s = Σ_j a_sj k_j, the run's
+factors), the decoder bias b_dec and the error ε. Features are summed per position before pairs are formed,
+query positions are walked in blocks, and nothing of shape [T, T, d_sae] (let alone d_sae²) is built.
+Everything is float64; rotations are the model's own cos/sin at positions 0..T−1 (rotate_half pairing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+Tensor = torch.Tensor
+
+# The predictions scored against the real values, in the order the docs and tables give them.
+PREDICTIONS = ("selected", "active_d0", "active", "active_bias", "exact")
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """R(pos) x for x [..., T, d_head] with the model's cos, sin [T, d_head] (half-split, rotate_half)."""
+    d = x.shape[-1]
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+@dataclass(frozen=True)
+class JumpReLU:
+    """The input SAE: W_enc [d_model, d_sae], b_enc, threshold [d_sae], W_dec [d_sae, d_model], b_dec [d_model]."""
+
+    W_enc: Tensor
+    b_enc: Tensor
+    threshold: Tensor
+    W_dec: Tensor
+    b_dec: Tensor
+
+    def encode(self, x: Tensor) -> Tensor:
+        pre = x @ self.W_enc + self.b_enc
+        return torch.relu(pre) * (pre > self.threshold)
+
+    def decode(self, a: Tensor) -> Tensor:
+        return a @ self.W_dec + self.b_dec
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One prompt's residual stream entering the layer, through the input SAE.
+
+    x, err: [T, d_model]; a: [T, d_sae]; rms: [T]; cos, sin: [T, d_head], the rotation at positions 0..T−1.
+    """
+
+    x: Tensor
+    a: Tensor
+    err: Tensor
+    rms: Tensor
+    cos: Tensor
+    sin: Tensor
+
+    @property
+    def T(self) -> int:
+        return int(self.x.shape[0])
+
+
+def stream(x: Tensor, sae: JumpReLU, eps: float, cos: Tensor, sin: Tensor) -> Stream:
+    """Encode `x` [T, d_model] (float64) with the SAE; keep its error and the RMS the input norm divides by."""
+    x = x.double()
+    a = sae.encode(x)
+    return Stream(x, a, x - sae.decode(a), torch.sqrt(x.pow(2).mean(-1) + eps), cos.double(), sin.double())
+
+
+@dataclass(frozen=True)
+class QKHead:
+    """One head's query/key side, float64.
+
+    Wq, Wk: [d_head, d_model], gain folded in (x ↦ W_Q[h] (g_in ⊙ x)); q_feat, k_feat: [d_sae, d_head], the
+    run's factors q_i, k_j at offset 0; q_run: the queries at the run's rope offset (q_feat when 0);
+    q_bias, k_bias: [d_head], b_dec through Wq, Wk; scale: query_pre_attn_scalar^-1/2. Selected edges:
+    sel_q (query index), sel_k (key index), sel_w (raw QK at the run's offset, no scale), [n_edges].
+    """
+
+    head: int
+    Wq: Tensor
+    Wk: Tensor
+    q_feat: Tensor
+    k_feat: Tensor
+    q_run: Tensor
+    q_bias: Tensor
+    k_bias: Tensor
+    scale: float
+    sel_q: Tensor
+    sel_k: Tensor
+    sel_w: Tensor
+
+
+@dataclass(frozen=True)
+class OVHead:
+    """One head's value/output side, float64.
+
+    Wv: [d_head, d_model], gain folded in; v_feat: [d_sae, d_head] the run's value factors; v_bias: [d_head];
+    p: [n_scored, d_head], the pre-output vectors p_k of the output features scored (g_post folded in);
+    sel_v (value index), sel_k (row of p), sel_w (raw OV), [n_edges].
+    """
+
+    head: int
+    Wv: Tensor
+    v_feat: Tensor
+    v_bias: Tensor
+    p: Tensor
+    sel_v: Tensor
+    sel_k: Tensor
+    sel_w: Tensor
+
+
+def _selected_map(rows: Tensor, cols: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The selected edges as a sparse [rows used, columns used] matrix, with the indices of both."""
+    r_used, r = torch.unique(rows, return_inverse=True)
+    c_used, c = torch.unique(cols, return_inverse=True)
+    m = torch.sparse_coo_tensor(torch.stack([r, c]), w, (len(r_used), len(c_used)), check_invariants=False).coalesce()
+    return m, r_used, c_used
+
+
+def _times_sparse(a: Tensor, m: Tensor) -> Tensor:
+    """a @ mᵀ for dense a [T, n] and sparse m [k, n], as (m aᵀ)ᵀ (torch multiplies sparse on the left)."""
+    return torch.sparse.mm(m, a.T).T
+
+
+def _blocks(T: int, block: int) -> Iterator[tuple[int, int]]:
+    for t0 in range(0, T, max(1, block)):
+        yield t0, min(T, t0 + max(1, block))
+
+
+def qk_blocks(st: Stream, hd: QKHead, q: Tensor, k: Tensor, block: int = 256) -> Iterator[dict[str, Tensor]]:
+    """The real logits and their parts over causal pairs s ≤ t, one block of query positions at a time.
+
+    q, k: [T, d_head], the head's rotated query and key states as the model computed them. Yields flat
+    tensors over the block's pairs (t-major): t, s, target (scale·q_t·k_s), selected (run's edges at its
+    offset), active_d0 (all active pairs at the run's offset), active (all active pairs, true rotation),
+    bias, error; active + bias + error is the target up to rounding.
+    """
+    a = st.a
+    u, w = a @ hd.q_feat, a @ hd.k_feat
+    u_run = u if hd.q_run is hd.q_feat else a @ hd.q_run
+    qe, ke = st.err @ hd.Wq.T, st.err @ hd.Wk.T
+    ones = torch.ones(st.T, 1, dtype=a.dtype, device=a.device)
+    Ru, Rw = rotate(u, st.cos, st.sin), rotate(w, st.cos, st.sin)
+    Rqb, Rkb = rotate(ones * hd.q_bias, st.cos, st.sin), rotate(ones * hd.k_bias, st.cos, st.sin)
+    Rqe, Rke = rotate(qe, st.cos, st.sin), rotate(ke, st.cos, st.sin)
+    key_full = Rw + Rkb + Rke
+    sel, kcols, qcols = _selected_map(hd.sel_k, hd.sel_q, hd.sel_w)
+    aW, a_k = _times_sparse(a[:, qcols], sel), a[:, kcols]  # aW[t, j] = Σ_i a_ti w_ij over the keys used
+    pos = torch.arange(st.T, device=a.device)
+    for t0, t1 in _blocks(st.T, block):
+        causal = pos[None, :t1] <= pos[t0:t1, None]
+        f = hd.scale / (st.rms[t0:t1, None] * st.rms[None, :t1])
+        parts = {
+            "target": hd.scale * (q[t0:t1].double() @ k[:t1].double().T),
+            "selected": f * (aW[t0:t1] @ a_k[:t1].T),
+            "active_d0": f * (u_run[t0:t1] @ w[:t1].T),
+            "active": f * (Ru[t0:t1] @ Rw[:t1].T),
+            "bias": f * (Ru[t0:t1] @ Rkb[:t1].T + Rqb[t0:t1] @ (Rw + Rkb)[:t1].T),
+            "error": f * (Rqe[t0:t1] @ key_full[:t1].T + (Ru + Rqb)[t0:t1] @ Rke[:t1].T),
+        }
+        tt, ss = torch.nonzero(causal, as_tuple=True)
+        yield {"t": tt + t0, "s": ss} | {name: m[causal] for name, m in parts.items()}
+
+
+def output_rms(out: Tensor, W_O: Tensor, eps: float) -> Tensor:
+    """RMS of the whole attention output o_proj(out) at each position: out [T, n_heads, d_head], W_O [d_model, n_heads·d_head]."""
+    y = out.double().reshape(out.shape[0], -1) @ W_O.double().T
+    return torch.sqrt(y.pow(2).mean(-1) + eps)
+
+
+def ov_blocks(st: Stream, hd: OVHead, A: Tensor, o: Tensor, rms_o: Tensor, block: int = 256) -> Iterator[dict[str, Tensor]]:
+    """The head's real contribution to each scored output feature's pre-activation, and its parts.
+
+    A: [T, T] the head's attention pattern; o: [T, d_head] its output before o_proj; rms_o: [T] (output_rms).
+    Yields flat tensors over (t, scored feature) pairs: t, k (row of hd.p), target (p_k·o_t / rms_o,t),
+    selected, active_d0 = active (values carry no position), bias, error.
+    """
+    a = st.a
+    P = hd.p.T
+    feat = (a @ hd.v_feat) @ P
+    err = (st.err @ hd.Wv.T) @ P
+    bias = hd.v_bias @ P
+    sel, kcols, vcols = _selected_map(hd.sel_k, hd.sel_v, hd.sel_w)
+    sel_k = torch.zeros(st.T, hd.p.shape[0], dtype=a.dtype, device=a.device)
+    sel_k[:, kcols] = _times_sparse(a[:, vcols], sel)  # [T, n_scored]
+    n_k = hd.p.shape[0]
+    for t0, t1 in _blocks(st.T, block):
+        At = A[t0:t1, :t1].double() / st.rms[None, :t1] / rms_o[t0:t1, None]
+        active = At @ feat[:t1]
+        parts = {
+            "target": (o[t0:t1].double() @ P) / rms_o[t0:t1, None],
+            "selected": At @ sel_k[:t1],
+            "active_d0": active,
+            "active": active,
+            "bias": At.sum(1, keepdim=True) * bias[None, :],
+            "error": At @ err[:t1],
+        }
+        tt = torch.arange(t0, t1, device=a.device).repeat_interleave(n_k)
+        kk = torch.arange(n_k, device=a.device).repeat(t1 - t0)
+        yield {"t": tt, "k": kk} | {name: m.reshape(-1) for name, m in parts.items()}
+
+
+# ---------------------------------------------------------------- edge usage
+
+def qk_edge_usage(st: Stream, hd: QKHead, budget: int = 1 << 22) -> tuple[Tensor, Tensor, Tensor]:
+    """Per selected edge: pairs s ≤ t where both features are active, and the sum and sum of |·| of its
+    contribution scale · a_ti a_sj (R(t−s) q_i)·k_j / (r_t r_s) to the logit over those pairs.
+
+    budget: elements of one [query block, keys, edges] slab.
+    """
+    E = int(hd.sel_q.shape[0])
+    dev, T = st.a.device, st.T
+    count = torch.zeros(E, dtype=torch.float64, device=dev)
+    total, total_abs = count.clone(), count.clone()
+    if E == 0:
+        return count, total, total_abs
+    ar = st.a / st.rms[:, None]
+    Qe, Ke = ar[:, hd.sel_q], ar[:, hd.sel_k]  # [T, E]
+    # count: Σ_t [a_ti > 0] · #{s ≤ t : a_sj > 0}
+    count = ((Qe != 0).double() * torch.cumsum((Ke != 0).double(), 0)).sum(0)
+    # (R(Δ) q)·k = cos(Δ)·(q ⊙ k) + sin(Δ)·(rotate_half(q) ⊙ k), at every distance Δ = 0..T−1.
+    qs, ks = hd.q_feat[hd.sel_q], hd.k_feat[hd.sel_k]
+    d = qs.shape[1]
+    half = torch.cat([-qs[:, d // 2 :], qs[:, : d // 2]], dim=1)
+    table = hd.scale * (st.cos @ (qs * ks).T + st.sin @ (half * ks).T)  # [T (Δ), E]
+    pos = torch.arange(T, device=dev)
+    live = torch.nonzero((Qe != 0).any(0) & (Ke != 0).any(0)).flatten()
+    chunk = max(1, min(len(live), 256))
+    for c0 in range(0, len(live), chunk):
+        e = live[c0 : c0 + chunk]
+        q_e, k_e, tab_e = Qe[:, e], Ke[:, e], table[:, e]
+        for t0, t1 in _blocks(T, budget // (T * len(e))):
+            dist = pos[t0:t1, None] - pos[None, :t1]
+            causal = (dist >= 0).double()
+            c = q_e[t0:t1, None, :] * k_e[None, :t1, :] * tab_e[dist.clamp(min=0)] * causal[..., None]
+            total[e] += c.sum((0, 1))
+            total_abs[e] += c.abs().sum((0, 1))
+    return count, total, total_abs
+
+
+def ov_edge_usage(st: Stream, hd: OVHead, A: Tensor, rms_o: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Per selected edge j → k: pairs s ≤ t with A(t, s) > 0 and a_sj > 0, and the sum and sum of |·| of
+    its contribution A(t, s) a_sj OV(j, k) / (r_s rms_o,t) to feature k's pre-activation.
+
+    Activations, attention and RMS are ≥ 0, so each edge's contributions share the sign of its weight.
+    """
+    A = A.double()
+    V = st.a[:, hd.sel_v]  # [T, E]
+    weight_to_key = (A / rms_o[:, None]).sum(0) / st.rms  # Σ_t A(t, s) / (rms_o,t r_s), per key position s
+    total = hd.sel_w * (weight_to_key @ V)
+    count = (A > 0).double().sum(0) @ (V != 0).double()
+    return count, total, total.abs()
+
+
+def usage_frame(rank: np.ndarray, count: np.ndarray, total: np.ndarray, total_abs: np.ndarray) -> pd.DataFrame:
+    """Edge usage beside the weight rank: pairs_active, mean_contribution (over active pairs), totals,
+    realised_rank (1 = largest total |contribution|; ties and unused edges by weight rank)."""
+    count = np.asarray(count, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+    order = np.lexsort((np.asarray(rank), -np.asarray(total_abs)))
+    realised = np.empty(len(order), dtype=np.int64)
+    realised[order] = np.arange(1, len(order) + 1)
+    return pd.DataFrame({"pairs_active": count.astype(np.int64), "mean_contribution": mean, "total_contribution": total,
+                         "total_abs_contribution": total_abs, "realised_rank": realised})
+
+
+# ---------------------------------------------------------------- scores over all pairs of all prompts
+
+class _Moments:
+    """Count, mean and sum of squared deviations, merged block by block (Chan et al.), in float64."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, x: Tensor) -> None:
+        n = int(x.numel())
+        if n == 0:
+            return
+        mean = float(x.mean())
+        m2 = float(((x - mean) ** 2).sum())
+        delta, tot = mean - self.mean, self.n + n
+        self.mean += delta * n / tot
+        self.m2 += m2 + delta * delta * self.n * n / tot
+        self.n = tot
+
+    @property
+    def var(self) -> float:
+        return self.m2 / self.n if self.n else float("nan")
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's ρ: Pearson's r of the ranks, ties at their average rank; NaN when either side is constant."""
+    rx = pd.Series(x).rank(method="average").to_numpy()
+    ry = pd.Series(y).rank(method="average").to_numpy()
+    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+class Scores:
+    """One (head, circuit)'s real values and predictions over all pairs seen, for ρ and variance shares.
+
+    The variance share of a prediction p is 1 − Var(target − p) / Var(target) over all pairs; the moments are
+    accumulated in float64, the values kept for the ranks in float32 (ranks need them all).
+    """
+
+    def __init__(self) -> None:
+        self.target = _Moments()
+        self.resid = {p: _Moments() for p in PREDICTIONS}
+        self.max_abs_error = 0.0
+        self._values: dict[str, list[np.ndarray]] = {k: [] for k in ("target", *PREDICTIONS[:-1])}
+
+    def add(self, parts: dict[str, Tensor]) -> None:
+        y = parts["target"]
+        preds = {"selected": parts["selected"], "active_d0": parts["active_d0"], "active": parts["active"],
+                 "active_bias": parts["active"] + parts["bias"]}
+        preds["exact"] = preds["active_bias"] + parts["error"]
+        self.target.add(y)
+        for name, p in preds.items():
+            self.resid[name].add(y - p)
+        if y.numel():
+            self.max_abs_error = max(self.max_abs_error, float((y - preds["exact"]).abs().max()))
+        for name in self._values:
+            self._values[name].append((y if name == "target" else preds[name]).float().cpu().numpy())
+
+    def values(self, name: str) -> np.ndarray:
+        return np.concatenate(self._values[name]) if self._values[name] else np.zeros(0, np.float32)
+
+    def summary(self) -> dict[str, float]:
+        y = self.values("target")
+        out: dict[str, float] = {"pairs": self.target.n, "target_std": float(np.sqrt(self.target.var))}
+        for name in PREDICTIONS[:-1]:
+            out[f"rho_{name}"] = spearman(self.values(name), y)
+        for name in PREDICTIONS:
+            v = self.target.var
+            out[f"r2_{name}"] = 1.0 - self.resid[name].var / v if v > 0 else float("nan")
+        out["max_abs_error"] = self.max_abs_error
+        return out
