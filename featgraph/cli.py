@@ -441,6 +441,38 @@ def search(
     _out(format_table(open_run(run).search(text, limit), format))
 
 
+VALIDATE_COLUMNS = ["head", "circuit", "pairs", "edges_active", "rho_selected", "rho_active_d0", "rho_active", "rho_active_bias",
+                    "r2_selected", "r2_active_d0", "r2_active", "r2_active_bias", "r2_exact"]
+
+
+@app.command(epilog="Example: featgraph validate exports/layer13 --text-file prompts.txt --max-tokens 128 --out exports/layer13-validation.png")
+def validate(
+    run: RunArg,
+    prompt: list[str] = typer.Option([], "--prompt", help="Prompt text (repeatable).", show_default=False),
+    text_file: Optional[Path] = typer.Option(None, "--text-file", help="One prompt per line, or .jsonl with a `text` field.",
+                                             show_default=False),
+    max_tokens: Optional[int] = typer.Option(None, help="Keep each prompt's first N tokens.", show_default=False),
+    heads: Optional[str] = typer.Option(None, help="Comma-separated heads [default: the run's; only then is validation.parquet kept].",
+                                        show_default=False),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Figure to write (.png).", show_default=False),
+    force: ForceOpt = False,
+    format: FormatOpt = "md",
+):
+    """Do the weight-based edges predict the model's real attention? Spearman ρ and variance shares per head on prompts."""
+    from featgraph.render.text import format_table
+    from featgraph.run import open_run
+
+    r = open_run(run)
+    with _progress() as progress:
+        df = r.validate(prompts=prompt, text_file=text_file, heads=_ints(heads, "--heads"), max_tokens=max_tokens,
+                        device=device, out=out, force=force, progress=progress)
+    kept = [p for p in (out, r.path / "validation.parquet" if heads is None and r.path else None) if p is not None]
+    typer.echo(f"{int(df['prompts'].max())} prompts, {int(df['tokens'].max())} tokens" +
+               (f"; wrote {', '.join(map(str, kept))}" if kept else ""), err=format != "md")
+    _out(format_table(df[VALIDATE_COLUMNS], format))
+
+
 @app.command(epilog="Example: featgraph report exports/layer13 --out exports/layer13-report")
 def report(
     run: RunOrEdges,

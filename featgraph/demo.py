@@ -81,6 +81,7 @@ def write_inputs(root: Path, seed: int = 0) -> DemoInputs:
     total = sum(t.numel() * 4 for t in tensors.values())
     (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     (model / "config.json").write_text(json.dumps(c, indent=2))
+    write_tokenizer(model, c["vocab_size"])
 
     rng = np.random.default_rng(seed)
     sae_in = _write_sae(root / "sae" / "layer_0" / "params.npz", rng, d, N_IN, antipodal=[(3, 4), (10, 11), (20, 21)])
@@ -94,6 +95,42 @@ def write_inputs(root: Path, seed: int = 0) -> DemoInputs:
     ]
     labels.write_text(json.dumps({"explanations": rows}))
     return DemoInputs(model, sae_in, sae_out, labels)
+
+
+# The tokenizer's words, most common first.
+_WORD_TEXT = (
+    ". , the of and to a in is that it for was on are as with his they at be this from have or by one had not but what "
+    "all were when we there can an your which their said if do will each about how up out them then she many some so "
+    "these would other into has more her two like him see time could no make than first been its who now people my "
+    "made over did down only way find use may water long little very after words called just where most know get "
+    "through back much go good new write our me man too any day same right look think also around another came come "
+    "work three word must because does part even place well such here take why things help put years different away "
+    "again off went old number great tell men say small every found still between name should home big give air "
+    "line set own under read last never us left end along while might next sound below saw something thought both"
+)
+WORDS = tuple(_WORD_TEXT.split())
+
+
+def write_tokenizer(model_dir: Path, vocab_size: int, max_length: int = DEMO_CONFIG["max_position_embeddings"]) -> None:
+    """A word-level tokenizer (tokenizer.json, as the `tokenizers` library writes it) over `vocab_size` ids:
+    <pad> 0, <eos> 1, <bos> 2 (added before every text, as Gemma's tokenizer does), <unk> 3, then common words."""
+    special = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    vocab = {w: i for i, w in enumerate([*special, *WORDS][:vocab_size])}
+    added = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+             for i, t in enumerate(special)]
+    bos = [{"SpecialToken": {"id": "<bos>", "type_id": 0}}]
+    tokenizer = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": {"type": "Lowercase"}, "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {"type": "TemplateProcessing", "single": [*bos, {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [*bos, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 0}}],
+                           "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}}},
+        "decoder": None, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+    }
+    (model_dir / "tokenizer.json").write_text(json.dumps(tokenizer, indent=2))
+    (model_dir / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+        "unk_token": "<unk>", "model_max_length": max_length}, indent=2))
 
 
 def _write_sae(path: Path, rng, d_in: int, d_sae: int, antipodal: list[tuple[int, int]]) -> Path:

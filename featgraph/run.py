@@ -171,6 +171,22 @@ class Run:
             correlation_plot(stats, out, f"layer {self.manifest.layer}: QK–OV sender correlation")
         return df
 
+    def validate(self, prompts: Sequence[str] = (), text_file: str | Path | None = None,
+                 token_ids: Sequence[Sequence[int]] | None = None, heads: Sequence[int] | None = None,
+                 max_tokens: int | None = None, device: str = "auto", out: str | Path | None = None,
+                 force: bool = False, progress: ProgressFactory | None = None) -> pd.DataFrame:
+        """Do the run's edges predict the model's real attention on prompts? (runs the model in transformers)
+
+        Per (head, circuit): Spearman ρ and variance share of (i) the run's edges, (ii) all active feature pairs
+        at the run's offset, (iii) with the true distance, (iii) + bias terms, and the exact sum (docs/maths.md).
+        `prompts` are texts (tokenised by the model's tokenizer), `text_file` one per line or .jsonl `text`
+        fields, `token_ids` lists of ids. `.attrs["edges"]` holds each edge's usage. Over all heads of a run
+        directory the results are kept in the run as validation.parquet; `out` (.png) writes the figure.
+        """
+        from featgraph import validate
+
+        return validate.validate(self, prompts, text_file, token_ids, heads, max_tokens, device, out, force, progress)
+
     # ---------------------------------------------------------------- graphs
 
     def to_networkx(self, head: int | None = None, circuit: str | None = None):
@@ -415,10 +431,24 @@ class Run:
                 tick(1)
             meta = {k: v for k, v in self.manifest.to_dict().items()
                     if k in ("model", "sae_in", "sae_out", "conventions", "selection") and v is not None}
+            validation = self._report_validation(tmp)
             html = build_page(self.name, len(self.edge_table), len(self.features), len(tet), tetrad_summary(tet),
-                              sections, figures, meta, top)
+                              sections, figures, meta, top, validation)
             (tmp / "index.html").write_text(html, encoding="utf-8")
         return out / "index.html"
+
+    def _report_validation(self, tmp: Path):
+        """The validation section, when the run keeps a validation.parquet (`featgraph validate`)."""
+        if self.path is None or not (self.path / "validation.parquet").is_file():
+            return None
+        from featgraph import validate
+        from featgraph.render.report import Figure
+
+        heads, edges = validate.read(self.path / "validation.parquet")
+        validate.figure(heads, edges, tmp / "validation.png", f"{self.name}: layer {self.manifest.layer}")
+        cols = ["head", "circuit", "pairs", "rho_selected", "rho_active_d0", "rho_active", "rho_active_bias",
+                "r2_selected", "r2_active_d0", "r2_active", "r2_active_bias", "r2_exact"]
+        return heads[cols], Figure("Edges against real attention on prompts", "validation.png", "")
 
     def _report_figures(self, tmp: Path, tick) -> list:
         from featgraph import reload

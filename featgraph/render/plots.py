@@ -91,6 +91,58 @@ def correlation_plot(stats: dict, out: Path, title: str) -> Path:
     return _save(fig, out, plt)
 
 
+RHO_BARS = (("rho_selected", "(i) run's edges, Δ as stored"), ("rho_active_d0", "(ii) all active pairs, Δ as stored"),
+            ("rho_active", "(iii) all active pairs, true Δ"))
+
+
+def validation_plot(heads, edges, out: Path, title: str) -> Path:
+    """Per circuit, a row: Spearman ρ per head for predictions (i)–(iii) as grouped bars, and each selected
+    edge's realised rank against its weight rank (log–log; on the diagonal, weight order = realised order)."""
+    plt = _plt()
+    circuits = [c for c in ("QK", "OV") if (heads["circuit"] == c).any()]
+    fig, axes = plt.subplots(len(circuits), 2, figsize=(12, 4.2 * len(circuits)), dpi=110, squeeze=False,
+                             gridspec_kw={"width_ratios": [1.1, 1]})
+    colours = plt.get_cmap("tab10")
+    for row, circ in zip(axes, circuits):
+        t = heads[heads["circuit"] == circ].sort_values("head")
+        x = np.arange(len(t))
+        width = 0.8 / len(RHO_BARS)
+        ax = row[0]
+        for i, (col, label) in enumerate(RHO_BARS):
+            vals = t[col].to_numpy(dtype=float)
+            bars = ax.bar(x + (i - 1) * width, np.nan_to_num(vals), width, label=label, color=colours(i))
+            for b, v in zip(bars, vals):
+                up = np.isnan(v) or v >= 0
+                ax.annotate("n/a" if np.isnan(v) else f"{v:.2f}", (b.get_x() + b.get_width() / 2, 0 if np.isnan(v) else v),
+                            ha="center", va="bottom" if up else "top", fontsize=7, xytext=(0, 1 if up else -1),
+                            textcoords="offset points")
+        ax.set_xticks(x, [f"head {h}" for h in t["head"]])
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_ylim(min(-0.1, float(np.nanmin(t[[c for c, _ in RHO_BARS]].to_numpy(dtype=float), initial=0)) - 0.08), 1.08)
+        ax.set_ylabel("Spearman ρ with the real value")
+        what = "pre-softmax logits" if circ == "QK" else "output-feature pre-activation change (values carry no position: (ii) = (iii))"
+        ax.set_title(f"{circ}: {what}", fontsize=9)
+        ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+        ax = row[1]
+        e = edges[(edges["circuit"] == circ) & (edges["pairs_active"] > 0)]
+        for i, (h, g) in enumerate(e.groupby("head", sort=True)):
+            r = np.corrcoef(g["rank"], g["realised_rank"])[0, 1] if len(g) > 2 and g["realised_rank"].std() > 0 else np.nan
+            ax.scatter(g["rank"], g["realised_rank"], s=6, alpha=0.6, color=colours(i), label=f"head {h} (r = {r:.2f})")
+        hi = max(2, int(edges.loc[edges["circuit"] == circ, "rank"].max() or 1))
+        ax.plot([1, hi], [1, hi], color="0.5", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("weight rank (1 = largest |weight|)")
+        ax.set_ylabel("realised rank (1 = largest total |contribution|)")
+        n_used = len(e)
+        ax.set_title(f"{circ}: {n_used} of {int((edges['circuit'] == circ).sum())} selected edges active on the prompts", fontsize=9)
+        if n_used:
+            ax.legend(fontsize=7, markerscale=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, plt)
+
+
 def _save(fig, out: Path, plt) -> Path:
     out = Path(out)
     with staged_file(out) as tmp:

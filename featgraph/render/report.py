@@ -40,8 +40,15 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:.4g}", border=0)
 
 
+VALIDATION_NOTE = ("Per head, Spearman ρ (rho_) and variance share (r2_ = 1 − Var(real − predicted) / Var(real)) of the "
+                   "real values predicted from the run's edges (selected), all active feature pairs at the stored distance "
+                   "(active_d0), with the true distance (active), plus the b_dec terms (active_bias), and the exact sum "
+                   "with the SAE's error (exact). See docs/maths.md.")
+
+
 def build_page(name: str, n_edges: int, n_features: int, n_tetrads: int, tetrad_summary: pd.DataFrame,
-               sections: list[HeadSection], figures: list[Figure], meta: dict, top: int) -> str:
+               sections: list[HeadSection], figures: list[Figure], meta: dict, top: int,
+               validation: tuple[pd.DataFrame, Figure] | None = None) -> str:
     parts = []
     for s in sections:
         anchor = f"h{s.head}{s.circuit}"
@@ -56,6 +63,10 @@ def build_page(name: str, n_edges: int, n_features: int, n_tetrads: int, tetrad_
                    f"<p><a href='{html.escape(f.data)}'>data (CSV)</a></p>" for f in figures)
     if not figures:
         figs = "<p class='note'>Positional and correlation plots need the run's model and SAEs (an extracted run).</p>"
+    if validation is not None:
+        table, fig = validation
+        figs += (f"<h2>Validation on prompts</h2><p class='note'>{html.escape(VALIDATION_NOTE)}</p>{_table(table)}"
+                 f"<img src='{html.escape(fig.image)}' alt='{html.escape(fig.title)}'>")
     toc = " · ".join(f"<a href='#h{s.head}{s.circuit}'>{s.head} {s.circuit}</a>" for s in sections)
     title = html.escape(name)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>featgraph report: {title}</title>"
