@@ -159,11 +159,13 @@ def extract(
         show_default=False),
     min_abs: Optional[float] = typer.Option(None, help="Keep every edge with |weight| >= W.", show_default=False),
     per_source_k: Optional[int] = typer.Option(None, help="Also keep each source feature's k strongest edges.", show_default=False),
-    precision: str = typer.Option("fp32", help="Candidate kernel: fp32, tf32 or bf16 (values are always re-scored exactly)."),
+    precision: str = typer.Option("auto", help="Candidate kernel: fp32, tf32, bf16, or auto (bf16 on a GPU, fp32 on a CPU); "
+                                  "values are always re-scored exactly, so every choice gives the same edges."),
     attn_scale: bool = typer.Option(False, "--attn-scale", help="Multiply QK by 1/sqrt(query_pre_attn_scalar)."),
     rope_offset: int = typer.Option(0, help="QK with the key this many tokens before the query (0 = the post)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    block_mb: int = typer.Option(256, help="Memory budget of one block of a matrix, MiB."),
+    block_mb: Optional[int] = typer.Option(None, help="Memory budget of one block of a matrix, MiB [default: 256 on a CPU, "
+                                           "half the free memory on a GPU].", show_default=False),
     model_id: Optional[str] = typer.Option(None, help="Neuronpedia model id [default: inferred from the model].", show_default=False),
     sae_in_id: Optional[str] = typer.Option(None, help="Neuronpedia source id of --sae-in [default: inferred].", show_default=False),
     sae_out_id: Optional[str] = typer.Option(None, help="Neuronpedia source id of --sae-out [default: inferred].", show_default=False),
@@ -175,10 +177,7 @@ def extract(
 ):
     """Compute a run directory of per-head QK/OV edges between SAE features."""
     from featgraph.compute import extract as do_extract
-    from featgraph.errors import BadValue
 
-    if block_mb < 1:
-        raise BadValue("block_mb", block_mb, "must be ≥ 1")
     default_k = top_k is None and min_abs is None and per_source_k is None
     with _progress() as progress:
         run = do_extract(model=model, layer=layer, sae_in=sae_in, sae_out=sae_out, heads=_ints(heads, "--heads"),
@@ -448,7 +447,7 @@ VALIDATE_COLUMNS = ["head", "circuit", "pairs", "edges_active", "rho_selected", 
 @app.command(epilog="Example: featgraph validate exports/layer13 --text-file prompts.txt --max-tokens 128 --out exports/layer13-validation.png")
 def validate(
     run: RunArg,
-    prompt: list[str] = typer.Option([], "--prompt", help="Prompt text (repeatable).", show_default=False),
+    prompt: list[str] = typer.Option([], "--prompt", help="Prompt text (repeatable).", show_default=False, metavar="TEXT"),
     text_file: Optional[Path] = typer.Option(None, "--text-file", help="One prompt per line, or .jsonl with a `text` field.",
                                              show_default=False),
     max_tokens: Optional[int] = typer.Option(None, help="Keep each prompt's first N tokens.", show_default=False),

@@ -191,11 +191,11 @@ def extract(
     top_k: int | None = 1000,
     min_abs: float | None = None,
     per_source_k: int | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     attn_scale: bool = False,
     rope_offset: int = 0,
     device: str = "auto",
-    block_mb: int = 256,
+    block_mb: int | None = None,
     model_id: str | None = None,
     sae_in_id: str | None = None,
     sae_out_id: str | None = None,
@@ -219,8 +219,10 @@ def extract(
     from featgraph.load import neuronpedia
     from featgraph.run import Run
 
+    if block_mb is not None and block_mb < 1:
+        raise BadValue("block_mb", block_mb, "must be ≥ 1")
     sel = Selection(top_k=top_k, min_abs=min_abs, per_source_k=per_source_k, precision=precision,
-                    block_bytes=int(block_mb) << 20)
+                    block_bytes=None if block_mb is None else int(block_mb) << 20)
     try:
         which = tuple(dict.fromkeys(normalise_circuit(c) for c in circuits))
     except ValueError as e:
@@ -236,6 +238,7 @@ def extract(
         check_target(Path(out), force, kind="run")
     label_table = neuronpedia.read_labels([Path(s) for s in label_sources]) if (out is not None and labels and label_sources) else None
     dev = resolve_device(cfg.device)
+    requested, sel = sel, sel.resolve(dev)
 
     attn = _load_model(model, layer)
     mc = attn.config
@@ -270,7 +273,7 @@ def extract(
         heads=tuple(head_list),
         circuits=which,
         conventions=cfg.conventions.describe(mc.query_pre_attn_scalar, mc.rope_theta),
-        selection=sel.describe(),
+        selection=sel.describe(requested),
         device=str(dev),
         stats={f"{p.head}/{p.circuit}": p.stats() for p in parts},
     )
