@@ -311,4 +311,4 @@ def test_demo_validates_end_to_end(tmp_path):
     r = fg("report", run, "--out", tmp_path / "report", "--no-plots")
     assert r.exit_code == 0, r.output
     page = (tmp_path / "report" / "index.html").read_text()
-    assert "Validation on prompts" in page and (tmp_path / "report" / "validation.png").stat().st_size > 10_000
+    assert "Edges against real attention on prompts" in page and (tmp_path / "report" / "validation.png").stat().st_size > 10_000
