@@ -173,9 +173,10 @@ def extract(
     label_source: list[Path] = typer.Option([], help="Local label export(s) instead of downloading.", show_default=False,
                                             metavar="PATH"),
     csv: bool = typer.Option(False, "--csv", help="Also write edges.csv."),
+    restart: bool = typer.Option(False, "--restart", help="Discard the matrices an interrupted extract of --out finished."),
     force: ForceOpt = False,
 ):
-    """Compute a run directory of per-head QK/OV edges between SAE features."""
+    """Compute a run directory of per-head QK/OV edges between SAE features (an interrupted run resumes)."""
     from featgraph.compute import extract as do_extract
 
     default_k = top_k is None and min_abs is None and per_source_k is None
@@ -184,7 +185,8 @@ def extract(
                          circuits=_circuits(circuits), top_k=1000 if default_k else top_k, min_abs=min_abs,
                          per_source_k=per_source_k, precision=precision, attn_scale=attn_scale, rope_offset=rope_offset,
                          device=device, block_mb=block_mb, model_id=model_id, sae_in_id=sae_in_id, sae_out_id=sae_out_id,
-                         out=out, force=force, csv=csv, labels=labels, label_sources=label_source, progress=progress)
+                         out=out, force=force, csv=csv, labels=labels, label_sources=label_source, restart=restart,
+                         progress=progress)
     typer.echo(f"wrote {run.path}")
     if run.manifest.labels:
         typer.echo(f"labelled {run.manifest.labels['labelled']} of {run.manifest.labels['features']} features")

@@ -8,7 +8,7 @@ selection (`select`) are pure; the run is written through `rundir`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,20 +113,33 @@ def compute_edges(
     conv: Conventions,
     device: torch.device,
     progress: ProgressFactory | None = None,
+    done: dict[tuple[int, str], CircuitEdges] | None = None,
+    on_part: Callable[[CircuitEdges], None] | None = None,
 ) -> list[CircuitEdges]:
     """The selected edges of every (head, circuit) in `heads` × `which`.
 
-    W_dec_in: [d_sae_in, d_model]; W_enc_out: [d_model, d_sae_out] (OV only).
+    W_dec_in: [d_sae_in, d_model]; W_enc_out: [d_model, d_sae_out] (OV only). `done` holds matrices an
+    interrupted run already finished (they are not computed again); `on_part` is called with each new one.
     """
+    done = done or {}
+    todo = [(h, c) for h in heads for c in which]
+    overall = progress("all matrices", len([t for t in todo if t not in done])) if progress else None
     parts = []
-    for head in heads:
-        for circ in which:
-            f = circuits.circuit_factors(attn, W_dec_in, W_enc_out, head, circ, conv)
-            src, dst = f.src.to(device), f.dst.to(device)
-            mean, std = circuits.moments(src, dst)
-            tick = progress(f"head {head} {circ}", src.shape[0]) if progress else None
-            chosen = select.select(src, dst, sel, tick)
-            parts.append(CircuitEdges(head, f.kv_head, circ, chosen, mean, std, int(src.shape[0]), int(dst.shape[0])))
+    for head, circ in todo:
+        if (head, circ) in done:
+            parts.append(done[(head, circ)])
+            continue
+        f = circuits.circuit_factors(attn, W_dec_in, W_enc_out, head, circ, conv)
+        src, dst = f.src.to(device), f.dst.to(device)
+        mean, std = circuits.moments(src, dst)
+        tick = progress(f"head {head} {circ}", src.shape[0]) if progress else None
+        chosen = select.select(src, dst, sel, tick)
+        part = CircuitEdges(head, f.kv_head, circ, chosen, mean, std, int(src.shape[0]), int(dst.shape[0]))
+        if on_part is not None:
+            on_part(part)
+        parts.append(part)
+        if overall is not None:
+            overall(1)
     return parts
 
 
@@ -204,6 +217,7 @@ def extract(
     csv: bool = False,
     labels: bool = True,
     label_sources: Sequence[str | Path] = (),
+    restart: bool = False,
     progress: ProgressFactory | None = None,
 ):
     """Compute the strongest QK and OV edges of `layer`'s heads between SAE features; returns a `Run`.
@@ -212,7 +226,8 @@ def extract(
     `AttentionWeights`. sae_in / sae_out: path, Hub path or canonical id (None: the canonical 16k residual
     SAEs of layer-1 and the layer), or tensors (a mapping or object with W_dec / W_enc, e.g. a SAELens SAE).
     With `out`, the run is written there (atomically) and labels are attached from `label_sources` or
-    Neuronpedia (offline: a warning); without, the run lives in memory.
+    Neuronpedia (offline: a warning); without, the run lives in memory. With `out`, each finished
+    (head, circuit) is kept until the run is written, so an interrupted extract resumes (`restart`: start over).
     """
     from featgraph import rundir
     from featgraph.files import check_target
@@ -253,9 +268,26 @@ def extract(
     out_id, out_how = _source_id(sae_o, sae_out_id, "sae_out_id", f"{layer}-sae-out-{sae_o.d_sae}", "output SAE") \
         if sae_o is not None else (None, None)
 
+    W_dec, W_enc = sae_i.part("W_dec"), (sae_o.part("W_enc") if sae_o else None)
+    done: dict[tuple[int, str], CircuitEdges] = {}
+    store = None
+    if out is not None:  # finished matrices are kept beside the output until the run is written (featgraph.resume)
+        from featgraph import resume
+
+        weights = [v for v in vars(attn).values() if isinstance(v, torch.Tensor)] + [W_dec, W_enc]
+        settings = {"layer": layer, "conventions": cfg.conventions.__dict__,
+                    "selection": {k: v for k, v in sel.describe().items() if k in ("top_k", "min_abs", "per_source_k")}}
+        store = resume.Parts(Path(out), resume.fingerprint(weights, settings))
+        found = store.load(restart)
+        done = {k: CircuitEdges(k[0], int(d["kv_head"]), k[1], d["selected"], float(d["mean"]), float(d["std"]),
+                                int(d["n_src"]), int(d["n_dst"])) for k, d in found.items() if k[0] in head_list and k[1] in which}
+        if done:
+            warnings.warn(f"resuming: {len(done)} of {len(head_list) * len(which)} (head, circuit) matrices were finished by an "
+                          "interrupted run with the same inputs (restart=True / --restart computes them again)",
+                          FeatgraphWarning, stacklevel=2)
     with torch.inference_mode():
-        parts = compute_edges(attn, sae_i.part("W_dec"), sae_o.part("W_enc") if sae_o else None, head_list, which, sel,
-                              cfg.conventions, dev, progress)
+        parts = compute_edges(attn, W_dec, W_enc, head_list, which, sel, cfg.conventions, dev, progress, done,
+                              on_part=(lambda p: store.save(p.head, p.circuit, p.kv_head, p.selected, p.stats())) if store else None)
     for p in parts:
         if not np.isfinite(p.selected.weight).all() or not np.isfinite([p.mean, p.std]).all():
             raise BadInput(f"head {p.head} {p.circuit} has non-finite values: the model or SAE weights contain NaN or inf")
@@ -282,6 +314,8 @@ def extract(
 
         return Run(None, manifest.replace(run_id=f"in-memory-{id(edges):x}"), edges_frame(edges), features_frame(features))
     rundir.write_run(Path(out), edges, features, manifest, force=force, csv=csv)
+    if store is not None:
+        store.discard()
     run = Run.open(Path(out))
     if labels:
         try:

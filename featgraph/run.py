@@ -401,7 +401,8 @@ class Run:
             tick = progress("tetrads", None)
             tet = find_tetrads(e)
             tick(1)
-            figures, corr, prof = [], None, None
+            figures: list = []
+            corr = prof = None
             if plots and self.manifest.has_weights:
                 tick = progress("figures", 2)
                 try:
