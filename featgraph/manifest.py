@@ -29,7 +29,8 @@ class Manifest:
 
     model: {ref, revision, neuronpedia_id, id_source, layer, config}; sae_in / sae_out:
     {ref, revision, sha256, neuronpedia_id, id_source, layer, d_in, d_sae, …}; stats:
-    {"HEAD/CIRCUIT": {mean, std, n_src, n_dst}}; files: {name: {sha256, bytes}}.
+    {"HEAD/CIRCUIT": {mean, std, n_src, n_dst}}; files: {name: {sha256, bytes}}; stores: where the run
+    was loaded outside its directory ({"neo4j": {uri (no credentials), database, run, loaded}}).
     """
 
     format_version: int = FORMAT_VERSION
@@ -50,6 +51,7 @@ class Manifest:
     source: Mapping[str, Any] | None = None
     rows: Mapping[str, int] = field(default_factory=dict)
     files: Mapping[str, Any] = field(default_factory=dict)
+    stores: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -69,7 +71,7 @@ class Manifest:
             # Imported runs of version 1 recorded their conventions as a sentence.
             if value is not None and not isinstance(value, dict) and not (name == "conventions" and isinstance(value, str)):
                 _bad(where, name)
-        for name in ("stats", "rows", "files"):
+        for name in ("stats", "rows", "files", "stores"):
             if not isinstance(kw.get(name, {}), dict):
                 _bad(where, name)
         extra = {k: v for k, v in d.items() if k not in known and k != "format_version"}

@@ -205,11 +205,16 @@ class Run:
         """
         run = name or self.run_id
         if neo4j:
-            from featgraph.graph.neo4j_store import Neo4jSettings, Neo4jStore
+            from featgraph.graph.neo4j_store import Neo4jSettings, Neo4jStore, redact
 
             advance = (progress or no_progress)("Neo4j load", len(self.edge_table))
-            with Neo4jStore(Neo4jSettings.from_env()) as store:
-                return store.load(self.edge_table, self.features, run, advance)
+            settings = Neo4jSettings.from_env()
+            with Neo4jStore(settings) as store:
+                counts = store.load(self.edge_table, self.features, run, advance)
+            if self.path is not None:  # so `label` can say this copy goes stale
+                rundir.record_store(self.path, rundir.read_manifest(self.path), "neo4j", {
+                    "uri": redact(settings.uri), "database": settings.database, "run": run, "loaded": rundir.now()})
+            return counts
         from featgraph.graph import embedded
 
         return embedded.load(self._directory("the embedded store"), self.edge_table, self.features, run)
@@ -292,13 +297,17 @@ class Run:
             used = [str(Path(s).resolve()) for s in sources] or ["<table>"]
         chosen = neuronpedia.choose(label_table, tuple(prefer))
         feats, counts = annotate.merge(self.features, chosen, where=f"labels from {', '.join(used)}")
-        manifest = rundir.update_features(directory, self.manifest, feats, {
+        manifest = rundir.update_features(directory, rundir.read_manifest(directory), feats, {
             "sources": used, "rule": annotate.RULE, "prefer": list(prefer), **counts.__dict__})
         run = Run(directory, manifest, self.edge_table, rundir.read_tables(directory, verify=False).features)
         from featgraph.graph.embedded import DB_NAME
 
         if (directory / DB_NAME).exists():
             run.load()
+        neo = (manifest.stores or {}).get("neo4j")
+        if neo:
+            warnings.warn(f"the copy of this run loaded into Neo4j at {neo.get('uri')} on {neo.get('loaded')} still has the old "
+                          f"labels: refresh it with `featgraph load {directory} --neo4j`", FeatgraphWarning, stacklevel=2)
         return run
 
     # ---------------------------------------------------------------- files for other tools and people

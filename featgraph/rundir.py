@@ -95,6 +95,13 @@ def update_features(directory: Path, manifest: Manifest, features: pd.DataFrame,
     return m
 
 
+def record_store(directory: Path, manifest: Manifest, name: str, entry: dict) -> Manifest:
+    """Note in the run's manifest that it was loaded into store `name` (so later label changes can say it is stale)."""
+    m = manifest.replace(stores=dict(manifest.stores) | {name: entry})
+    write_text(Path(directory) / MANIFEST, m.to_json())
+    return m
+
+
 # ---------------------------------------------------------------- read
 
 def read_tables(path: Path, verify: bool = True) -> Tables:
@@ -111,14 +118,7 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
         raise BadInput(f"{path} not found: pass a run directory made by `featgraph extract` or `featgraph import`")
     if not (path / EDGES).is_file():
         raise BadInput(f"{path} is not a run directory (no {EDGES}): make one with `featgraph extract` or `featgraph import`")
-    try:
-        raw = json.loads((path / MANIFEST).read_text(encoding="utf-8")) if (path / MANIFEST).is_file() else {}
-    except (OSError, ValueError) as e:
-        raise BadInput(f"cannot read {path / MANIFEST} ({e.__class__.__name__}): re-create the run with `featgraph extract`") from None
-    manifest = Manifest.from_dict(raw, str(path / MANIFEST))
-    if manifest.run_id is None:  # runs made before run ids: derive a stable one from the edge file's checksum
-        digest = (manifest.files.get(EDGES) or {}).get("sha256") or sha256(path / EDGES)
-        manifest = manifest.replace(run_id=f"{path.name}-{digest[:12]}")
+    manifest = read_manifest(path)
     if verify:
         for name, entry in manifest.files.items():
             f = path / name
@@ -136,6 +136,20 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
     if edges.empty:
         raise BadInput(f"{path} has no edges: re-run extract with a lower --min-abs or a larger --top-k")
     return Tables(path, edges, features, manifest)
+
+
+def read_manifest(path: Path) -> Manifest:
+    """A run directory's manifest as it is on disk now (a version-1 run gets a run id derived from its edges)."""
+    path = Path(path)
+    try:
+        raw = json.loads((path / MANIFEST).read_text(encoding="utf-8")) if (path / MANIFEST).is_file() else {}
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot read {path / MANIFEST} ({e.__class__.__name__}): re-create the run with `featgraph extract`") from None
+    manifest = Manifest.from_dict(raw, str(path / MANIFEST))
+    if manifest.run_id is None:  # runs made before run ids: derive a stable one from the edge file's checksum
+        digest = (manifest.files.get(EDGES) or {}).get("sha256") or sha256(path / EDGES)
+        manifest = manifest.replace(run_id=f"{path.name}-{digest[:12]}")
+    return manifest
 
 
 def read_edge_file(path: Path) -> pd.DataFrame:
