@@ -187,3 +187,32 @@ def test_single_circuit_option_rejects_lists_and_junk(tiny, tmp_path, circuit):
     assert fg(*_extract_args(tiny, out)).exit_code == 0
     r = fg("tables", out, "--head", 0, "--circuit", circuit)
     assert r.exit_code == 2 and r.stderr.startswith("error: --circuit") and r.stderr.count("\n") == 1
+
+
+def test_label_source_for_other_saes_is_refused_before_computing(tiny, tmp_path, monkeypatch):
+    import featgraph.compute as compute
+
+    def never(*a, **k):
+        raise AssertionError("computed before checking the labels")
+
+    monkeypatch.setattr(compute, "compute_edges", never)
+    out = tmp_path / "run"
+    args = [a for a in _extract_args(tiny, out) if a != "--no-labels"]
+    r = fg(*args, "--sae-in-id", "0-tiny-in", "--sae-out-id", "1-tiny-out", "--label-source", NEURONPEDIA)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert "gemma-2-2b/12-gemmascope-res-16k" in r.stderr and "nothing was computed" in r.stderr
+    assert not out.exists()
+
+
+def test_a_killed_embedded_load_leaves_nothing_the_next_load_keeps(demo_run, tmp_path):
+    import shutil
+
+    d = tmp_path / "run"
+    shutil.copytree(demo_run, d)
+    stale = d / ".graph.tmp-killed"
+    (stale / "graph.lbdb").mkdir(parents=True)
+    (stale / "graph.lbdb" / "data").write_bytes(b"\0" * 4096)  # what a load killed mid-way leaves behind
+    assert fg("load", d).exit_code == 0
+    assert not stale.exists() and not list(d.glob(".graph.tmp-*"))
+    assert fg("query", d, "MATCH (f:Feature) RETURN count(f) AS n", "--format", "csv").stdout.split()[1] == str(
+        len(pd.read_parquet(d / "features.parquet")))
