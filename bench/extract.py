@@ -7,10 +7,19 @@ measures each variant in a fresh subprocess (so peak RSS is its own):
   (a) the post's method: full per-head float32 matrices (numpy), then a full
       argsort of |S| for the top K;
   (a') a stronger naive baseline: full matrices, then torch.topk;
+  (a'') the best public alternative at sizes where S does not fit: S in row chunks,
+      torch.topk per chunk, the chunks' winners merged (bounded memory, fp32);
   (b) `featgraph extract` end to end (load + factors + blocked selection + write);
   (c) the blocked matrix products alone (same blocks, no selection).
 
-Usage: python bench/extract.py [--n 16384] [--big 65536] [--heads-all] [--work DIR]
+Then the selection alone ("compute"), on every device present (CPU always; CUDA when a
+GPU is visible), on head-sized factors [n, 256] for each width in --compute-n: featgraph's
+selection (precision auto: bf16 proposals on a GPU, fp32 on a CPU; exact re-scoring) against
+(a'') on the same device, with the same-edges check and peak memory (GPU: torch's peak
+allocation; CPU: the subprocess's peak RSS). Widths that cannot fit are skipped with a reason.
+
+Usage: python bench/extract.py [--n 16384] [--big 65536] [--heads-all] [--compute-n 16384,65536]
+                               [--gpu-n 16384,65536,262144,1048576] [--work DIR]
 """
 
 from __future__ import annotations
@@ -113,6 +122,26 @@ def variant_topk(inp, heads):
     return out
 
 
+def chunked_topk(src, dst, k: int, block_bytes: int = 256 << 20):
+    """(a''): S = src @ dst.T in row chunks, torch.topk of |S| per chunk, winners merged. Returns (rows, cols)."""
+    import torch
+
+    rows = max(1, block_bytes // (dst.shape[0] * 4 * 3))
+    vals, idx = [], []
+    for r0 in range(0, src.shape[0], rows):
+        blk = (src[r0 : r0 + rows] @ dst.T).abs_().flatten()
+        v, i = torch.topk(blk, min(k, blk.numel()))
+        vals.append(v)
+        idx.append(i + r0 * dst.shape[0])
+    v, i = torch.cat(vals), torch.cat(idx)
+    top = i[torch.topk(v, min(k, v.numel())).indices]
+    return (top // dst.shape[0]).cpu().numpy(), (top % dst.shape[0]).cpu().numpy()
+
+
+def variant_chunked(inp, heads):
+    return [chunked_topk(f.src, f.dst, K) for f in _factors(inp, heads)]
+
+
 def variant_featgraph(inp, heads):
     import featgraph as fg
 
@@ -140,7 +169,49 @@ def variant_matmul(inp, heads):
     return []
 
 
-VARIANTS = {"post": variant_post, "topk": variant_topk, "featgraph": variant_featgraph, "matmul": variant_matmul}
+VARIANTS = {"post": variant_post, "topk": variant_topk, "chunked": variant_chunked, "featgraph": variant_featgraph,
+            "matmul": variant_matmul}
+
+
+# ------------------------------------------------------------ the selection alone, per device
+
+def compute_case(device: str, n: int, n_dst: int, heads: int, result: Path) -> None:
+    """Time featgraph's selection and (a'') on random head factors [n, 256] x [n_dst, 256] on `device` (a subprocess)."""
+    import torch
+
+    from featgraph.select import Selection, select
+
+    dev = torch.device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    out = {"featgraph": 0.0, "chunked": 0.0, "same": True, "differ": 0}
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    for _ in range(heads):
+        src = (torch.randn(n, 256, generator=g) / 16).to(dev)
+        dst = (torch.randn(n_dst, 256, generator=g) / 16).to(dev)
+        sync()
+        t = time.perf_counter()
+        got = select(src, dst, Selection(top_k=K, precision="auto", block_bytes=None))
+        sync()
+        out["featgraph"] += time.perf_counter() - t
+        t = time.perf_counter()
+        r, c = chunked_topk(src, dst, K, block_bytes=Selection(block_bytes=None).resolve(dev).block_bytes or 256 << 20)
+        sync()
+        out["chunked"] += time.perf_counter() - t
+        a, b = set(zip(got.src_idx.tolist(), got.dst_idx.tolist())), set(zip(r.tolist(), c.tolist()))
+        out["same"] &= a == b
+        out["differ"] += len(a ^ b) // 2
+        del src, dst
+    out["peak_mib"] = (torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda"
+                       else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    result.write_text(json.dumps(out))
+
+
+def measure_compute(device: str, n: int, n_dst: int, heads: int) -> dict:
+    with tempfile.TemporaryDirectory() as td:
+        res = Path(td) / "r.json"
+        subprocess.run([sys.executable, __file__, "--compute-child", device, str(n), str(n_dst), str(heads), str(res)], check=True)
+        return json.loads(res.read_text())
 
 
 def child(name: str, inp: dict, heads: list[int], result: Path) -> None:
@@ -165,6 +236,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16384)
     ap.add_argument("--big", type=int, default=65536, help="width for the large run (0 to skip)")
     ap.add_argument("--heads-all", action="store_true", help="also time all 8 heads for (a), (b), (c)")
+    ap.add_argument("--compute-n", default="16384", help="widths for the CPU selection-alone section")
+    ap.add_argument("--gpu-n", default="16384,65536,262144,1048576", help="widths for the GPU selection-alone section")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "featgraph-bench")
     a = ap.parse_args()
 
@@ -174,13 +247,15 @@ def main() -> None:
     inp = make_inputs(a.work, a.n)
     rows = []
     for label, heads in [("1 head", [0])] + ([("8 heads", list(range(N_HEADS)))] if a.heads_all else []):
-        r = {v: measure(v, inp, heads) for v in ("post", "topk", "featgraph", "matmul")}
+        r = {v: measure(v, inp, heads) for v in ("post", "topk", "chunked", "featgraph", "matmul")}
         same = r["post"]["edges"] == r["featgraph"]["edges"]
-        for v in ("post", "topk", "featgraph", "matmul"):
+        for v in ("post", "topk", "chunked", "featgraph", "matmul"):
             rows.append((f"{label} n={a.n}", v, r[v]["wall"], r[v]["peak_mib"]))
         print(f"\n{label}, n={a.n}, QK+OV, K={K}: same edges as the post's method: {same}")
         print(f"  (b) featgraph vs (a) post:        {r['post']['wall'] / r['featgraph']['wall']:.1f}x faster")
         print(f"  (b) featgraph vs (a') full+topk:   {r['topk']['wall'] / r['featgraph']['wall']:.2f}x faster")
+        print(f"  (b) featgraph vs (a'') chunked topk: {r['chunked']['wall'] / r['featgraph']['wall']:.2f}x faster "
+              f"(same edges: {r['chunked']['edges'] == r['featgraph']['edges']})")
         print(f"  (b) featgraph over (c) matmuls:    +{100 * (r['featgraph']['wall'] / r['matmul']['wall'] - 1):.0f}% (includes load and write)")
     if a.big:
         big = make_inputs(a.work, a.big)
@@ -193,9 +268,34 @@ def main() -> None:
     for case, v, wall, peak in rows:
         print(f"{case:<20}{v:<12}{wall:>10.2f}{peak:>12.0f}")
 
+    devices = [("cpu", [int(x) for x in a.compute_n.split(",") if x])]
+    if torch.cuda.is_available():
+        devices.append(("cuda", [int(x) for x in a.gpu_n.split(",") if x]))
+    else:
+        print("\nno CUDA GPU visible: GPU figures not measured")
+    print(f"\nselection alone, {N_HEADS} heads x QK+OV = {2 * N_HEADS} matrices per width, K={K}, random factors [n, 256]")
+    print(f"{'device':<28}{'n_src x n_dst':>20}{'featgraph s':>13}{'chunked s':>11}{'ratio':>7}{'same':>6}{'peak MiB':>10}")
+    for device, widths in devices:
+        for n in widths:
+            # up to 65k: a whole layer (8 heads x QK+OV); 262k: one head's QK+OV against a 65k destination SAE;
+            # 1M: one 1M x 1M matrix
+            n_dst, matrices = (n, 2 * N_HEADS) if n <= 65536 else ((65536, 2) if n < 1 << 20 else (n, 1))
+            try:
+                r = measure_compute(device, n, n_dst, matrices)
+            except subprocess.CalledProcessError as e:
+                print(f"{device:<28}{f'{n} x {n_dst}':>20}  failed (exit {e.returncode}, e.g. out of memory): skipped")
+                continue
+            name = r["device_name"] if device == "cuda" else "cpu"
+            print(f"{name[:27]:<28}{f'{n:,} x {n_dst:,}':>20}{r['featgraph']:>13.2f}{r['chunked']:>11.2f}"
+                  f"{r['chunked'] / r['featgraph']:>7.1f}{r['same']!s:>6}{r['peak_mib']:>10.0f}"
+                  + f"   ({matrices} matrices)")
+
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+    if len(sys.argv) > 1 and sys.argv[1] == "--compute-child":
+        dev, n, n_dst, heads, res = sys.argv[2:7]
+        compute_case(dev, int(n), int(n_dst), int(heads), Path(res))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--child":
         name, arg, heads, res = sys.argv[2:6]
         child(name, {k: Path(v) for k, v in json.loads(arg).items()}, [int(h) for h in heads.split(",")], Path(res))
     else:
