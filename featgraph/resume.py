@@ -33,7 +33,8 @@ def fingerprint(tensors: Iterable[torch.Tensor | None], settings: dict) -> str:
             continue
         a = t.detach().cpu().contiguous()
         h.update(f"{tuple(a.shape)}{a.dtype}".encode())
-        h.update(a.view(torch.uint8).numpy().tobytes() if a.numel() else b"")
+        if a.numel():
+            h.update(a.view(torch.uint8).numpy())  # the buffer itself: no copy of a multi-GB SAE
     return h.hexdigest()
 
 
