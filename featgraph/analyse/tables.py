@@ -10,7 +10,8 @@ from featgraph.schema import ROLES, caption
 
 def head_table(edges: pd.DataFrame, features: pd.DataFrame, head: int, circuit: str,
                distinct: bool = False, positive: bool = False, top: int | None = 30) -> pd.DataFrame:
-    """Columns: rank, weight, then the two ends named for the circuit (QK: key, query; OV: value, output).
+    """Columns: rank, weight, z (when the edges carry it), then the two ends named for the circuit (QK: key, query;
+    OV: value, output).
 
     `distinct` drops like-to-like edges (same feature at both ends); `positive` keeps weight > 0.
     """
@@ -29,9 +30,7 @@ def head_table(edges: pd.DataFrame, features: pd.DataFrame, head: int, circuit: 
     def name(ids: pd.Series, idx: pd.Series) -> list[str]:
         return [caption(i, d) for i, d in zip(idx, ids.map(desc))]
 
-    return pd.DataFrame({
-        "rank": e["rank"].to_numpy(),
-        "weight": e["weight"].to_numpy(),
-        src_role: name(e["src"], e["src_index"]),
-        dst_role: name(e["dst"], e["dst_index"]),
-    })
+    cols = {"rank": e["rank"].to_numpy(), "weight": e["weight"].to_numpy()}
+    if "z" in e.columns:
+        cols["z"] = e["z"].to_numpy()
+    return pd.DataFrame(cols | {src_role: name(e["src"], e["src_index"]), dst_role: name(e["dst"], e["dst_index"])})
