@@ -8,19 +8,35 @@ n_src × n_dst matrix; `featgraph.select` walks S in blocks.
 Definitions (docs/maths.md), with g_in = 1 + input_layernorm.weight and
 g_post = 1 + post_attention_layernorm.weight:
     q_i = W_Q[h] (g_in ⊙ d_i),  k_j, v_j likewise with kv head h // (n_heads / n_kv_heads)
-    p_k = W_O[:, h]ᵀ (g_post ⊙ e_k)
+    Gemma 3 (q_norm, k_norm): q_i = g_q ⊙ u_i / rms(u_i) with u_i = W_Q[h] (g_in ⊙ d_i), k_j likewise
+    p_k = W_O[:, h]ᵀ (g_post ⊙ e_k)                    (residual output SAE)
+    p_k = W_enc[h·d_head:(h+1)·d_head, k]              (attention-output SAE: reads before o_proj)
     QK_h(i, j) = q_i · k_j       OV_h(j, k) = v_j · p_k
-Raw values by default: no 1/√query_pre_attn_scalar, no softcap, no 1/RMS factors, RoPE offset 0.
+Raw values by default: no 1/√query_pre_attn_scalar, no softcap, no 1/RMS factors, RoPE offset 0
+(with the layer's own RoPE base when it is not).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from featgraph.weights import AttentionWeights
+from featgraph import families
+from featgraph.errors import BadInput, BadValue
+from featgraph.weights import AttentionWeights, ModelConfig, Rope
+
+OV_TARGETS = ("resid", "attn")  # what the OV destination SAE reads: the residual stream, or the heads' outputs
+OV_DEFINITIONS = {
+    "resid": "OV(value j, output k) = v_j · p_k, p_k = W_O[:, h]ᵀ (g_post ⊙ e_k) (residual output SAE)",
+    "attn": "OV(value j, output k) = v_j · W_enc[h·d_head:(h+1)·d_head, k] (attention-output SAE reading the "
+            "per-head outputs before o_proj: no o_proj, no post-attention norm)",
+}
+QK_NORM = ("q_i = g_q ⊙ u_i / rms(u_i), u_i = W_Q[h] (g_in ⊙ d_i), rms(u) = sqrt(mean(u²)) over d_head, "
+           "g_q = 1 + q_norm.weight (k_j likewise with k_norm): the norms' eps is omitted, so a feature's query "
+           "does not depend on its scale")
 
 
 @dataclass(frozen=True)
@@ -29,19 +45,33 @@ class Conventions:
 
     attn_scale: bool = False
     rope_offset: int = 0
+    ov_target: str = "resid"
 
-    def describe(self, query_pre_attn_scalar: float, rope_theta: float) -> dict:
-        return {
+    def __post_init__(self) -> None:
+        if self.ov_target not in OV_TARGETS:
+            raise BadValue("ov_target", self.ov_target, "must be resid or attn")
+
+    def describe(self, config: ModelConfig, layer: int) -> dict:
+        fam = families.of(config.model_type)
+        rope = config.layer_rope(layer)
+        rotation: dict[str, Any] = {"convention": "half-split rotate_half", "theta": rope.theta, "offset": self.rope_offset}
+        if config.layer_types or rope != Rope(config.rope_theta):
+            rotation |= {"type": rope.type, "factor": rope.factor, "layer_type": config.layer_type(layer)}
+        out: dict[str, Any] = {
             "norm_gain": "1 + weight (Gemma RMSNorm)",
             "rms_factors": "omitted (weights-only: 1/RMS of the residual is not applied)",
             "gqa": "query head h uses key/value head h // (n_heads / n_kv_heads)",
             "qk": "QK(query i, key j) = (R(rope_offset) q_i) · k_j",
-            "ov": "OV(value j, output k) = v_j · p_k",
-            "attn_scale": (1 / math.sqrt(query_pre_attn_scalar)) if self.attn_scale else None,
+            "ov": OV_DEFINITIONS[self.ov_target],
+            "ov_target": self.ov_target,
+            "attn_scale": (1 / math.sqrt(config.query_pre_attn_scalar)) if self.attn_scale else None,
             "softcap": None,
-            "rope": {"convention": "half-split rotate_half", "theta": rope_theta, "offset": self.rope_offset},
+            "rope": rotation,
             "edge_direction": "QK: key -> query; OV: value -> output",
         }
+        if fam.qk_norm:
+            out["qk_norm"] = QK_NORM
+        return out
 
 
 @dataclass(frozen=True)
@@ -55,10 +85,13 @@ class Factors:
     dst: torch.Tensor
 
 
-def rope_rotate(x: torch.Tensor, offset: float, theta: float) -> torch.Tensor:
-    """R(offset) x for x [..., d_head], half-split pairing (dimension i with i + d_head/2)."""
+def rope_rotate(x: torch.Tensor, offset: float, rope: float | Rope) -> torch.Tensor:
+    """R(offset) x for x [..., d_head], half-split pairing (dimension i with i + d_head/2).
+
+    rope: the layer's `Rope` (its base, and the linear scaling of Gemma 3's global layers), or a base θ.
+    """
     d = x.shape[-1]
-    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    inv_freq = (rope if isinstance(rope, Rope) else Rope(float(rope))).inv_freq(d)
     ang = torch.cat([inv_freq, inv_freq]) * float(offset)
     cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
@@ -67,6 +100,12 @@ def rope_rotate(x: torch.Tensor, offset: float, theta: float) -> torch.Tensor:
 
 def head_rows(W: torch.Tensor, head: int, d_head: int) -> torch.Tensor:
     return W[head * d_head : (head + 1) * d_head]
+
+
+def qk_normalise(u: torch.Tensor, w: torch.Tensor, fam: families.Family) -> torch.Tensor:
+    """g ⊙ u / rms(u) over the last dimension (a zero row stays zero), g = the norm's gain of stored weight w."""
+    rms = u.pow(2).mean(-1, keepdim=True).sqrt()
+    return u / torch.where(rms > 0, rms, torch.ones_like(rms)) * fam.gain(w)
 
 
 def circuit_factors(
@@ -79,19 +118,25 @@ def circuit_factors(
 ) -> Factors:
     """Factors of head `head`'s QK or OV matrix.
 
-    W_dec_in: [n_in, d_model] input SAE decoder rows; W_enc_out: [d_model, n_out]
-    output SAE encoder (needed for OV only).
+    W_dec_in: [n_in, d_model] input SAE decoder rows; W_enc_out: the output SAE's encoder (OV only),
+    [d_model, n_out] for a residual SAE, [n_heads·d_head, n_out] for an attention-output SAE
+    (`conv.ov_target` "attn").
     """
     c = attn.config
+    fam = families.of(c.model_type)
     kv = c.kv_head(head)
     # Fold the gains into the (small) weight slices rather than copying the
     # (large) SAE matrices: W (g ⊙ d) = (W ⊙ g) d.
-    g_in = 1.0 + attn.ln_in
+    g_in = fam.gain(attn.ln_in)
     if circuit == "QK":
         q = W_dec_in @ (head_rows(attn.W_Q, head, c.d_head) * g_in).T
         k = W_dec_in @ (head_rows(attn.W_K, kv, c.d_head) * g_in).T
+        if fam.qk_norm:
+            if attn.q_norm is None or attn.k_norm is None:
+                raise BadInput(f"{fam.name} layer {attn.layer} needs q_norm and k_norm weights")
+            q, k = qk_normalise(q, attn.q_norm, fam), qk_normalise(k, attn.k_norm, fam)
         if conv.rope_offset:
-            q = rope_rotate(q, conv.rope_offset, c.rope_theta)
+            q = rope_rotate(q, conv.rope_offset, attn.rope)
         if conv.attn_scale:
             q = q / math.sqrt(c.query_pre_attn_scalar)
         return Factors("QK", head, kv, src=k, dst=q)
@@ -99,10 +144,41 @@ def circuit_factors(
         if W_enc_out is None:
             raise ValueError("OV factors need the output SAE's encoder")
         v = W_dec_in @ (head_rows(attn.W_V, kv, c.d_head) * g_in).T
-        w_o = head_rows(attn.W_O.T, head, c.d_head) * (1.0 + attn.ln_post)  # [d_head, d_model]
-        p = W_enc_out.T @ w_o.T  # [n_out, d_head]
+        if conv.ov_target == "attn":
+            p = head_rows(W_enc_out, head, c.d_head).T  # [n_out, d_head]: the head's slice of what the SAE reads
+        else:
+            w_o = head_rows(attn.W_O.T, head, c.d_head) * fam.gain(attn.ln_post)  # [d_head, d_model]
+            p = W_enc_out.T @ w_o.T  # [n_out, d_head]
         return Factors("OV", head, kv, src=v, dst=p)
     raise ValueError(circuit)
+
+
+def ov_target(requested: str, d_in: int, config: ModelConfig, site: str | None = None) -> tuple[str, str]:
+    """What an output SAE of input size `d_in` reads, and why: "resid" (d_model) or "attn" (n_heads·d_head).
+
+    requested: "auto", "resid" or "attn". auto decides by d_in, and when both sizes are equal by `site`
+    (what the SAE's own files say it reads: res, att, …). Anything that does not fit is a BadInput.
+    """
+    if requested not in ("auto", *OV_TARGETS):
+        raise BadValue("ov_target", requested, "must be auto, resid or attn")
+    sizes = {"resid": config.d_model, "attn": config.d_attn}
+    fits = [t for t in OV_TARGETS if sizes[t] == d_in]
+    what = (f"this model's residual stream has {config.d_model} dimensions (a residual SAE) and its heads' "
+            f"concatenated outputs {config.d_attn} (an attention-output SAE)")
+    if requested != "auto":
+        if requested not in fits:
+            raise BadInput(f"the output SAE reads vectors of size {d_in}, but ov_target {requested} needs "
+                           f"{sizes[requested]}: {what}")
+        return requested, "given (ov_target=, --ov-target)"
+    if not fits:
+        raise BadInput(f"the output SAE reads vectors of size {d_in}, but {what}: pick an SAE of this model")
+    if len(fits) == 1:
+        return fits[0], f"d_in {d_in} = {'d_model' if fits[0] == 'resid' else 'n_heads·d_head'}"
+    by_site = {"res": "resid", "att": "attn"}.get(site or "")
+    if by_site is None:
+        raise BadInput(f"the output SAE reads vectors of size {d_in}, which is both d_model and n_heads·d_head here: "
+                       "say what it reads with ov_target resid or attn (--ov-target)")
+    return by_site, f"the SAE's files say it reads {'the residual stream' if site == 'res' else 'attention outputs'}"
 
 
 def moments(src: torch.Tensor, dst: torch.Tensor) -> tuple[float, float]:

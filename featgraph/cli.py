@@ -70,12 +70,14 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    help="SAE-feature circuits of Gemma 2 attention heads, from the weights alone, as a Cypher-queryable graph.",
+    help="SAE-feature circuits of Gemma 2 and Gemma 3 attention heads, from the weights alone, as a Cypher-queryable graph.",
 )
 
 # Arguments several commands share.
 RunArg = Annotated[Path, typer.Argument(help="Run directory.", show_default=False, metavar="RUN")]
 RunOrEdges = Annotated[Path, typer.Argument(help="Run directory or edge file (.parquet/.csv).", show_default=False, metavar="RUN")]
+OneLayerOpt = Annotated[Optional[int], typer.Option(
+    "--layer", help="Layer of a multi-layer run (an atlas) [default: the run's only layer].", show_default=False)]
 HeadOpt = Annotated[int, typer.Option(help="Attention head.", show_default=False)]
 CircuitOpt = Annotated[str, typer.Option(help="qk or ov.", show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", help="md, csv or json.")]
@@ -144,14 +146,19 @@ def _out(text: str) -> None:
     typer.echo(text, nl=False)
 
 
-@app.command(epilog="Example: featgraph extract --layer 13 --heads 0,7 --top-k 1000 --out exports/layer13")
+@app.command(epilog="Example: featgraph extract --layer 13 --heads 0,7 --top-k 1000 --out exports/layer13; Gemma 3: "
+             "featgraph extract --model google/gemma-3-1b-pt --layer 13 --sae-in gemma-scope-2-1b-pt-res-all/layer_12_width_16k_l0_small "
+             "--sae-out gemma-scope-2-1b-pt-res-all/layer_13_width_16k_l0_small --out exports/g3-layer13")
 def extract(
     out: Path = typer.Option(..., "--out", help="Run directory to create.", show_default=False),
     model: ModelOpt = "google/gemma-2-2b",
     layer: LayerOpt = 13,
     sae_in: SaeInOpt = None,
     sae_out: Optional[str] = typer.Option(
-        None, help="SAE read at the layer's output [default: canonical 16k residual SAE of the layer].", show_default=False),
+        None, help="SAE read at the layer's output: a residual SAE of the layer, or an attention-output SAE (the heads' "
+        "outputs before o_proj) [default: canonical 16k residual SAE of the layer].", show_default=False),
+    ov_target: str = typer.Option("auto", help="What --sae-out reads: resid (the residual stream), attn (the heads' "
+                                  "outputs before o_proj), or auto (by its input size)."),
     heads: Optional[str] = typer.Option(None, help="Comma-separated heads [default: all].", show_default=False),
     circuits: str = typer.Option("qk,ov", help="qk, ov or qk,ov."),
     top_k: Optional[int] = typer.Option(
@@ -186,10 +193,58 @@ def extract(
                          per_source_k=per_source_k, precision=precision, attn_scale=attn_scale, rope_offset=rope_offset,
                          device=device, block_mb=block_mb, model_id=model_id, sae_in_id=sae_in_id, sae_out_id=sae_out_id,
                          out=out, force=force, csv=csv, labels=labels, label_sources=label_source, restart=restart,
-                         progress=progress)
+                         ov_target=ov_target, progress=progress)
     typer.echo(f"wrote {run.path}")
     if run.manifest.labels:
         typer.echo(f"labelled {run.manifest.labels['labelled']} of {run.manifest.labels['features']} features")
+
+
+@app.command(epilog="Example: featgraph atlas --layers 1-25 --out exports/atlas   (Gemma 2 2B, Gemma Scope's canonical 16k "
+             "residual SAEs); other SAEs: --sae-template 'saes/layer_{layer}/params.npz' or "
+             "--sae-template gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small --model google/gemma-3-1b-pt")
+def atlas(
+    out: Path = typer.Option(..., "--out", help="Atlas directory (created, or continued when interrupted).", show_default=False),
+    layers: str = typer.Option("1-25", help="Layers and ranges, e.g. 1-25 or 1,5,7-9 (layer L reads the SAE of L-1).",
+                               metavar="LAYERS"),
+    model: ModelOpt = "google/gemma-2-2b",
+    sae_template: Optional[str] = typer.Option(
+        None, help="Where each layer's residual SAE is, with {layer}: a path, Hub path or SAELens-style id [default: "
+        "Gemma Scope's canonical 16k residual SAEs].", show_default=False, metavar="TEMPLATE"),
+    sae_id_template: Optional[str] = typer.Option(
+        None, help="Neuronpedia source id of each layer's SAE, with {layer} [default: inferred].", show_default=False,
+        metavar="TEMPLATE"),
+    heads: Optional[str] = typer.Option(None, help="Comma-separated heads of every layer [default: all].", show_default=False),
+    circuits: str = typer.Option("qk,ov", help="qk, ov or qk,ov."),
+    top_k: Optional[int] = typer.Option(
+        None, help="Edges kept per (layer, head, circuit) by |weight| [default: 1000 unless --min-abs or --per-source-k].",
+        show_default=False),
+    min_abs: Optional[float] = typer.Option(None, help="Keep every edge with |weight| >= W.", show_default=False),
+    per_source_k: Optional[int] = typer.Option(None, help="Also keep each source feature's k strongest edges.", show_default=False),
+    precision: str = typer.Option("auto", help="Candidate kernel: fp32, tf32, bf16, or auto (the edges are the same)."),
+    attn_scale: bool = typer.Option(False, "--attn-scale", help="Multiply QK by 1/sqrt(query_pre_attn_scalar)."),
+    rope_offset: int = typer.Option(0, help="QK with the key this many tokens before the query."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    block_mb: Optional[int] = typer.Option(None, help="Memory budget of one block of a matrix, MiB.", show_default=False),
+    model_id: Optional[str] = typer.Option(None, help="Neuronpedia model id [default: inferred from the model].", show_default=False),
+    labels: bool = typer.Option(True, "--labels/--no-labels", help="Attach Neuronpedia labels to each layer."),
+    label_source: list[Path] = typer.Option([], help="Local label export(s) instead of downloading.", show_default=False,
+                                            metavar="PATH"),
+    force: bool = typer.Option(False, "--force", help="Start the atlas in --out over (recompute every layer)."),
+):
+    """Every head of every chosen layer, QK and OV, in one graph (features shared across layers); resumes when interrupted."""
+    from featgraph.atlas import atlas as do_atlas
+    from featgraph.atlas import parse_layers
+
+    default_k = top_k is None and min_abs is None and per_source_k is None
+    wanted = parse_layers(layers)
+    with _progress() as progress:
+        run = do_atlas(model=model, layers=wanted, out=out, heads=_ints(heads, "--heads"), circuits=_circuits(circuits),
+                       top_k=1000 if default_k else top_k, min_abs=min_abs, per_source_k=per_source_k, precision=precision,
+                       attn_scale=attn_scale, rope_offset=rope_offset, device=device, block_mb=block_mb, model_id=model_id,
+                       sae=sae_template, sae_id=sae_id_template, labels=labels, label_sources=label_source, force=force,
+                       progress=progress)
+    typer.echo(f"wrote {run.path}: layers {', '.join(map(str, run.layers))}, {len(run.edge_table):,} edges, "
+               f"{len(run.features):,} features")
 
 
 @app.command("labels", epilog="Example: featgraph labels exports/layer13 --source labels/gemma-2-2b_12-gemmascope-res-16k.json")
@@ -230,13 +285,14 @@ def tables(
     distinct: bool = typer.Option(False, "--distinct", help="Drop like-to-like edges."),
     positive: bool = typer.Option(False, "--positive", help="Keep weight > 0 only."),
     top: int = typer.Option(30, help="Rows."),
+    layer: OneLayerOpt = None,
     format: FormatOpt = "md",
 ):
     """The post's tables: rank, value, source and destination features with descriptions."""
     from featgraph.render.text import format_table
     from featgraph.run import open_run
 
-    _out(format_table(open_run(run).table(head, _circuit(circuit), distinct, positive, top), format))
+    _out(format_table(open_run(run).table(head, _circuit(circuit), distinct, positive, top, layer=layer), format))
 
 
 @app.command(epilog="Example: featgraph demo --out exports/demo")
@@ -349,8 +405,9 @@ def export_neo4j(
 @app.command(epilog="Example: featgraph tetrads exports/layer13 --head 7 --circuit ov --top 20")
 def tetrads(
     run: RunOrEdges,
-    head: Optional[int] = typer.Option(None, help="Only this head.", show_default=False),
+    head: Optional[int] = typer.Option(None, help="Only this head (of --layer on a multi-layer run).", show_default=False),
     circuit: Optional[str] = typer.Option(None, help="Only qk or ov.", show_default=False),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Only this layer.", show_default=False),
     top: int = typer.Option(20, help="Rows to print."),
     min_strength: float = typer.Option(0.0, help="Only tetrads whose weakest edge has |weight| >= S."),
     explain: bool = typer.Option(True, "--explain/--no-explain",
@@ -367,8 +424,9 @@ def tetrads(
 
     check_top(top)
     r = open_run(run)
-    t = r.tetrads(head, _circuit(circuit) if circuit else None, min_strength, explain, out, force)
-    kept = out or (r.path / "tetrads.parquet" if (r.path and head is None and circuit is None and min_strength == 0) else None)
+    t = r.tetrads(head, _circuit(circuit) if circuit else None, min_strength, explain, out, force, layer=layer)
+    kept = out or (r.path / "tetrads.parquet" if (r.path and head is None and circuit is None and layer is None
+                                                  and min_strength == 0) else None)
     head_line = f"{len(t)} tetrads ({int(t['like_to_like'].sum()) if len(t) else 0} like-to-like)" + \
         (f"; written to {kept}" if kept else "")
     typer.echo(head_line + "\n" + markdown(summary(t)), err=format != "md")
@@ -398,12 +456,13 @@ def correlation(
     run: RunArg,
     out: Path = typer.Option(..., "--out", help="PNG to write (CSV beside it).", show_default=False),
     heads: Optional[str] = typer.Option(None, help="Comma-separated heads [default: all].", show_default=False),
+    layer: OneLayerOpt = None,
     force: ForceOpt = False,
 ):
     """QK–OV sender correlation: each key/value feature's mean QK as a key against its mean |OV|, per head."""
     from featgraph.run import open_run
 
-    df = open_run(run).correlation(_ints(heads, "--heads"), out, force)
+    df = open_run(run).correlation(_ints(heads, "--heads"), out, force, layer=layer)
     for h, r in df.attrs["pearson_r"].items():
         typer.echo(f"head {h}: r = {r:.4f}")
     typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
@@ -416,6 +475,8 @@ def viz(
     circuit: CircuitOpt,
     out: Path = typer.Option(..., "--out", help="HTML page to write (works offline).", show_default=False),
     head: Optional[int] = typer.Option(None, help="Attention head [default: all heads].", show_default=False),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Layer of a multi-layer run [default: all layers; "
+                                        "needed with --head].", show_default=False),
     top: int = typer.Option(100, help="Strongest edges to draw (at most 1000)."),
     feature: Optional[str] = typer.Option(None, help="Centre on this feature id.", show_default=False),
     match: Optional[str] = typer.Option(None, help="Centre on the features whose label matches this text.", show_default=False),
@@ -425,7 +486,7 @@ def viz(
     """An interactive page of a circuit: nodes `index: label`, arrows source → destination, hover and click for details."""
     from featgraph.run import open_run
 
-    typer.echo(f"wrote {open_run(run).viz(head, _circuit(circuit), out, top, feature, hops, match, force)}")
+    typer.echo(f"wrote {open_run(run).viz(head, _circuit(circuit), out, top, feature, hops, match, force, layer=layer)}")
 
 
 @app.command(epilog='Example: featgraph search exports/layer13 "numerical patterns" --limit 5')
@@ -433,13 +494,14 @@ def search(
     run: RunOrEdges,
     text: str = typer.Argument(..., help="Words to find in feature labels (case-insensitive).", show_default=False),
     limit: int = typer.Option(10, help="Features to show."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Only this layer's heads [default: all].", show_default=False),
     format: FormatOpt = "md",
 ):
-    """Find features by what their labels say, each with its strongest QK and OV edges per head."""
+    """Find features by what their labels say, each with its strongest QK and OV edges per (layer, head)."""
     from featgraph.render.text import format_table
     from featgraph.run import open_run
 
-    _out(format_table(open_run(run).search(text, limit), format))
+    _out(format_table(open_run(run).search(text, limit, layer=layer), format))
 
 
 VALIDATE_COLUMNS = ["head", "circuit", "pairs", "edges_active", "rho_selected", "rho_active_d0", "rho_active", "rho_active_bias",

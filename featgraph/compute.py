@@ -7,6 +7,7 @@ selection (`select`) are pure; the run is written through `rundir`.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import pandas as pd
 import torch
 
 from featgraph import circuits, select
-from featgraph.circuits import Conventions
+from featgraph.circuits import OV_TARGETS, Conventions
+from featgraph.circuits import ov_target as _resolve_ov_target
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
 from featgraph.load import model as model_io
 from featgraph.manifest import Manifest
@@ -36,7 +38,8 @@ DEFAULT_LAYER = 13
 class ExtractConfig:
     """What to compute and how; validated once here. Model and SAEs are references (str) here.
 
-    An SAE reference None means the canonical 16k residual SAE of layer-1 (input) or the layer (output).
+    An SAE reference None means the canonical 16k residual SAE of layer-1 (input) or the layer (output; the
+    attention-output SAE with ov_target "attn") — Gemma Scope's, so for Gemma 2 2B only.
     """
 
     model: str = DEFAULT_MODEL
@@ -51,6 +54,7 @@ class ExtractConfig:
     model_id: str | None = None
     sae_in_id: str | None = None
     sae_out_id: str | None = None
+    ov_target: str = "auto"
 
     def __post_init__(self):
         if self.layer < 0:
@@ -63,6 +67,8 @@ class ExtractConfig:
             raise BadValue("device", self.device, "must be auto, cpu or cuda")
         if self.heads is not None and (not self.heads or min(self.heads) < 0):
             raise BadValue("heads", ",".join(map(str, self.heads)), "must list head indices ≥ 0, e.g. 0,7")
+        if self.ov_target not in ("auto", *OV_TARGETS):
+            raise BadValue("ov_target", self.ov_target, "must be auto, resid or attn")
 
     @property
     def sae_in_ref(self) -> str:
@@ -70,7 +76,7 @@ class ExtractConfig:
 
     @property
     def sae_out_ref(self) -> str:
-        return self.sae_out or default_sae(self.layer)
+        return self.sae_out or default_sae(self.layer, "att" if self.ov_target == "attn" else "res")
 
 
 @dataclass(frozen=True)
@@ -179,19 +185,34 @@ def _load_model(model: Any, layer: int) -> AttentionWeights:
         return objects.attention_from_module(model, layer)
     if isinstance(model, tuple) and len(model) == 2:  # (state_dict, config)
         return objects.attention_from_state_dict(model[0], layer, model[1])
-    raise BadInput(f"model is a {type(model).__name__}: pass a Hub id, a local directory, a transformers Gemma 2 "
-                   "module, or (state_dict, config)")
+    raise BadInput(f"model is a {type(model).__name__}: pass a Hub id, a local directory, a transformers Gemma 2 or "
+                   "Gemma 3 module, or (state_dict, config)")
 
 
-def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_model: int, role: str) -> SAE:
+def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_in: int | tuple[int, ...], role: str,
+              d_attn: int | None = None) -> SAE:
+    """An SAE from a reference or an object; d_in: the input sizes it may have (d_model first)."""
     from featgraph.load import objects
     from featgraph.load import sae as sae_io
 
     if sae is None or isinstance(sae, (str, Path)):
-        return sae_io.load(str(sae) if sae is not None else default_ref, parts, expect_d_in=d_model, role=role)
+        return sae_io.load(str(sae) if sae is not None else default_ref, parts, expect_d_in=d_in, role=role, d_attn=d_attn)
     if isinstance(sae, SAE):
+        sae_io.check_d_in(role, "", sae.d_in, d_in)
         return sae
-    return objects.sae_from_object(sae, parts, role, expect_d_in=d_model)
+    return objects.sae_from_object(sae, parts, role, expect_d_in=d_in)
+
+
+def _check_default_saes(attn: AttentionWeights, sae_in: Any, sae_out: Any, which: Sequence[str], layer: int) -> None:
+    """Only Gemma 2 2B has default SAEs (Gemma Scope's canonical ones); other models must name theirs."""
+    from featgraph import families
+
+    fam = families.of(attn.config.model_type)
+    if fam is families.GEMMA2 or (sae_in is not None and (sae_out is not None or "OV" not in which)):
+        return
+    raise BadInput(f"featgraph picks default SAEs only for Gemma 2 2B: pass sae_in and sae_out for this {fam.name} model "
+                   f"(--sae-in, --sae-out), e.g. Gemma Scope 2's gemma-scope-2-1b-pt-res-all/layer_{max(layer - 1, 0)}_width_16k_l0_small "
+                   f"and gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small for google/gemma-3-1b-pt")
 
 
 def extract(
@@ -218,13 +239,16 @@ def extract(
     labels: bool = True,
     label_sources: Sequence[str | Path] = (),
     restart: bool = False,
+    ov_target: str = "auto",
     progress: ProgressFactory | None = None,
 ):
     """Compute the strongest QK and OV edges of `layer`'s heads between SAE features; returns a `Run`.
 
-    model: Hub id[@revision], local directory, transformers Gemma 2 module, `(state_dict, config)` or
-    `AttentionWeights`. sae_in / sae_out: path, Hub path or canonical id (None: the canonical 16k residual
-    SAEs of layer-1 and the layer), or tensors (a mapping or object with W_dec / W_enc, e.g. a SAELens SAE).
+    model: Hub id[@revision], local directory, transformers Gemma 2 / Gemma 3 module, `(state_dict, config)` or
+    `AttentionWeights`. sae_in / sae_out: path, Hub path or SAELens-style id (None: Gemma 2 2B's canonical 16k
+    residual SAEs of layer-1 and the layer), or tensors (a mapping or object with W_dec / W_enc, e.g. a SAELens SAE).
+    ov_target: what sae_out reads — "resid" (the residual stream), "attn" (the heads' outputs before o_proj,
+    an attention-output SAE), or "auto" (by its input size).
     With `out`, the run is written there (atomically) and labels are attached from `label_sources` or
     Neuronpedia (offline: a warning); without, the run lives in memory. With `out`, each finished
     (head, circuit) is kept until the run is written, so an interrupted extract resumes (`restart`: start over).
@@ -247,7 +271,7 @@ def extract(
                         sae_out=str(sae_out) if isinstance(sae_out, (str, Path)) else None,
                         heads=tuple(heads) if heads is not None else None, circuits=which, selection=sel,
                         conventions=Conventions(attn_scale=attn_scale, rope_offset=rope_offset), device=device,
-                        model_id=model_id, sae_in_id=sae_in_id, sae_out_id=sae_out_id)
+                        model_id=model_id, sae_in_id=sae_in_id, sae_out_id=sae_out_id, ov_target=ov_target)
     # Everything that can be checked before the computation is checked now.
     if out is not None:
         check_target(Path(out), force, kind="run")
@@ -260,8 +284,14 @@ def extract(
     head_list = check_heads(cfg.heads, mc.n_heads, layer)
     if attn_scale and not mc.query_pre_attn_scalar > 0:
         raise BadInput("attn_scale needs query_pre_attn_scalar > 0 in the model's config")
+    _check_default_saes(attn, sae_in, sae_out, which, layer)
     sae_i = _load_sae(sae_in, cfg.sae_in_ref, ("W_dec", "b_dec"), mc.d_model, "input SAE")
-    sae_o = _load_sae(sae_out, cfg.sae_out_ref, ("W_enc",), mc.d_model, "output SAE") if "OV" in which else None
+    sae_o = _load_sae(sae_out, cfg.sae_out_ref, ("W_enc",), (mc.d_model, mc.d_attn), "output SAE", mc.d_attn) \
+        if "OV" in which else None
+    if sae_o is not None:
+        target, target_how = _resolve_ov_target(cfg.ov_target, sae_o.d_in, mc, sae_o.source.get("site"))
+        cfg = dataclasses.replace(cfg, conventions=dataclasses.replace(cfg.conventions, ov_target=target))
+        sae_o = dataclasses.replace(sae_o, source=sae_o.source | {"reads": target, "reads_how": target_how})
 
     m_id, m_how = _model_id(model, model_id, attn.source)
     in_id, in_how = _source_id(sae_i, sae_in_id, "sae_in_id", f"{layer - 1}-sae-in-{sae_i.d_sae}", "input SAE")
@@ -312,7 +342,7 @@ def extract(
         sae_out=(sae_o.source | {"neuronpedia_id": out_id, "id_source": out_how}) if sae_o else None,
         heads=tuple(head_list),
         circuits=which,
-        conventions=cfg.conventions.describe(mc.query_pre_attn_scalar, mc.rope_theta),
+        conventions=cfg.conventions.describe(mc, layer),
         selection=sel.describe(requested),
         device=str(dev),
         stats={f"{p.head}/{p.circuit}": p.stats() for p in parts},
@@ -358,6 +388,12 @@ def _source_id(sae: SAE, given: str | None, param: str, fallback: str, role: str
         return given, _given(param)
     if sae.neuronpedia_id:
         return sae.neuronpedia_id, str(sae.source.get("id_source") or "the SAE's own record")
+    if sae.source.get("fallback_id"):  # a Gemma Scope 2 SAE Neuronpedia does not host: named after its files
+        name = str(sae.source["fallback_id"])
+        warnings.warn(f"{sae.source.get('id_note')}: the {role}'s features are named {name!r} and get no labels; pass "
+                      f"--{param.replace('_', '-')} ({param}= in Python) if Neuronpedia hosts it under another id",
+                      FeatgraphWarning, stacklevel=3)
+        return name, str(sae.source.get("fallback_how"))
     return _invented(fallback, param, f"the {role}"), "invented"
 
 

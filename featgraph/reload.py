@@ -24,11 +24,12 @@ from featgraph.schema import parse_feature_id
 from featgraph.weights import SAE, AttentionWeights
 
 
-def default_sae(layer: int) -> str:
-    """The post's choice: the canonical 16k residual SAE of `layer` (the input of attention layer L is SAE L−1)."""
+def default_sae(layer: int, kind: str = "res") -> str:
+    """The post's choice: Gemma Scope's canonical 16k residual SAE of `layer` (the input of attention layer L is
+    SAE L−1); kind "att": the attention-output SAE of `layer` (Gemma 2 2B)."""
     if layer < 0:
         raise BadInput("layer 0 has no residual SAE before it: pass sae_in")
-    return f"gemma-scope-2b-pt-res-canonical/layer_{layer}/width_16k/canonical"
+    return f"gemma-scope-2b-pt-{kind}-canonical/layer_{layer}/width_16k/canonical"
 
 
 def _model_ref(manifest: Manifest) -> str:
@@ -44,18 +45,21 @@ def conventions(manifest: Manifest) -> Conventions:
     """The conventions a run was computed with (read back from its manifest)."""
     conv = manifest.conventions if isinstance(manifest.conventions, dict) else {}
     rope = (conv.get("rope") or {}).get("offset", 0) or 0
-    return Conventions(attn_scale=conv.get("attn_scale") is not None, rope_offset=int(rope))
+    return Conventions(attn_scale=conv.get("attn_scale") is not None, rope_offset=int(rope),
+                       ov_target=str(conv.get("ov_target") or "resid"))
 
 
 def run_weights(manifest: Manifest, need_out: bool) -> tuple[AttentionWeights, SAE, SAE | None]:
     """The attention layer, input SAE (W_dec, b_dec) and, if asked, output SAE (W_enc) of a run."""
     attn = model_io.load_attention(_model_ref(manifest), int(manifest.layer or 0))
-    sae_in = sae_io.load(str((manifest.sae_in or {})["ref"]), ("W_dec", "b_dec"), expect_d_in=attn.config.d_model, role="input SAE")
+    c = attn.config
+    sae_in = sae_io.load(str((manifest.sae_in or {})["ref"]), ("W_dec", "b_dec"), expect_d_in=c.d_model, role="input SAE")
     sae_out = None
     if need_out:
         if not (manifest.sae_out or {}).get("ref"):
             raise BadInput("the run has no output SAE (it was extracted without OV): this needs both circuits")
-        sae_out = sae_io.load(str((manifest.sae_out or {})["ref"]), ("W_enc",), expect_d_in=attn.config.d_model, role="output SAE")
+        d_out = c.d_attn if conventions(manifest).ov_target == "attn" else c.d_model
+        sae_out = sae_io.load(str((manifest.sae_out or {})["ref"]), ("W_enc",), expect_d_in=d_out, role="output SAE")
     return attn, sae_in, sae_out
 
 
@@ -105,15 +109,21 @@ def positional_frame(model: str, layer: int, sae_in: str | None = None, features
                      max_distance: int = 8192, attn: AttentionWeights | None = None) -> pd.DataFrame:
     """Rotary profile per head: columns head, distance, score, query, key (query/key = `b_dec` or feature ids).
 
-    `features`: ids (a feature against itself) or `QUERY_ID,KEY_ID` pairs, indices into the input SAE.
+    `features`: ids (a feature against itself) or `QUERY_ID,KEY_ID` pairs, indices into the input SAE. The
+    rotation is the layer's own (Gemma 3: local layers' base, or global layers' base and scaling).
     """
     from featgraph.analyse import positional as pos
 
     if max_distance < 1:
         raise BadValue("max_distance", max_distance, "must be ≥ 1")
+    if sae_in is None:
+        default_sae(layer - 1)  # layer 0 has none: fail before loading anything
+    attn = attn or model_io.load_attention(model, layer)
+    if sae_in is None and attn.config.model_type != "gemma2":
+        raise BadInput("featgraph picks a default input SAE only for Gemma 2 2B: pass sae_in (--sae-in) for this model, "
+                       f"e.g. gemma-scope-2-1b-pt-res-all/layer_{layer - 1}_width_16k_l0_small for google/gemma-3-1b-pt")
     sae_ref = sae_in or default_sae(layer - 1)
     features = list(features)
-    attn = attn or model_io.load_attention(model, layer)
     parts = ("W_dec", "b_dec") if features else ("b_dec",)
     sae = sae_io.load(sae_ref, parts, expect_d_in=attn.config.d_model, role="input SAE")
     b_dec = sae.part("b_dec")

@@ -7,7 +7,9 @@ stream entering the layer comes from `output_hidden_states`. The pure maths
 (`featgraph.analyse.decompose`, docs/maths.md "Validation on prompts") splits them exactly into the
 run's feature terms, bias and error terms and scores the run's edges against them.
 
-What depends on the model family sits in `Family` (one entry per config `model_type` in FAMILIES).
+What depends on the model family comes from `featgraph.families` (one entry per config `model_type`): its
+transformers module's eager attention, where the decoder layers sit, its norm gains. The decomposition is
+Gemma 2's: Gemma 3's query/key norms and attention-output OV destinations are refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from featgraph import circuits, reload
+from featgraph import circuits, families, reload
 from featgraph.analyse import decompose as dc
 from featgraph.errors import BadInput, BadValue, FeatgraphError
 from featgraph.files import check_output_file, staged_file
@@ -68,41 +71,31 @@ class Captured:
     sin: torch.Tensor
 
 
-@dataclass(frozen=True)
-class Family:
-    """How to reach one model family's layer in transformers, and its norm gains.
-
-    eager: the family's eager attention (scaling, soft-capping, mask and softmax as the model does them);
-    attention(model, L): layer L's attention module; hidden_index(L): the output_hidden_states entry
-    entering layer L; gains(attn): g_in, g_post (the RMSNorm gains).
-    """
-
-    model_type: str
-    eager: Callable[[], Callable]
-    attention: Callable[[Any, int], Any]
-    hidden_index: Callable[[int], int]
-    gains: Callable[[AttentionWeights], tuple[torch.Tensor, torch.Tensor]]
+def eager(family: families.Family) -> Callable:
+    """The family's eager attention (scaling, soft-capping, mask and softmax as the model does them)."""
+    return importlib.import_module(family.hf_module).eager_attention_forward
 
 
-def _gemma2_eager():
-    from transformers.models.gemma2.modeling_gemma2 import eager_attention_forward
+def attention_module(model, family: families.Family, layer: int):
+    """Layer `layer`'s attention module in a loaded transformers model of `family`."""
+    layers: Any = model
+    for name in family.hf_layers:
+        layers = getattr(layers, name)
+    return layers[layer].self_attn
 
-    return eager_attention_forward
+
+def hidden_index(layer: int) -> int:
+    """The output_hidden_states entry entering layer `layer` (hidden_states[0] is the embedding)."""
+    return layer
 
 
-FAMILIES = {
-    "gemma2": Family(
-        model_type="gemma2",
-        eager=_gemma2_eager,
-        attention=lambda model, layer: model.model.layers[layer].self_attn,
-        hidden_index=lambda layer: layer,  # hidden_states[0] is the embedding, the input of layer 0
-        gains=lambda attn: (1.0 + attn.ln_in, 1.0 + attn.ln_post),
-    ),
-}
+def gains(family: families.Family, attn: AttentionWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """g_in, g_post: the input and post-attention RMSNorm gains."""
+    return family.gain(attn.ln_in), family.gain(attn.ln_post)
 
 
 @contextlib.contextmanager
-def capturing(model, family: Family, layer: int) -> Iterator[dict[str, torch.Tensor]]:
+def capturing(model, family: families.Family, layer: int) -> Iterator[dict[str, torch.Tensor]]:
     """While the block runs, every forward of `model` fills the dict with layer `layer`'s tensors."""
     try:
         from transformers import AttentionInterface
@@ -110,12 +103,12 @@ def capturing(model, family: Family, layer: int) -> Iterator[dict[str, torch.Ten
     except ImportError:
         raise FeatgraphError("validate needs transformers >= 4.53 (AttentionInterface and AttentionMaskInterface): "
                              "pip install 'featgraph[validate]'") from None
-    eager = family.eager()
-    target = family.attention(model, layer)
+    attention = eager(family)
+    target = attention_module(model, family, layer)
     got: dict[str, torch.Tensor] = {}
 
     def capture(module, query, key, value, attention_mask, **kwargs):
-        out, weights = eager(module, query, key, value, attention_mask, **kwargs)
+        out, weights = attention(module, query, key, value, attention_mask, **kwargs)
         if module is target:
             got.update(q=query[0].detach(), k=key[0].detach(), v=value[0].detach(), weights=weights[0].detach(),
                        out=out[0].detach())
@@ -138,12 +131,12 @@ def capturing(model, family: Family, layer: int) -> Iterator[dict[str, torch.Ten
         model.config._attn_implementation = before
 
 
-def run_model(model, family: Family, layer: int, ids: Sequence[int]) -> Captured:
+def run_model(model, family: families.Family, layer: int, ids: Sequence[int]) -> Captured:
     """One forward pass over `ids` (one prompt), capturing layer `layer`."""
     dev = next(model.parameters()).device
     with torch.inference_mode(), capturing(model, family, layer) as got:
         res = model(input_ids=torch.tensor([list(ids)], device=dev), output_hidden_states=True, use_cache=False)
-        resid = res.hidden_states[family.hidden_index(layer)][0]
+        resid = res.hidden_states[hidden_index(layer)][0]
     if not {"q", "cos"} <= got.keys():
         raise FeatgraphError(f"layer {layer}'s attention was not captured: this transformers version calls attention differently")
     return Captured(resid, got["q"], got["k"], got["v"], got["weights"], got["out"], got["cos"], got["sin"])
@@ -226,9 +219,13 @@ class Session:
         self.ref = ref
         self.attn = model_io.load_attention(reload._model_ref(m), self.layer)
         c = self.attn.config
-        if c.model_type not in FAMILIES:
-            raise BadInput(f"validate supports {', '.join(FAMILIES)} models, not {c.model_type!r}")
-        self.family = FAMILIES[c.model_type]
+        self.family = families.of(c.model_type, self.ref)
+        if self.family.qk_norm:
+            raise BadInput(f"validate decomposes Gemma 2 attention; this run's model is {self.family.name}, whose query/key "
+                           "norms scale each position's query by the whole residual (docs/maths.md): not supported yet")
+        if reload.conventions(m).ov_target == "attn" and "OV" in (m.circuits or ("QK", "OV")):
+            raise BadInput("validate scores OV edges into a residual SAE; this run's output SAE is an attention-output SAE: "
+                           "validate a run extracted with a residual --sae-out (or with --circuits qk)")
         run_heads = list(m.heads) or run.heads
         if heads is None:
             self.heads = tuple(run_heads)
@@ -309,9 +306,9 @@ class Session:
 
     def _qk_head(self, h: int) -> dc.QKHead:
         a, c = self.attn64, self.attn64.config
-        g_in, _ = self.family.gains(a)
+        g_in, _ = gains(self.family, a)
         f = circuits.circuit_factors(a, self.sae.W_dec, None, h, "QK")
-        q_run = circuits.rope_rotate(f.dst, self.conv.rope_offset, c.rope_theta) if self.conv.rope_offset else f.dst
+        q_run = circuits.rope_rotate(f.dst, self.conv.rope_offset, a.rope) if self.conv.rope_offset else f.dst
         Wq = circuits.head_rows(a.W_Q, h, c.d_head) * g_in
         Wk = circuits.head_rows(a.W_K, f.kv_head, c.d_head) * g_in
         e = self._edges(h, "QK")
@@ -322,7 +319,7 @@ class Session:
 
     def _ov_head(self, h: int, w_enc_out: torch.Tensor) -> dc.OVHead:
         a, c = self.attn64, self.attn64.config
-        g_in, _ = self.family.gains(a)
+        g_in, _ = gains(self.family, a)
         e = self._edges(h, "OV")
         scored = np.unique(e["dst_index"].to_numpy(np.int64))
         f = circuits.circuit_factors(a, self.sae.W_dec, w_enc_out[:, self._idx(scored)], h, "OV")

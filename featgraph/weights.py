@@ -7,6 +7,7 @@ vocabulary: d_model, d_head, d_sae, n_heads, n_kv_heads; HF `[out, in]` layout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +17,38 @@ from featgraph.errors import BadInput
 
 
 @dataclass(frozen=True)
+class Rope:
+    """One layer's rotary embedding: base `theta`, transformers' `rope_type` and its `factor`.
+
+    featgraph rotates the half-split (`rotate_half`) convention with `inv_freq_i = θ^(-2i/d_head)`, divided
+    by `factor` for the "linear" type (Gemma 3's full-attention layers from 4B up), as
+    transformers' `_compute_linear_scaling_rope_parameters` does; other types are refused when used.
+    """
+
+    theta: float
+    type: str = "default"
+    factor: float = 1.0
+
+    def inv_freq(self, d_head: int) -> torch.Tensor:
+        """[d_head/2] inverse frequencies in float64."""
+        if self.type not in ("default", "linear"):
+            raise BadInput(f"RoPE type {self.type!r} is not supported: featgraph rotates 'default' and 'linear' RoPE; "
+                           "use rope offset 0")
+        inv = 1.0 / (self.theta ** (torch.arange(0, d_head, 2, dtype=torch.float64) / d_head))
+        return inv / (self.factor if self.type == "linear" else 1.0)
+
+    def describe(self) -> dict:
+        return {"theta": self.theta, "type": self.type, "factor": self.factor}
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """The attention-relevant part of a Gemma 2 config.json."""
+    """The attention-relevant part of a config.json (Gemma 2, Gemma 3; `featgraph.families` parses it).
+
+    rope_theta: the RoPE base of full-attention layers (every layer in Gemma 2). rope: per layer type
+    (`full_attention`, `sliding_attention`) {theta, type, factor}, when some layer rotates otherwise than
+    `rope_theta` alone says; layer_types: each layer's type, when the types rotate differently (Gemma 3).
+    """
 
     d_model: int
     n_heads: int
@@ -29,54 +60,32 @@ class ModelConfig:
     rope_theta: float
     attn_logit_softcapping: float | None
     model_type: str
+    rope: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    layer_types: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, cfg: object, where: str) -> ModelConfig:
-        """Parse a Gemma 2 config.json (a dict); every bad field is a one-line BadInput naming it."""
-        if not isinstance(cfg, dict):
-            raise BadInput(f"{where}: config.json is not a JSON object; is this a transformers model directory?")
-        mt = cfg.get("model_type", "")
-        if mt != "gemma2":
-            raise BadInput(f"{where}: model_type is {mt!r}, featgraph reads Gemma 2 ('gemma2') models")
+        """Parse a config.json (a dict) of a supported family; every bad field is a one-line BadInput naming it."""
+        from featgraph.families import config_fields
 
-        def get(key: str, kind: type, default: object = None, positive: bool = True) -> Any:
-            raw = cfg.get(key, default)
-            if raw is None:
-                raise BadInput(f"{where}: config.json lacks {key!r}; is this a transformers model directory?")
-            try:
-                if isinstance(raw, bool) or (kind is int and isinstance(raw, float) and not raw.is_integer()):
-                    raise ValueError
-                value = kind(raw)
-            except (TypeError, ValueError):
-                raise BadInput(f"{where}: config.json field {key!r} = {raw!r} is not a number; fix config.json") from None
-            if positive and not value > 0:
-                raise BadInput(f"{where}: config.json field {key!r} = {raw!r} must be > 0; fix config.json")
-            return value
+        return cls(**config_fields(cfg, where))
 
-        n_heads = get("num_attention_heads", int)
-        d_model = get("hidden_size", int)
-        # Gemma 2 2B has 8×256 ≠ 2304: never derive head_dim from hidden_size when it is given.
-        d_head = get("head_dim", int, cfg.get("head_dim") or d_model // n_heads)
-        softcap = cfg.get("attn_logit_softcapping")
-        out = cls(
-            d_model=d_model,
-            n_heads=n_heads,
-            n_kv_heads=get("num_key_value_heads", int, n_heads),
-            d_head=d_head,
-            n_layers=get("num_hidden_layers", int),
-            query_pre_attn_scalar=get("query_pre_attn_scalar", float, d_head),
-            rms_norm_eps=get("rms_norm_eps", float, 1e-6, positive=False),
-            rope_theta=get("rope_theta", float, 10000.0),
-            attn_logit_softcapping=None if softcap is None else get("attn_logit_softcapping", float),
-            model_type=mt,
-        )
-        if out.n_heads % out.n_kv_heads:
-            raise BadInput(f"{where}: {out.n_heads} heads is not a multiple of {out.n_kv_heads} key/value heads")
-        return out
+    @property
+    def d_attn(self) -> int:
+        """Size of the concatenated per-head outputs before o_proj (what an attention-output SAE reads)."""
+        return self.n_heads * self.d_head
 
     def kv_head(self, head: int) -> int:
         """Key/value head used by query head `head` (transformers' repeat_kv)."""
         return head // (self.n_heads // self.n_kv_heads)
+
+    def layer_type(self, layer: int) -> str:
+        return self.layer_types[layer] if 0 <= layer < len(self.layer_types) else "full_attention"
+
+    def layer_rope(self, layer: int) -> Rope:
+        """The rotary embedding layer `layer` uses."""
+        r = self.rope.get(self.layer_type(layer))
+        return Rope(float(r["theta"]), str(r["type"]), float(r["factor"])) if r else Rope(self.rope_theta)
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,8 @@ class AttentionWeights:
     """One attention layer, HF `[out, in]` layout, float32.
 
     W_Q: [n_heads·d_head, d_model]; W_K, W_V: [n_kv_heads·d_head, d_model];
-    W_O: [d_model, n_heads·d_head]; ln_in, ln_post: [d_model] (the stored w; gain is 1 + w).
+    W_O: [d_model, n_heads·d_head]; ln_in, ln_post: [d_model] (the stored w; gain is 1 + w);
+    q_norm, k_norm: [d_head], the query/key RMSNorms' stored w (Gemma 3), None for a family without them.
     """
 
     config: ModelConfig
@@ -96,10 +106,12 @@ class AttentionWeights:
     ln_in: torch.Tensor
     ln_post: torch.Tensor
     source: dict = field(default_factory=dict)
+    q_norm: torch.Tensor | None = None
+    k_norm: torch.Tensor | None = None
 
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         c = self.config
-        return {
+        shapes = {
             "q_proj": (c.n_heads * c.d_head, c.d_model),
             "k_proj": (c.n_kv_heads * c.d_head, c.d_model),
             "v_proj": (c.n_kv_heads * c.d_head, c.d_model),
@@ -107,6 +119,14 @@ class AttentionWeights:
             "input_layernorm": (c.d_model,),
             "post_attention_layernorm": (c.d_model,),
         }
+        if self.q_norm is not None or self.k_norm is not None:
+            shapes |= {"q_norm": (c.d_head,), "k_norm": (c.d_head,)}
+        return shapes
+
+    @property
+    def rope(self) -> Rope:
+        """This layer's rotary embedding."""
+        return self.config.layer_rope(self.layer)
 
 
 @dataclass(frozen=True)

@@ -274,3 +274,208 @@ def test_default_model_without_network_is_one_line_within_seconds(tmp_path, env)
     # these seconds on an idle machine (the whole command: 2.6 s), more on a busy one
     assert seconds < 10, seconds
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- model families (Gemma 3) and Gemma Scope 2
+
+# google/gemma-3-4b-pt's config.json (as published; the vision tower's config left out): its text_config names few
+# fields and transformers' Gemma3TextConfig defaults fill the rest (docs/gemma3.md).
+GEMMA3_4B = {
+    "architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999, "eoi_token_index": 256000,
+    "eos_token_id": [1, 106], "image_token_index": 262144, "initializer_range": 0.02, "mm_tokens_per_image": 256,
+    "model_type": "gemma3",
+    "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text", "num_hidden_layers": 34,
+                    "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024},
+    "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+}
+# google/gemma-3-1b-pt's config.json (attention fields).
+GEMMA3_1B = {"architectures": ["Gemma3ForCausalLM"], "attn_logit_softcapping": None, "head_dim": 256, "hidden_size": 1152,
+             "model_type": "gemma3_text", "num_attention_heads": 4, "num_hidden_layers": 26, "num_key_value_heads": 1,
+             "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000, "rope_scaling": None,
+             "rope_theta": 1000000, "sliding_window": 512, "sliding_window_pattern": 6}
+
+
+def test_gemma3_configs_read_as_transformers_reads_them():
+    from transformers import Gemma3Config, Gemma3TextConfig
+
+    from featgraph.weights import ModelConfig, Rope
+
+    for raw, hf in ((GEMMA3_4B, Gemma3Config(**GEMMA3_4B).text_config), (GEMMA3_1B, Gemma3TextConfig(**GEMMA3_1B))):
+        c = ModelConfig.from_json(json.loads(json.dumps(raw)), "x")
+        assert (c.d_model, c.n_heads, c.n_kv_heads, c.d_head, c.n_layers) == (
+            hf.hidden_size, hf.num_attention_heads, hf.num_key_value_heads, hf.head_dim, hf.num_hidden_layers)
+        assert (c.query_pre_attn_scalar, c.rms_norm_eps, c.attn_logit_softcapping) == (
+            hf.query_pre_attn_scalar, hf.rms_norm_eps, hf.attn_logit_softcapping)
+        assert c.layer_types == tuple(hf.layer_types)
+        for layer, kind in enumerate(hf.layer_types):
+            p = hf.rope_parameters[kind]
+            assert c.layer_rope(layer) == Rope(p["rope_theta"], p["rope_type"], p.get("factor", 1.0))
+    c = ModelConfig.from_json(GEMMA3_4B, "x")
+    assert c.model_type == "gemma3" and c.d_attn == 2048 and c.layer_rope(5) == Rope(1e6, "linear", 8.0)
+    assert c.layer_rope(4) == Rope(10000.0) and c.layer_types.count("full_attention") == 5
+
+
+def test_unknown_family_is_one_line_naming_the_supported_ones():
+    from featgraph.weights import ModelConfig
+
+    with pytest.raises(BadInput, match=r"^x: model_type is 'llama'; featgraph reads 'gemma2', 'gemma3_text', 'gemma3' models"):
+        ModelConfig.from_json({"model_type": "llama", "hidden_size": 8}, "x")
+    with pytest.raises(BadInput, match="layer_types"):
+        ModelConfig.from_json(GEMMA3_1B | {"layer_types": ["sliding_attention"]}, "x")
+
+
+def test_multimodal_checkpoint_with_the_real_tensor_names(tmp_path):
+    """A text checkpoint's tensors renamed as google/gemma-3-4b-pt's index names them, its config nested under text_config."""
+    from safetensors.torch import load_file, save_file
+
+    from helpers import make_tiny_gemma3
+
+    make_tiny_gemma3(tmp_path / "t", seed=2)
+    merged = {}
+    idx = json.loads((tmp_path / "t" / "model.safetensors.index.json").read_text())
+    for shard in set(idx["weight_map"].values()):
+        merged |= load_file(tmp_path / "t" / shard)
+    mm = tmp_path / "mm"
+    mm.mkdir()
+    save_file({"language_model." + k: v for k, v in merged.items()}, mm / "model.safetensors")
+    text_cfg = json.loads((tmp_path / "t" / "config.json").read_text())
+    (mm / "config.json").write_text(json.dumps({"model_type": "gemma3", "text_config": text_cfg}))
+    a, b = model_io.load_attention(str(tmp_path / "t"), 2), model_io.load_attention(str(mm), 2)
+    for name in ("W_Q", "W_O", "ln_in", "q_norm", "k_norm"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name))
+    torch.testing.assert_close(b.k_norm, merged["model.layers.2.self_attn.k_norm.weight"])
+    assert b.config.model_type == "gemma3" and b.rope == a.rope
+    del merged["model.layers.2.self_attn.q_norm.weight"]
+    save_file({"language_model." + k: v for k, v in merged.items()}, mm / "model.safetensors")
+    with pytest.raises(BadInput, match=r"no language_model\.model\.layers\.2\.self_attn\.q_norm\.weight; is this a Gemma 3"):
+        model_io.load_attention(str(mm), 2)
+
+
+@pytest.mark.parametrize(("ref", "want"), [
+    ("google/gemma-3-1b-pt", "gemma-3-1b"), ("google/gemma-3-1b-it", "gemma-3-1b-it"), ("google/gemma-3-270m", "gemma-3-270m"),
+    ("google/gemma-3-27b-pt@main", "gemma-3-27b"), ("google/gemma-2-2b", "gemma-2-2b"),
+])
+def test_neuronpedia_model_ids_of_gemma3(ref, want):
+    assert model_io.infer_model_id(ref)[0] == want
+
+
+def _gs2_config(layer: int, hook: str, model: str = "google/gemma-3-1b-pt") -> dict:
+    return {"width": 16384, "model_name": model, "architecture": "jump_relu", "l0": 60, "affine_connection": False,
+            "hf_hook_point_in": hook, "hf_hook_point_out": hook, "type": "sae"}
+
+
+def test_gemma_scope_2_files_and_names(tmp_path):
+    from safetensors.numpy import load_file
+
+    from helpers import write_gs2_sae
+
+    res = write_gs2_sae(tmp_path / "gemma-scope-2-1b-pt" / "resid_post" / "layer_13_width_16k_l0_medium", 48, 20, 0,
+                        _gs2_config(13, "model.layers.13.output"))
+    s = sae_io.load(str(res.parent), expect_d_in=48)
+    raw = load_file(str(res))
+    for ours, theirs in (("W_enc", "w_enc"), ("W_dec", "w_dec"), ("b_dec", "b_dec"), ("threshold", "threshold")):
+        np.testing.assert_array_equal(getattr(s, ours).numpy(), raw[theirs])
+    assert (s.d_in, s.d_sae, s.source["format"], s.source["site"], s.source["layer"]) == (48, 20, "safetensors", "res", 13)
+    assert s.neuronpedia_id == "13-gemmascope-2-res-16k" and s.source["config"]["model_name"] == "google/gemma-3-1b-pt"
+    # resid_post_all (small/big) and attn_out are not on Neuronpedia: a featgraph name and a note saying so
+    small = write_gs2_sae(tmp_path / "g" / "resid_post_all" / "layer_12_width_16k_l0_small", 48, 20, 1,
+                          _gs2_config(12, "model.layers.12.output"))
+    s = sae_io.load(str(small), expect_d_in=48)
+    assert s.neuronpedia_id is None and s.source["fallback_id"] == "12-gemmascope-2-resid_post_all-16k-l0_small"
+    assert "layers 7, 13, 17, 22 at l0_medium" in s.source["id_note"] and "gemma-3-1b" in s.source["id_note"]
+    att = write_gs2_sae(tmp_path / "gemma-scope-2-4b-it" / "attn_out" / "layer_17_width_16k_l0_medium", 64, 20, 2, None)
+    s = sae_io.load(str(att), expect_d_in=(48, 64), d_attn=64)
+    assert s.neuronpedia_id is None and s.source["site"] == "att" and s.source["fallback_id"].startswith("17-gemmascope-2-attn_out-")
+    assert "config" not in s.source  # config.json is optional (SAELens does without it)
+    with pytest.raises(BadInput, match="reads vectors of size 64 but the model's d_model is 48 and its n_heads·d_head 32"):
+        sae_io.load(str(att), expect_d_in=(48, 32))
+    # the hook point in config.json names what an SAE outside Gemma Scope 2's layout reads
+    plain = write_gs2_sae(tmp_path / "plain", 64, 8, 3, _gs2_config(5, "model.layers.5.self_attn.o_proj.input"))
+    s = sae_io.load(str(plain))
+    assert (s.source["site"], s.source["layer"], s.neuronpedia_id) == ("att", 5, None)
+
+
+def test_gemma_scope_2_file_errors(tmp_path):
+    from safetensors.numpy import save_file
+
+    from helpers import write_gs2_sae
+
+    p = write_gs2_sae(tmp_path / "a", 48, 20, 0, {"architecture": "topk"})
+    with pytest.raises(BadInput, match="architecture 'topk'.*jump_relu"):
+        sae_io.load(str(p))
+    p = write_gs2_sae(tmp_path / "b", 48, 20, 0)
+    (p.parent / "config.json").write_text("{nope")
+    with pytest.raises(BadInput, match="config.json is not valid JSON"):
+        sae_io.load(str(p))
+    save_file({"w_enc": np.zeros((4, 3), np.float32), "w_dec": np.zeros((3, 4), np.float32)}, str(tmp_path / "c.safetensors"))
+    with pytest.raises(BadInput, match="lacks b_enc, b_dec, threshold .*w_enc, w_dec, b_enc"):
+        sae_io.load(str(tmp_path / "c.safetensors"))
+    (tmp_path / "d.safetensors").write_bytes(b"\x10\x00\x00\x00garbage")
+    with pytest.raises(BadInput, match="not a readable .safetensors"):
+        sae_io.load(str(tmp_path / "d.safetensors"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="has no params.npz or params.safetensors"):
+        sae_io.resolve(str(tmp_path / "empty"))
+
+
+def test_gemma_scope_2_references_resolve():
+    """SAELens' releases (pretrained_saes.yaml, conversion_func gemma_3): repo google/gemma-scope-2-{size}-{pt|it}."""
+    r = sae_io.resolve("gemma-scope-2-1b-pt-res-all/layer_12_width_16k_l0_small")
+    assert (r.repo.repo_id, r.filename) == ("google/gemma-scope-2-1b-pt", "resid_post_all/layer_12_width_16k_l0_small/params.safetensors")
+    r = sae_io.resolve("gemma-scope-2-4b-it-att/layer_17_width_262k_l0_medium")
+    assert (r.repo.repo_id, r.filename) == ("google/gemma-scope-2-4b-it", "attn_out/layer_17_width_262k_l0_medium/params.safetensors")
+    r = sae_io.resolve("gemma-scope-2-270m-pt-transcoders/transcoder/layer_9_width_16k_l0_small_affine")
+    assert r.filename == "transcoder/layer_9_width_16k_l0_small_affine/params.safetensors"
+    r = sae_io.resolve("google/gemma-scope-2-12b-pt@v1/mlp_out_all/layer_3_width_16k_l0_big")
+    assert (r.repo.revision, r.filename) == ("v1", "mlp_out_all/layer_3_width_16k_l0_big/params.safetensors")
+    with pytest.raises(BadInput, match="layer_\\{L\\}_width_\\{W\\}_l0_"):
+        sae_io.resolve("gemma-scope-2-1b-pt-res-all/layer_12/width_16k/canonical")
+    name = sae_io.gemma_scope_2_name("models--google--gemma-scope-2-27b-it/snapshots/abc/resid_post/layer_40_width_1m_l0_medium/params.safetensors")
+    assert name is not None and name.neuronpedia_id == "40-gemmascope-2-res-1m"
+    name = sae_io.gemma_scope_2_name("google/gemma-scope-2-1b-it/resid_post/layer_13_width_1m_l0_medium/params.safetensors")
+    assert name is not None and name.neuronpedia_id is None and "gemma-3-1b-it" in str(name.note)  # it: no 1m on Neuronpedia
+
+
+def test_gemma_scope_2_from_the_hub_with_its_config(tmp_path, monkeypatch):
+    from helpers import write_gs2_sae
+
+    folder = "resid_post/layer_7_width_16k_l0_medium"
+    snap = tmp_path / "snap"
+    write_gs2_sae(snap / folder, 48, 10, 0, _gs2_config(7, "model.layers.7.output"))
+    asked = []
+
+    def fake_download(repo_id, filename, revision=None, **kw):
+        assert repo_id == "google/gemma-scope-2-1b-pt"
+        asked.append(filename)
+        return str(snap / filename)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(hub, "_check_reachable", lambda ref, filename: None, raising=False)
+    s = sae_io.load("gemma-scope-2-1b-pt-res/layer_7_width_16k_l0_medium", ("W_dec",), expect_d_in=48)
+    assert asked == [f"{folder}/params.safetensors", f"{folder}/config.json"]
+    assert s.neuronpedia_id == "7-gemmascope-2-res-16k" and s.source["release"] == "gemma-scope-2-1b-pt-res"
+    assert s.source["config"]["hf_hook_point_in"] == "model.layers.7.output"
+    (snap / folder / "config.json").unlink()  # the Hub answers 404 for a missing config.json: the SAE loads without it
+
+    def missing_config(repo_id, filename, revision=None, **kw):
+        if filename.endswith("config.json"):
+            from huggingface_hub import errors as hfe
+
+            raise hfe.RemoteEntryNotFoundError("404", response=_Response404())
+        return str(snap / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", missing_config)
+    s = sae_io.load("google/gemma-scope-2-1b-pt/resid_post/layer_7_width_16k_l0_medium", ("W_dec",), expect_d_in=48)
+    assert "config" not in s.source and s.neuronpedia_id == "7-gemmascope-2-res-16k"
+
+
+class _Response404:
+    status_code = 404
+    headers: dict = {}
+    url = "https://huggingface.co/x"
+    request = None
+
+    def json(self):
+        return {}

@@ -3,7 +3,8 @@
 Positional profile (the post's "decoder bias vs rotary embedding" plot, with the
 correct half-split RoPE): per head, s_h(Δ) = (R(Δ) q)·k for the query of one
 vector and the key of another (by default both the input SAE's b_dec), in the
-raw units of QK edge weights.
+raw units of QK edge weights. R is the layer's own rotation: Gemma 3's local
+(sliding-window) and global layers have different bases.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def distances(max_distance: int = 8192, n: int = 64) -> np.ndarray:
 
 
 def profile(attn: AttentionWeights, query_vec: torch.Tensor, key_vec: torch.Tensor, dist: np.ndarray) -> np.ndarray:
-    """[n_heads, len(dist)]: (R(Δ) q_h)·k_h for residual directions query_vec, key_vec [d_model]."""
+    """[n_heads, len(dist)]: (R(Δ) q_h)·k_h for residual directions query_vec, key_vec [d_model], R the layer's rotation."""
     c = attn.config
     out = np.zeros((c.n_heads, len(dist)))
     for h in range(c.n_heads):
@@ -30,6 +31,6 @@ def profile(attn: AttentionWeights, query_vec: torch.Tensor, key_vec: torch.Tens
         f_q = circuit_factors(attn, query_vec[None, :].float(), None, h, "QK")
         q = f_q.dst.double()[0]
         k = f_k.src.double()[0]
-        qs = torch.stack([rope_rotate(q, float(x), c.rope_theta) for x in dist])
+        qs = torch.stack([rope_rotate(q, float(x), attn.rope) for x in dist])
         out[h] = (qs @ k).numpy()
     return out

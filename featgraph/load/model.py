@@ -1,9 +1,12 @@
-"""Read one Gemma 2 attention layer's six tensors, and nothing else.
+"""Read one attention layer's tensors (Gemma 2, Gemma 3), and nothing else.
 
 A model REF is a local directory (config.json + safetensors, sharded with
 `model.safetensors.index.json` or a single `model.safetensors`) or a Hub repo id
 `owner/name[@revision]`; from the Hub only the config, the index and the
-shard(s) holding the layer are downloaded.
+shard(s) holding the layer are downloaded. config.json's `model_type` picks the
+family (`featgraph.families`): the tensor names, their prefix (the multimodal
+Gemma 3 checkpoints keep the language model under `language_model.model.`) and
+whether the layer has query/key norms.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
+from featgraph import families
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
 from featgraph.weights import AttentionWeights, ModelConfig
@@ -41,21 +45,33 @@ def infer_model_id(ref: str) -> tuple[str | None, str]:
             repo = hub.HubRef.parse(ref).repo_id
         except BadInput:
             return None, "invented"
-        return repo.split("/")[1], f"Hub repo id {repo}"
+        return _neuronpedia_name(repo.split("/")[1], f"Hub repo id {repo}")
     for parts in (path.absolute().parts, path.resolve().parts):
         for part in reversed(parts):
             if part.startswith("models--") and "--" in part[len("models--"):]:
-                return part[len("models--"):].split("--", 1)[1], f"HF cache folder name {part}"
+                return _neuronpedia_name(part[len("models--"):].split("--", 1)[1], f"HF cache folder name {part}")
     try:
         named = json.loads((path / "config.json").read_text()).get("_name_or_path")
     except (OSError, ValueError, AttributeError):
         named = None  # the loader reports a bad config.json; here it just names nothing
     if isinstance(named, str) and _HUB_ID_RE.match(named):
-        return named.split("/")[1], f"config.json _name_or_path {named}"
+        return _neuronpedia_name(named.split("/")[1], f"config.json _name_or_path {named}")
     name = path.absolute().name
     if name and not _COMMIT_RE.match(name):
-        return name, "directory name"
+        return _neuronpedia_name(name, "directory name")
     return None, "invented"
+
+
+# Neuronpedia names the pretrained Gemma 3 models without the Hub's "-pt" (SAELens pretrained_saes.yaml:
+# google/gemma-3-1b-pt's sources are gemma-3-1b/…; google/gemma-3-270m has no suffix on the Hub either).
+_GEMMA3_PT_RE = re.compile(r"^(gemma-3-\w+?)-pt$")
+
+
+def _neuronpedia_name(name: str, how: str) -> tuple[str, str]:
+    m = _GEMMA3_PT_RE.match(name)
+    if m:
+        return m[1], f"{how}; Neuronpedia names Gemma 3 pt models without -pt"
+    return name, how
 
 
 def model_short_id(ref: str) -> str:
@@ -63,16 +79,9 @@ def model_short_id(ref: str) -> str:
     return infer_model_id(ref)[0] or Path(ref.split("@")[0].rstrip("/")).name
 
 
-def tensor_names(layer: int) -> dict[str, str]:
-    p = f"model.layers.{layer}"
-    return {
-        "q_proj": f"{p}.self_attn.q_proj.weight",
-        "k_proj": f"{p}.self_attn.k_proj.weight",
-        "v_proj": f"{p}.self_attn.v_proj.weight",
-        "o_proj": f"{p}.self_attn.o_proj.weight",
-        "input_layernorm": f"{p}.input_layernorm.weight",
-        "post_attention_layernorm": f"{p}.post_attention_layernorm.weight",
-    }
+def tensor_names(layer: int, family: families.Family = families.GEMMA2, prefix: str | None = None) -> dict[str, str]:
+    """Layer `layer`'s attention tensors as a checkpoint of `family` names them (Gemma 2's six by default)."""
+    return family.tensor_names(layer, prefix)
 
 
 class _Files:
@@ -124,20 +133,26 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
 
     files = _Files(ref)
     cfg = ModelConfig.from_json(_read_json(files.get("config.json")), ref)
+    fam = families.of(cfg.model_type, ref)
     if not 0 <= layer < cfg.n_layers:
         raise BadInput(f"layer {layer} is out of range: {ref} has layers 0..{cfg.n_layers - 1}")
-    names = tensor_names(layer)
     if files.has(INDEX_FILE):
         weight_map = _read_json(files.get(INDEX_FILE)).get("weight_map", {})
-        missing = [n for n in names.values() if n not in weight_map]
-        if missing:
-            raise BadInput(f"{ref}: {INDEX_FILE} has no {missing[0]}; is this a Gemma 2 checkpoint?")
+        if not isinstance(weight_map, dict):
+            raise BadInput(f"{ref}: {INDEX_FILE} has no weight_map object; the index is corrupt")
+        names = _names_in(fam, layer, weight_map, ref, INDEX_FILE)
         shard_of = {k: weight_map[n] for k, n in names.items()}
         for key, shard in shard_of.items():
             if not isinstance(shard, str) or not _plain_relative(shard):
                 raise BadInput(f"{ref}: {INDEX_FILE} maps {names[key]} to {shard!r}, which is not a file inside the model "
                                "directory; the index is corrupt or was tampered with")
     elif files.has(SINGLE_FILE):
+        try:
+            with safe_open(str(files.get(SINGLE_FILE)), framework="pt") as f:
+                present = set(f.keys())
+        except Exception as e:
+            raise BadInput(f"cannot read {files.get(SINGLE_FILE)}: {e.__class__.__name__}; the file may be corrupt") from None
+        names = _names_in(fam, layer, present, ref, SINGLE_FILE)
         shard_of = {k: SINGLE_FILE for k in names}
     else:
         raise BadInput(f"{ref}: no {INDEX_FILE} or {SINGLE_FILE}: featgraph reads safetensors checkpoints")
@@ -167,6 +182,8 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
         W_O=tensors["o_proj"],
         ln_in=tensors["input_layernorm"],
         ln_post=tensors["post_attention_layernorm"],
+        q_norm=tensors.get("q_norm"),
+        k_norm=tensors.get("k_norm"),
         source={"ref": ref, "revision": files.revision, "local": files.local is not None},
     )
     for key, shape in weights.tensor_shapes().items():
@@ -174,6 +191,18 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
         if got != shape:
             raise BadInput(f"{names[key]} has shape {list(got)}, config.json implies {list(shape)}")
     return weights
+
+
+def _names_in(fam: families.Family, layer: int, present, ref: str, where: str) -> dict[str, str]:
+    """The layer's tensor names under the first of the family's prefixes that holds its q_proj."""
+    for prefix in fam.all_prefixes():
+        names = fam.tensor_names(layer, prefix)
+        if names["q_proj"] in present:
+            missing = [n for n in names.values() if n not in present]
+            if missing:
+                raise BadInput(f"{ref}: {where} has no {missing[0]}; is this a {fam.name} checkpoint?")
+            return names
+    raise BadInput(f"{ref}: {where} has no {fam.tensor_names(layer)['q_proj']}; is this a {fam.name} checkpoint?")
 
 
 def _plain_relative(name: str) -> bool:

@@ -1,7 +1,8 @@
 """Weights a user already holds in memory, turned into featgraph's containers without files.
 
-- a transformers Gemma 2 module (`Gemma2ForCausalLM`, `Gemma2Model` or one
-  `Gemma2DecoderLayer` with its config) or a state dict with transformers' names;
+- a transformers Gemma 2 or Gemma 3 module (`Gemma2ForCausalLM`, `Gemma3ForCausalLM`,
+  `Gemma3ForConditionalGeneration`, their base models, or one decoder layer with its config)
+  or a state dict with transformers' names;
 - SAE weights as tensors or arrays: a mapping with `W_dec` / `W_enc` (Gemma Scope
   orientation: W_dec [d_sae, d_in], W_enc [d_in, d_sae]), or any object with those
   attributes (a SAELens `SAE`, whose tensors have the same orientation).
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from featgraph import families
 from featgraph.errors import BadInput
-from featgraph.load.model import tensor_names
+from featgraph.load.sae import check_d_in, site_of_hook
 from featgraph.weights import SAE, AttentionWeights, ModelConfig
 
 SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
@@ -43,36 +45,40 @@ def _config_dict(config: Any) -> dict:
 
 
 def attention_from_state_dict(state: Mapping[str, Any], layer: int, config: Any, where: str = "state dict") -> AttentionWeights:
-    """Layer `layer`'s attention from tensors named as in transformers' Gemma 2 checkpoints."""
+    """Layer `layer`'s attention from tensors named as in transformers' checkpoints or modules of the config's family.
+
+    The names may carry any of the family's prefixes (`model.`, Gemma 3 multimodal's `language_model.model.` or
+    `model.language_model.`), none (`layers.L.…`), or be one decoder layer's (`self_attn.q_proj.weight`).
+    """
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_json(_config_dict(config), where)
+    fam = families.of(cfg.model_type, where)
     if not 0 <= layer < cfg.n_layers:
         raise BadInput(f"layer {layer} is out of range: {where} has layers 0..{cfg.n_layers - 1}")
-    names = tensor_names(layer)
+    names = fam.tensor_names(layer)
     tensors = {}
-    for key, name in names.items():
-        found = [k for k in (name, name.removeprefix("model."), name.split(f"layers.{layer}.", 1)[1]) if k in state]
+    for key, rel in fam.relative_names().items():
+        candidates = [f"{p}layers.{layer}.{rel}" for p in fam.all_prefixes()] + [rel]
+        found = [k for k in candidates if k in state]
         if not found:
-            raise BadInput(f"{where} has no {name}: pass a Gemma 2 model, its state dict, or one decoder layer's")
-        tensors[key] = _tensor(state[found[0]], name)
+            raise BadInput(f"{where} has no {names[key]}: pass a {fam.name} model, its state dict, or one decoder layer's")
+        tensors[key] = _tensor(state[found[0]], names[key])
     return _checked(cfg, layer, tensors, {"ref": None, "in_memory": where, "revision": None}, names)
 
 
 def attention_from_module(module: torch.nn.Module, layer: int, config: Any = None) -> AttentionWeights:
-    """From a transformers Gemma 2 model or decoder layer (its `.config` is used when there is one)."""
+    """From a transformers Gemma 2 / Gemma 3 model or decoder layer (its `.config` is used when there is one)."""
     config = config if config is not None else getattr(module, "config", None)
     if config is None:
         raise BadInput("this module has no .config: pass config= (the model's transformers config or config.json dict)")
     name = getattr(config, "_name_or_path", "") or type(module).__name__
-    state = module.state_dict()
-    if any(k.startswith("self_attn.") for k in state):  # one decoder layer: its keys lack the layer prefix
-        state = {f"model.layers.{layer}.{k}": v for k, v in state.items()}
-    return attention_from_state_dict(state, layer, config, where=name)
+    return attention_from_state_dict(module.state_dict(), layer, config, where=name)
 
 
 def _checked(cfg: ModelConfig, layer: int, tensors: dict, source: dict, names: dict) -> AttentionWeights:
     w = AttentionWeights(config=cfg, layer=layer, W_Q=tensors["q_proj"], W_K=tensors["k_proj"], W_V=tensors["v_proj"],
                          W_O=tensors["o_proj"], ln_in=tensors["input_layernorm"],
-                         ln_post=tensors["post_attention_layernorm"], source=source)
+                         ln_post=tensors["post_attention_layernorm"], q_norm=tensors.get("q_norm"),
+                         k_norm=tensors.get("k_norm"), source=source)
     for key, shape in w.tensor_shapes().items():
         got = tuple(tensors[key].shape)
         if got != shape:
@@ -80,7 +86,7 @@ def _checked(cfg: ModelConfig, layer: int, tensors: dict, source: dict, names: d
     return w
 
 
-def sae_from_object(obj: Any, parts: tuple[str, ...], role: str, expect_d_in: int | None = None) -> SAE:
+def sae_from_object(obj: Any, parts: tuple[str, ...], role: str, expect_d_in: int | tuple[int, ...] | None = None) -> SAE:
     """An SAE from a mapping of arrays or an object with W_dec/W_enc attributes (a SAELens SAE)."""
     get = obj.get if isinstance(obj, Mapping) else (lambda k: getattr(obj, k, None))
     arrays = {}
@@ -98,12 +104,13 @@ def sae_from_object(obj: Any, parts: tuple[str, ...], role: str, expect_d_in: in
         raise BadInput(f"{role} W_enc has shape {list(arrays['W_enc'].shape)}, expected [{d_in}, {d_sae}]")
     if "b_dec" in arrays and tuple(arrays["b_dec"].shape) != (d_in,):
         raise BadInput(f"{role} b_dec has shape {list(arrays['b_dec'].shape)}, expected [{d_in}]")
-    if expect_d_in is not None and d_in != expect_d_in:
-        raise BadInput(f"{role} reads vectors of size {d_in} but the model's d_model is {expect_d_in}: pick an SAE of this model")
+    check_d_in(role, "", d_in, expect_d_in)
     cfg = getattr(obj, "cfg", None)
     meta = getattr(cfg, "metadata", None) or cfg
     np_id = getattr(meta, "neuronpedia_id", None)  # SAELens: "gemma-2-2b/12-gemmascope-res-16k"
     source_id = np_id.split("/", 1)[1] if isinstance(np_id, str) and "/" in np_id else None
+    hook = getattr(meta, "hook_name", None) or getattr(cfg, "hook_name", None)  # SAELens: blocks.13.attn.hook_z
     source = {"ref": None, "in_memory": type(obj).__name__, "revision": None, "sha256": None, "neuronpedia_id": source_id,
-              "id_source": "SAELens cfg.neuronpedia_id" if source_id else None, "d_in": d_in, "d_sae": d_sae}
+              "id_source": "SAELens cfg.neuronpedia_id" if source_id else None, "d_in": d_in, "d_sae": d_sae,
+              "site": site_of_hook(hook) if isinstance(hook, str) else None}
     return SAE(d_in=d_in, d_sae=d_sae, source=source, **arrays)
