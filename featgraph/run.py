@@ -289,6 +289,14 @@ class Run:
             used = [str(Path(s).resolve()) for s in sources]
         elif label_table is None:
             pairs = sorted({(parse_feature_id(f)[0], s) for f, s in zip(self.features["id"], self.features["sae"])})
+            # An SAE featgraph named after its files (a Gemma Scope 2 SAE Neuronpedia does not host) has nothing to
+            # download; asking would fail the other SAE's labels too.
+            unhosted = {str(x["fallback_id"]) for x in (self.manifest.sae_in, self.manifest.sae_out)
+                        if x and x.get("fallback_id") and x.get("fallback_id") == x.get("neuronpedia_id")}
+            if pairs and all(s in unhosted for _, s in pairs):
+                raise FeatgraphError(f"Neuronpedia hosts none of this run's SAEs ({', '.join(sorted(unhosted))} are named by "
+                                     "featgraph, docs/ids.md): attach labels from files with sources= (--source)")
+            pairs = [(m, s) for m, s in pairs if s not in unhosted]
             advance = (progress or no_progress)("Neuronpedia labels", None)
             dirs = [neuronpedia.download(m, s, progress=lambda done, total: advance(1)) for m, s in pairs]
             label_table = neuronpedia.read_labels(dirs)

@@ -214,3 +214,39 @@ def test_validate_refuses_what_its_decomposition_does_not_cover(tmp_path, g3, ti
                           out=tmp_path / "g2att", labels=False)
     with pytest.raises(BadInput, match="attention-output SAE"):
         run2.validate(token_ids=[[1, 2, 3]], device="cpu")
+
+
+def test_labels_attach_to_the_hosted_sae_and_skip_the_unhosted_one(tmp_path, g3, monkeypatch):
+    """A run pairing a Gemma Scope 2 SAE Neuronpedia hosts with one it does not: the first gets its labels from
+    the (local) export, the second is not asked for and keeps none."""
+    import http.server
+    import threading
+
+    from test_labels import _S3, _write_jsonl_gz
+
+    model_dir, _, saes = g3
+    out_sae = _gs2(tmp_path, "resid_post", 13, D_MODEL, 12, 7, "model.layers.13.output").parent
+    out_sae = out_sae.rename(tmp_path / GS2 / "resid_post" / "layer_13_width_16k_l0_medium") / "params.safetensors"
+    rows = [{"modelId": "gemma-3-1b", "layer": "13-gemmascope-2-res-16k", "index": str(i), "description": f"feature {i}",
+             "explanationModelName": "m"} for i in (0, 5)]
+    _write_jsonl_gz(tmp_path / "b.jsonl.gz", rows)
+    _S3.objects = {"v1/gemma-3-1b/13-gemmascope-2-res-16k/explanations/batch-0.jsonl.gz": (tmp_path / "b.jsonl.gz").read_bytes()}
+    _S3.requests = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _S3)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FEATGRAPH_NEURONPEDIA_S3", f"http://127.0.0.1:{srv.server_address[1]}")
+    monkeypatch.setenv("FEATGRAPH_CACHE", str(tmp_path / "cache"))
+    try:
+        with pytest.warns(fg.FeatgraphWarning, match="Neuronpedia has no source"):
+            run = fg.extract(model=model_dir, layer=1, sae_in=saes[("res", 0)], sae_out=out_sae, model_id="gemma-3-1b",
+                             top_k=10**6, device="cpu", out=tmp_path / "run")
+    finally:
+        srv.shutdown()
+    assert run.manifest.sae_out["neuronpedia_id"] == "13-gemmascope-2-res-16k"
+    f = run.features.set_index("id")["description"]
+    assert str(f["gemma-3-1b/13-gemmascope-2-res-16k/5"]) == "feature 5"
+    assert f[f.index.str.contains("resid_post_all")].isna().all()
+    assert not any("resid_post_all" in r for r in _S3.requests)
+    with pytest.raises(fg.FeatgraphError, match="Neuronpedia hosts none of this run's SAEs"):
+        run_in, _ = _extract(tmp_path, model_dir, 1, saes[("res", 0)], saes[("res", 1)], "unhosted")
+        run_in.label()
