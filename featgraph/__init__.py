@@ -2,6 +2,7 @@
 
     import featgraph as fg
     run = fg.extract(model="google/gemma-2-2b", layer=13, heads=[0, 7], out="exports/layer13")
+    atlas = fg.atlas(layers=range(1, 26), out="exports/atlas")   # every layer, one graph
     run = fg.open_run("exports/layer13")
     run.table(head=0, circuit="qk", distinct=True, positive=True, top=20)
     run.query("top_edges", head=7)
@@ -18,6 +19,7 @@ _API = {
     "to_networkx": "featgraph.run",
     "positional": "featgraph.run",
     "extract": "featgraph.compute",
+    "atlas": "featgraph.multilayer",
     "Manifest": "featgraph.manifest",
     "query_library": "featgraph.graph.library",
     "BadInput": "featgraph.errors",

@@ -232,8 +232,8 @@ def atlas(
     force: bool = typer.Option(False, "--force", help="Start the atlas in --out over (recompute every layer)."),
 ):
     """Every head of every chosen layer, QK and OV, in one graph (features shared across layers); resumes when interrupted."""
-    from featgraph.atlas import atlas as do_atlas
-    from featgraph.atlas import parse_layers
+    from featgraph.multilayer import atlas as do_atlas
+    from featgraph.multilayer import parse_layers
 
     default_k = top_k is None and min_abs is None and per_source_k is None
     wanted = parse_layers(layers)
@@ -241,7 +241,7 @@ def atlas(
         run = do_atlas(model=model, layers=wanted, out=out, heads=_ints(heads, "--heads"), circuits=_circuits(circuits),
                        top_k=1000 if default_k else top_k, min_abs=min_abs, per_source_k=per_source_k, precision=precision,
                        attn_scale=attn_scale, rope_offset=rope_offset, device=device, block_mb=block_mb, model_id=model_id,
-                       sae=sae_template, sae_id=sae_id_template, labels=labels, label_sources=label_source, force=force,
+                       sae_template=sae_template, sae_id_template=sae_id_template, labels=labels, label_sources=label_source, force=force,
                        progress=progress)
     typer.echo(f"wrote {run.path}: layers {', '.join(map(str, run.layers))}, {len(run.edge_table):,} edges, "
                f"{len(run.features):,} features")

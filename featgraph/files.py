@@ -122,7 +122,7 @@ def check_output_file(out: Path, suffixes: tuple[str, ...], force: bool = False)
 def protect_run_files(out: Path) -> None:
     """Refuse to write over a run's own files (edges, features, manifest, …)."""
     out = Path(out)
-    if out.name in RUN_FILES and marker_kind(out.parent) == "run":
+    if out.name in RUN_FILES and marker_kind(out.parent) in ("run", "atlas"):
         raise BadInput(f"{out} belongs to the run in {out.parent}: choose another output path")
 
 

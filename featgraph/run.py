@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
 from featgraph import rundir
-from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
+from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning, MissingValue
 from featgraph.files import check_output_file, staged_dir, staged_file
 from featgraph.manifest import Manifest
 from featgraph.progress import ProgressFactory, no_progress
@@ -87,6 +87,40 @@ class Run:
     def layers(self) -> list[int]:
         return sorted(int(x) for x in self.edge_table["layer"].unique())
 
+    @property
+    def is_atlas(self) -> bool:
+        """True for an atlas (`featgraph atlas`): one graph over many layers, each layer's run in layers/L{layer}."""
+        return self.manifest.command == "atlas"
+
+    def _layer(self, layer: int | None, needed: bool = True) -> int | None:
+        """The one layer a call is about: `layer` checked against the run's, else the run's only layer; on a
+        multi-layer run a call that `needed` one and got none is an error naming the layers present (None if not needed)."""
+        present = self.layers
+        if layer is not None:
+            if int(layer) not in present:
+                raise BadValue("layer", layer, f"has no edges in this run: layers present are {_ranges(present)}",
+                               value_first=True)
+            return int(layer)
+        if len(present) == 1:
+            return present[0]
+        if needed:
+            raise MissingValue("layer", f"this run holds layers {_ranges(present)}: pick one")
+        return None
+
+    def layer_run(self, layer: int | None = None) -> Run:
+        """The run of one layer, with the manifest that records its model, SAEs and conventions: an atlas' part
+        (layers/L{layer}), or this run itself when it holds that one layer (then `layer` may be left out)."""
+        layer = cast(int, self._layer(layer))  # a needed layer is never None
+        if not self.is_atlas:
+            if len(self.layers) > 1:
+                raise BadInput(f"this run holds layers {_ranges(self.layers)} but no run per layer (only an atlas has them)")
+            return self
+        part = ((self.manifest.extra.get("atlas") or {}).get("parts") or {}).get(str(layer))
+        if self.path is None or not part:
+            raise FeatgraphError(f"the atlas' manifest does not name the run of layer {layer}: continue the atlas with "
+                                 "`featgraph atlas` to rebuild it")
+        return Run.open(self.path / part["path"], verify=False)
+
     @cached_property
     def edges(self) -> pd.DataFrame:
         """The edge table with `src_description` and `dst_description` beside the ids."""
@@ -104,39 +138,59 @@ class Run:
     # ---------------------------------------------------------------- tables and analyses
 
     def table(self, head: int, circuit: str, distinct: bool = False, positive: bool = False,
-              top: int | None = 30) -> pd.DataFrame:
-        """The post's table of one head and circuit: rank, weight and the two ends as `index: label`."""
+              top: int | None = 30, layer: int | None = None) -> pd.DataFrame:
+        """The post's table of one head and circuit: rank, weight and the two ends as `index: label`.
+
+        `layer` may be left out when the run holds one layer."""
         from featgraph.analyse.tables import head_table
 
-        return head_table(self.edge_table, self.features, head, _required_circuit(circuit), distinct, positive, top)
+        circ = _required_circuit(circuit)
+        return head_table(self.edge_table, self.features, head, circ, distinct, positive, top, layer=self._layer(layer))
 
     def tetrads(self, head: int | None = None, circuit: str | None = None, min_strength: float = 0.0,
-                explain: bool = True, out: str | Path | None = None, force: bool = False) -> pd.DataFrame:
-        """Mutual-exclusion tetrads, strongest first, with labels and (explain, extracted runs) cosines.
+                explain: bool = True, out: str | Path | None = None, force: bool = False,
+                layer: int | None = None) -> pd.DataFrame:
+        """Mutual-exclusion tetrads per (layer, head, circuit), strongest first, with labels and (explain,
+        extracted runs and atlases) cosines.
 
         Writes nothing unless asked: `out` a .parquet or .csv file. Called without filters on a
         run directory, the whole set is also kept in the run as tetrads.parquet (what `report` shows).
+        On a multi-layer run, `head` needs `layer`.
         """
         from featgraph.analyse import tetrads as tt
         from featgraph.analyse.filters import head_circuit
 
         if out is not None:
             out = check_output_file(Path(out), (".parquet", ".csv"), force)
-        t = tt.find_tetrads(head_circuit(self.edge_table, head, circuit_param(circuit)), min_strength)
-        if explain and len(t) and self.manifest.has_weights:
-            from featgraph import reload
-
+        one = self._layer(layer, needed=head is not None)
+        t = tt.find_tetrads(head_circuit(self.edge_table, head, circuit_param(circuit), layer=one), min_strength)
+        if explain and len(t) and self._has_weights:
             try:
-                pairs = set(zip(t["head"].astype(int), t["circuit"].astype(str)))
-                t = tt.cosines(t, reload.run_factors(self.manifest, pairs))
+                t = self._cosines(t)
             except FeatgraphError as e:
                 warnings.warn(f"cosines not computed: {e}", FeatgraphWarning, stacklevel=2)
         t = self._describe(t, ("src_a", "src_b", "dst_x", "dst_y"))
         if out is not None:
             _write_frame(t, out)
-        elif head is None and circuit is None and min_strength == 0 and self.path is not None:
+        elif head is None and circuit is None and layer is None and min_strength == 0 and self.path is not None:
             _write_frame(t, self.path / rundir.TETRADS)
         return t
+
+    @property
+    def _has_weights(self) -> bool:
+        """Whether the model and SAEs can be reloaded: an extracted run, or an atlas (through its layers' runs)."""
+        return self.manifest.has_weights or (self.is_atlas and self.path is not None)
+
+    def _cosines(self, t: pd.DataFrame) -> pd.DataFrame:
+        """Tetrad cosines (analyse.tetrads.cosines), each layer's from the weights its run records."""
+        from featgraph import reload
+        from featgraph.analyse import tetrads as tt
+
+        parts = []
+        for layer, g in t.groupby("layer", sort=False):
+            pairs = set(zip(g["head"].astype(int), g["circuit"].astype(str)))
+            parts.append(tt.cosines(g, reload.run_factors(self.layer_run(int(layer)).manifest, pairs)).set_index(g.index))
+        return pd.concat(parts).loc[t.index]
 
     def _describe(self, df: pd.DataFrame, id_columns: Sequence[str]) -> pd.DataFrame:
         """Add `<column>_description` beside each feature-id column."""
@@ -147,20 +201,21 @@ class Run:
         return out
 
     def correlation(self, heads: Sequence[int] | None = None, out: str | Path | None = None,
-                    force: bool = False) -> pd.DataFrame:
-        """QK–OV sender correlation per head (reloads the run's model and SAEs).
+                    force: bool = False, layer: int | None = None) -> pd.DataFrame:
+        """QK–OV sender correlation per head of one layer (reloads the layer's model and SAEs).
 
         Columns head, feature_index, mean_qk_as_key, mean_abs_ov; `.attrs["pearson_r"]` maps head -> r.
-        With `out` (.png), writes the figure and the table as CSV beside it.
+        With `out` (.png), writes the figure and the table as CSV beside it. On an atlas, name the `layer`.
         """
         import numpy as np
 
         from featgraph import reload
 
+        manifest = self.layer_run(layer).manifest if self.is_atlas else self.manifest
         if out is not None:
             out = check_output_file(Path(out), (".png",), force)
             check_output_file(out.with_suffix(".csv"), (".csv",), force)
-        df = reload.correlation_frame(self.manifest, tuple(heads) if heads is not None else None)
+        df = reload.correlation_frame(manifest, tuple(heads) if heads is not None else None)
         r = {int(h): float(np.corrcoef(g["mean_qk_as_key"], g["mean_abs_ov"])[0, 1]) for h, g in df.groupby("head")}
         df.attrs["pearson_r"] = r
         if out is not None:
@@ -168,7 +223,7 @@ class Run:
 
             stats = {int(h): (g["mean_qk_as_key"].to_numpy(), g["mean_abs_ov"].to_numpy()) for h, g in df.groupby("head")}
             _write_frame(df, out.with_suffix(".csv"))
-            correlation_plot(stats, out, f"layer {self.manifest.layer}: QK–OV sender correlation")
+            correlation_plot(stats, out, f"layer {manifest.layer}: QK–OV sender correlation")
         return df
 
     def validate(self, prompts: Sequence[str] = (), text_file: str | Path | None = None,
@@ -185,16 +240,21 @@ class Run:
         """
         from featgraph import validate
 
+        if self.is_atlas:
+            raise BadInput(f"validate runs one layer's run: validate {self.path}/layers/L{{layer}} (layers "
+                           f"{_ranges(self.layers)}), e.g. featgraph validate {self.path}/layers/L{self.layers[0]}")
         return validate.validate(self, prompts, text_file, token_ids, heads, max_tokens, device, out, force, progress)
 
     # ---------------------------------------------------------------- graphs
 
-    def to_networkx(self, head: int | None = None, circuit: str | None = None):
-        """A networkx MultiDiGraph of the run (or one head / circuit): nodes are feature ids."""
+    def to_networkx(self, head: int | None = None, circuit: str | None = None, layer: int | None = None):
+        """A networkx MultiDiGraph of the run (or one layer / head / circuit): nodes are feature ids, shared
+        across layers. On a multi-layer run, `head` needs `layer`."""
         from featgraph.analyse.filters import head_circuit
         from featgraph.graph.nxgraph import to_networkx
 
-        e = head_circuit(self.edge_table, head, circuit_param(circuit))
+        one = self._layer(layer, needed=head is not None)
+        e = head_circuit(self.edge_table, head, circuit_param(circuit), layer=one)
         ids = set(e["src"]) | set(e["dst"])
         return to_networkx(e, self.features[self.features["id"].isin(ids)], self.run_id)
 
@@ -334,10 +394,11 @@ class Run:
         return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force)
 
     def viz(self, head: int | None, circuit: str, out: str | Path, top: int = 100, feature: str | Sequence[str] | None = None,
-            hops: int = 1, match: str | None = None, force: bool = False) -> Path:
+            hops: int = 1, match: str | None = None, force: bool = False, layer: int | None = None) -> Path:
         """An interactive offline page of one head's circuit (None: all heads), its `top` strongest edges —
         or the neighbourhood (`hops`) of `feature` (an id or several), or of the features whose label
-        matches `match` (the best 10 by `search`'s ranking)."""
+        matches `match` (the best 10 by `search`'s ranking). On a multi-layer run, `head` needs `layer`;
+        without either the page spans every layer (features are shared nodes, so paths cross layers)."""
         from featgraph.analyse.filters import check_top, head_circuit, subgraph
         from featgraph.render.viz import build_html, check_size, write_page
 
@@ -347,16 +408,19 @@ class Run:
         circ = _required_circuit(circuit)
         if feature is not None and match is not None:
             raise BadInput("give feature or match, not both")
+        one = self._layer(layer, needed=head is not None)
         where = f"head {head} {circ}" if head is not None else f"{circ}, all heads"
+        if len(self.layers) > 1:
+            where = (f"layer {one} " if one is not None else "all layers, ") + where
         around = None
         if match is not None:
-            e = head_circuit(self.edge_table, head, circ)
+            e = head_circuit(self.edge_table, head, circ, layer=one)
             present = self.features[self.features["id"].isin(set(e["src"]) | set(e["dst"]))]
             found = self._matches(present, match, where)
             feature, around = list(found["id"]), f"features matching {match!r}"
         elif feature is not None:
             around = feature if isinstance(feature, str) else ", ".join(feature)
-        e = subgraph(self.edge_table, head, circ, top, feature, hops)
+        e = subgraph(self.edge_table, head, circ, top, feature, hops, layer=one)
         title = where + (f" around {around} ({hops} hop{'s' if hops > 1 else ''}), {len(e)} edges" if around
                          else f", top {len(e)} edges")
         centres = [feature] if isinstance(feature, str) else list(feature or ())
@@ -373,9 +437,10 @@ class Run:
                           FeatgraphWarning, stacklevel=3)
         return found.head(limit)
 
-    def search(self, text: str, limit: int = 20) -> pd.DataFrame:
+    def search(self, text: str, limit: int = 20, layer: int | None = None) -> pd.DataFrame:
         """Features whose label matches `text` (ranked; see analyse.search), each with its strongest QK and OV
-        edge per head, as the key/value (side `src`) and as the query/output (side `dst`).
+        edge per (layer, head), as the key/value (side `src`) and as the query/output (side `dst`). `layer`
+        keeps that layer's heads only (and the features they touch).
 
         Columns: match (1 = best), score, feature, description, layer, head, circuit, side, weight, z, rank,
         other, other_description.
@@ -384,9 +449,13 @@ class Run:
         from featgraph.analyse.search import rank_features, strongest_edges
 
         check_top(limit, "limit")
-        found = rank_features(self.features, text, limit)
+        edges, features = self.edge_table, self.features
+        if layer is not None:
+            edges = edges[edges["layer"] == self._layer(layer)]
+            features = features[features["id"].isin(set(edges["src"]) | set(edges["dst"]))]
+        found = rank_features(features, text, limit)
         ids = list(found["id"])
-        e = strongest_edges(self.edge_table, ids)
+        e = strongest_edges(edges, ids)
         desc = self.features.set_index("id")["description"]
         score = dict(zip(found["id"], found["score"]))
         out = e.assign(match=e["feature"].map({f: i + 1 for i, f in enumerate(ids)}), score=e["feature"].map(score),
@@ -420,7 +489,10 @@ class Run:
             tick(1)
             figures: list = []
             corr = prof = None
-            if plots and self.manifest.has_weights:
+            if plots and self.is_atlas:
+                warnings.warn(f"the positional and correlation figures are per layer: make them with `featgraph report "
+                              f"{self.path}/layers/L{self.layers[0]} --out …` (one layer's run)", FeatgraphWarning, stacklevel=2)
+            elif plots and self.manifest.has_weights:
                 tick = progress("figures", 2)
                 try:
                     figures, corr, prof = self._report_figures(tmp, tick)
@@ -435,7 +507,7 @@ class Run:
                            tmp / name)
                 pages.setdefault((int(layer), int(head)), {})[circ] = name
                 tick(1)
-            if plots and self.manifest.has_weights and len(tet):
+            if plots and self._has_weights and len(tet):
                 tet = self._tetrad_cosines(tet)
             data = ReportData(
                 name=self.name, facts=self._report_facts(tet), overview=self._report_overview(tet, corr),
@@ -538,7 +610,7 @@ class Run:
             qk, ov = g[g["circuit"] == "QK"], g[g["circuit"] == "OV"]
             stats = {}
             for circ, c in (("QK", qk), ("OV", ov)):
-                st = self.manifest.stats.get(f"{head}/{circ}", {}) if e["layer"].nunique() == 1 else {}
+                st = self._layer_stats(int(layer)).get(f"{head}/{circ}", {})
                 if len(c):
                     stats[circ] = {"edges": len(c), "positive": int((c["weight"] > 0).sum()),
                                    "min |w| kept": float(c["weight"].abs().min())} | \
@@ -560,6 +632,22 @@ class Run:
                 tetrads=tt, stats=stats))
         return heads
 
+    @cached_property
+    def _stats_cache(self) -> dict[int, dict]:
+        return {}
+
+    def _layer_stats(self, layer: int) -> dict:
+        """The exact matrix moments of one layer's heads ({"HEAD/CIRCUIT": {mean, std, …}}), where the run records them."""
+        if not self.is_atlas:
+            return dict(self.manifest.stats) if len(self.layers) == 1 else {}
+        cache = self._stats_cache
+        if layer not in cache:
+            try:
+                cache[layer] = dict(self.layer_run(layer).manifest.stats)
+            except FeatgraphError:
+                cache[layer] = {}
+        return cache[layer]
+
     def _report_features(self) -> list[list]:
         """The search box's index: per feature id, index, caption, SAE, url, edge count and its three strongest edges."""
         from featgraph.schema import caption
@@ -572,9 +660,12 @@ class Run:
         best = ends.groupby("feature", sort=False).head(3)
         look = self._feature_lookup
         text: dict[str, list[str]] = {}
-        for f, h, c, w, arrow, o in zip(best["feature"], best["head"], best["circuit"], best["weight"], best["arrow"], best["other"]):
+        multi = len(self.layers) > 1
+        for f, L, h, c, w, arrow, o in zip(best["feature"], best["layer"], best["head"], best["circuit"], best["weight"],
+                                           best["arrow"], best["other"]):
             od = look.get(o, {}).get("description")
-            text.setdefault(f, []).append(f"h{h} {c} {float(w):+.3g} {arrow} {caption(parse_feature_id(o)[2], od)[:40]}")
+            where = f"L{L} h{h}" if multi else f"h{h}"
+            text.setdefault(f, []).append(f"{where} {c} {float(w):+.3g} {arrow} {caption(parse_feature_id(o)[2], od)[:40]}")
         out = []
         for fid, n in counts.items():
             row = look.get(fid, {})
@@ -585,13 +676,9 @@ class Run:
 
     def _tetrad_cosines(self, tet: pd.DataFrame) -> pd.DataFrame:
         """Cosines for the tetrads the report shows (the strongest six per head and circuit)."""
-        from featgraph import reload
-        from featgraph.analyse import tetrads as tt
-
         shown = tet.groupby(["layer", "head", "circuit"], sort=False).head(6)
         try:
-            pairs = set(zip(shown["head"].astype(int), shown["circuit"].astype(str)))
-            explained = tt.cosines(shown, reload.run_factors(self.manifest, pairs))
+            explained = self._cosines(shown)
         except FeatgraphError as err:
             warnings.warn(f"tetrad cosines not computed: {err}", FeatgraphWarning, stacklevel=3)
             return tet
@@ -687,6 +774,17 @@ def positional_figure(df: pd.DataFrame, out: Path, model_name: str, layer: int) 
     title = f"{model_name} layer {layer}: rotary profile of the input SAE's b_dec" + \
         (" and features" if (df["query"] != "b_dec").any() else "")
     return positional_plot(np.array(lines), dist, out, title, heads, labels)
+
+
+def _ranges(layers: Sequence[int]) -> str:
+    """[1, 2, 3, 5, 7, 8] -> '1-3, 5, 7-8' (as --layers takes them)."""
+    spans: list[list[int]] = []
+    for x in sorted(layers):
+        if spans and x == spans[-1][1] + 1:
+            spans[-1][1] = x
+        else:
+            spans.append([x, x])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _write_frame(df: pd.DataFrame, out: Path) -> Path:

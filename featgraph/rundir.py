@@ -76,6 +76,25 @@ def write_run(out: Path, edges: pd.DataFrame, features: pd.DataFrame, manifest: 
     return out
 
 
+def write_in_place(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, manifest: Manifest) -> Manifest:
+    """Replace the tables and manifest of a directory that also holds other things (an atlas and its layers).
+
+    Each file is written under a temporary name and renamed; the manifest, which records the tables' checksums,
+    goes last, so an interruption leaves at worst tables newer than the manifest (opening warns; the next
+    rebuild repairs it).
+    """
+    directory = Path(directory)
+    edges, features = edges_frame(edges), features_frame(features)
+    for name, table in ((EDGES, edges), (FEATURES, features)):
+        with staged_file(directory / name) as tmp:
+            table.to_parquet(tmp, index=False)
+    m = manifest.replace(featgraph_version=__version__, created=manifest.created or now(),
+                         rows={"edges": len(edges), "features": len(features)},
+                         files={f: _file_entry(directory / f) for f in (EDGES, FEATURES)})
+    write_text(directory / MANIFEST, m.to_json())
+    return m
+
+
 def _file_entry(path: Path) -> dict:
     return {"sha256": sha256(path), "bytes": path.stat().st_size}
 
@@ -117,6 +136,10 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
     if not path.is_dir():
         raise BadInput(f"{path} not found: pass a run directory made by `featgraph extract` or `featgraph import`")
     if not (path / EDGES).is_file():
+        from featgraph.files import marker_kind
+
+        if marker_kind(path) == "atlas":
+            raise BadInput(f"{path} is an atlas with no finished layer yet: continue it with `featgraph atlas … --out {path}`")
         raise BadInput(f"{path} is not a run directory (no {EDGES}): make one with `featgraph extract` or `featgraph import`")
     manifest = read_manifest(path)
     if verify:

@@ -9,14 +9,15 @@ from featgraph.schema import ROLES, caption
 
 
 def head_table(edges: pd.DataFrame, features: pd.DataFrame, head: int, circuit: str,
-               distinct: bool = False, positive: bool = False, top: int | None = 30) -> pd.DataFrame:
+               distinct: bool = False, positive: bool = False, top: int | None = 30, layer: int | None = None) -> pd.DataFrame:
     """Columns: rank, weight, z (when the edges carry it), then the two ends named for the circuit (QK: key, query;
     OV: value, output).
 
-    `distinct` drops like-to-like edges (same feature at both ends); `positive` keeps weight > 0.
+    `distinct` drops like-to-like edges (same feature at both ends); `positive` keeps weight > 0; `layer` picks the
+    layer of a multi-layer table (the caller checks that one is given).
     """
     check_top(top)
-    e = head_circuit(edges, head, circuit)
+    e = head_circuit(edges, head, circuit, layer)
     if distinct:
         e = e[e["src"] != e["dst"]]
     if positive:

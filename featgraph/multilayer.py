@@ -1,0 +1,434 @@
+"""`featgraph.atlas()`: every chosen layer of a model, QK and OV of every head, in one graph. (The module has another
+name than the function so that `featgraph.atlas` stays the function once the module is imported.)
+
+Layer L pairs the residual SAE of layer L−1 (keys, queries and values) with the residual SAE of layer L (OV
+outputs) — exactly `extract`'s pairing — so the features of one SAE are the same nodes (the same ids) whether
+they are layer L's OV outputs or layer L+1's keys, queries and values, and Cypher can follow paths across layers.
+
+On disk (docs/run-directory.md, "The atlas"): each layer is an `extract` run in `DIR/layers/L{layer}`, written
+whole or not at all (and resumed per matrix inside a layer by featgraph.resume); after each finished layer the
+combined `edges.parquet`, `features.parquet` and `manifest.json` of DIR are rebuilt from the finished layers, so
+`open_run(DIR)` is one run holding them all. An interrupted atlas continues where it stopped: finished layers
+are skipped once their manifests are checked against the request. Memory is one layer's work at a time plus
+the combined edge table.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from featgraph.errors import BadInput, BadValue, FeatgraphWarning
+from featgraph.manifest import Manifest
+from featgraph.progress import ProgressFactory
+from featgraph.schema import CIRCUITS, normalise_circuit
+
+KIND = "atlas"
+LAYERS_DIR = "layers"
+DEFAULT_MODEL = "google/gemma-2-2b"
+_GEMMA_2_2B_D_MODEL = 2304
+_LAYERS_RE = re.compile(r"^\d+(-\d+)?$")
+
+
+def layer_dir(out: str | Path, layer: int) -> Path:
+    """Where layer `layer`'s run lives inside an atlas."""
+    return Path(out) / LAYERS_DIR / f"L{int(layer)}"
+
+
+def parse_layers(text: str) -> tuple[int, ...]:
+    """`1-25`, `1,5,7-9` -> sorted distinct layers; anything else is a BadValue."""
+    bad = BadValue("layers", text, "must be layers and ranges like 1-25 or 1,5,7-9")
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not _LAYERS_RE.match(p) for p in parts):
+        raise bad
+    out: set[int] = set()
+    for p in parts:
+        lo, _, hi = p.partition("-")
+        a, b = int(lo), int(hi or lo)
+        if b < a:
+            raise BadValue("layers", text, f"has the range {p} running backwards: write {b}-{a}")
+        out.update(range(a, b + 1))
+    return tuple(sorted(out))
+
+
+SaeSpec = str | Path | Callable[[int], Any] | None
+
+
+def _template(spec: Any, param: str) -> Callable[[int], Any] | None:
+    """A template `...{layer}...` or a callable layer -> value, as a function (None stays None)."""
+    if spec is None or callable(spec):
+        return spec
+    text = str(spec)
+    if "{layer}" not in text:
+        raise BadValue(param, text, "must contain {layer} (e.g. saes/layer_{layer}/width_16k/average_l0_71/params.npz) "
+                       "or be a function of the layer")
+    try:
+        text.format(layer=0)
+    except (KeyError, IndexError, ValueError):
+        raise BadValue(param, text, "may hold no braces but {layer}") from None
+    return lambda layer: text.format(layer=layer)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What every layer of the atlas is computed with (the same for all layers)."""
+
+    model: Any
+    layers: tuple[int, ...]
+    heads: tuple[int, ...]
+    circuits: tuple[str, ...]
+    top_k: int | None
+    min_abs: float | None
+    per_source_k: int | None
+    attn_scale: bool
+    rope_offset: int
+    model_id: str | None
+    sae: Callable[[int], Any]
+    sae_id: Callable[[int], Any] | None
+
+    def describe(self) -> dict:
+        return {"model": str(self.model) if isinstance(self.model, (str, Path)) else "<object>", "layers": list(self.layers),
+                "heads": list(self.heads), "circuits": list(self.circuits), "top_k": self.top_k, "min_abs": self.min_abs,
+                "per_source_k": self.per_source_k, "attn_scale": self.attn_scale, "rope_offset": self.rope_offset}
+
+    def mismatch(self, layer: int, m: Manifest) -> str | None:
+        """How the finished run of `layer` differs from this request (None: it is what would be computed)."""
+        sel, conv = m.selection or {}, m.conventions if isinstance(m.conventions, dict) else {}
+        rope = int((conv.get("rope") or {}).get("offset", 0) or 0)
+        checks = [
+            ("the model", (m.model or {}).get("ref"), self.model, True),
+            ("the input SAE", (m.sae_in or {}).get("ref"), self.sae(layer - 1), True),
+            ("the output SAE", (m.sae_out or {}).get("ref"), self.sae(layer) if "OV" in self.circuits else None, True),
+            ("heads", list(m.heads), list(self.heads), False),
+            ("circuits", list(m.circuits), list(self.circuits), False),
+            ("top_k", sel.get("top_k"), self.top_k, False),
+            ("min_abs", sel.get("min_abs"), self.min_abs, False),
+            ("per_source_k", sel.get("per_source_k"), self.per_source_k, False),
+            ("attn_scale", conv.get("attn_scale") is not None, self.attn_scale, False),
+            ("rope_offset", rope, self.rope_offset, False),
+        ]
+        if self.model_id is not None:
+            checks.append(("model_id", (m.model or {}).get("neuronpedia_id"), self.model_id, False))
+        if self.sae_id is not None:
+            checks.append(("the input SAE's id", (m.sae_in or {}).get("neuronpedia_id"), self.sae_id(layer - 1), False))
+            if "OV" in self.circuits:
+                checks.append(("the output SAE's id", (m.sae_out or {}).get("neuronpedia_id"), self.sae_id(layer), False))
+        for what, have, want, is_ref in checks:
+            if is_ref:
+                if not isinstance(want, (str, Path)):
+                    continue  # an object in memory: nothing on disk to compare it with
+                if not _same_ref(have, want):
+                    return f"{what} {have!r}, not {str(want)!r}"
+            elif have != want:
+                return f"{what} {have!r}, not {want!r}"
+        return None
+
+
+def _same_ref(have: object, want: str | Path) -> bool:
+    if have is None:
+        return False
+    if str(have) == str(want):
+        return True
+    a, b = Path(str(have)).expanduser(), Path(want).expanduser()
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def atlas(
+    model: Any = DEFAULT_MODEL,
+    layers: Iterable[int] | str = range(1, 26),
+    out: str | Path | None = None,
+    heads: Sequence[int] | None = None,
+    circuits: Sequence[str] = CIRCUITS,
+    top_k: int | None = 1000,
+    min_abs: float | None = None,
+    per_source_k: int | None = None,
+    precision: str = "auto",
+    attn_scale: bool = False,
+    rope_offset: int = 0,
+    device: str = "auto",
+    block_mb: int | None = None,
+    model_id: str | None = None,
+    sae_template: SaeSpec = None,
+    sae_id_template: str | Callable[[int], str] | None = None,
+    labels: bool = True,
+    label_sources: Sequence[str | Path] = (),
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+):
+    """Every head of every layer in `layers`, QK and OV, in one run directory `out`; returns its `Run`.
+
+    Layer L reads the residual SAE of layer L−1 (keys, queries, values) and writes to that of layer L (OV outputs).
+    sae_template: where the SAE of a layer is — a template with `{layer}` (a local path, a Hub path or a SAELens-style id,
+    e.g. `gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small`) or a function layer -> reference or SAE
+    object; None: Gemma Scope's canonical 16k residual SAEs (Gemma 2 2B only). sae_id_template: the Neuronpedia source id
+    of a layer's SAE, the same way (None: inferred as `extract` does). The other parameters are `extract`'s,
+    applied to every layer. Resumes an interrupted atlas in `out` (its finished layers must match the request);
+    `force` starts it over.
+    """
+    from featgraph.compute import extract
+    from featgraph.files import check_target, marker_kind
+    from featgraph.load import neuronpedia
+    from featgraph.run import Run
+
+    if out is None:
+        raise BadInput("atlas needs out: the directory that holds every layer's run and the combined graph")
+    out = Path(out)
+    wanted = parse_layers(layers) if isinstance(layers, str) else tuple(sorted({int(x) for x in layers}))
+    if not wanted:
+        raise BadValue("layers", "", "must name at least one layer, e.g. 1-25")
+    try:
+        which = tuple(dict.fromkeys(normalise_circuit(c) for c in circuits))
+    except ValueError as e:
+        raise BadValue("circuits", e.args[0], "must be qk or ov") from None
+    if not which:
+        raise BadValue("circuits", "", "must be qk, ov or both")
+    sae_fn, id_fn = _template(sae_template, "sae_template"), _template(sae_id_template, "sae_id_template")
+
+    # Everything that can be checked is checked before anything is written.
+    config = _model_config(model)
+    if wanted[0] < 1:
+        raise BadValue("layers", wanted[0], "has no residual SAE before it (layer L reads the SAE of layer L−1): "
+                       "start at layer 1", value_first=True)
+    if wanted[-1] >= config.n_layers:
+        raise BadValue("layers", wanted[-1], f"is beyond the model's layers 0..{config.n_layers - 1}", value_first=True)
+    from featgraph.reload import check_heads, default_sae
+
+    head_list = check_heads(tuple(heads) if heads is not None else None, config.n_heads, wanted[0])
+    if sae_fn is None:
+        if config.model_type != "gemma2" or config.d_model != _GEMMA_2_2B_D_MODEL:
+            raise BadInput("featgraph picks default SAEs only for Gemma 2 2B: pass sae_template, a template with {layer} "
+                           "(--sae-template), e.g. gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small for "
+                           "google/gemma-3-1b-pt, or saes/layer_{layer}/params.npz for local files")
+        sae_fn = default_sae
+    req = _Request(model, wanted, head_list, which, top_k, min_abs, per_source_k, attn_scale, rope_offset, model_id, sae_fn, id_fn)
+    _check_sae_refs(req, wanted)
+    label_table = neuronpedia.read_labels([Path(s) for s in label_sources]) if (labels and label_sources) else None
+
+    if marker_kind(out) == KIND:
+        if force:
+            _clear(out)
+        else:
+            for L, m in _finished(out).items():
+                why = req.mismatch(L, m)
+                if why is not None:
+                    raise BadInput(f"layer {L} of the atlas in {out} was computed with {why}: pass the same settings to "
+                                   "continue it, --force (force=True) to compute it again, or choose another --out")
+    else:
+        check_target(out, force, kind=KIND)  # refuses an existing run, report or foreign folder
+        _create(out)
+    (out / LAYERS_DIR).mkdir(exist_ok=True)
+
+    done = _finished(out)
+    todo = [L for L in wanted if L not in done]
+    per_layer = len(head_list) * len(which)
+    overall = progress(f"atlas: {len(wanted)} layers × {len(head_list)} heads ({', '.join(which)})",
+                       len(wanted) * per_layer) if progress else None
+    if overall is not None and len(wanted) > len(todo):
+        overall((len(wanted) - len(todo)) * per_layer)
+    ids = _known_ids(done)
+    _combine(out, done, req)  # a combined table left behind by an interrupted rebuild is made whole first
+    for L in todo:
+        given_in = id_fn(L - 1) if id_fn else ids.get(L - 1)
+        given_out = (id_fn(L) if id_fn else ids.get(L)) if "OV" in which else None
+        run = extract(model=model, layer=L, sae_in=sae_fn(L - 1), sae_out=sae_fn(L) if "OV" in which else None,
+                      heads=head_list, circuits=which, top_k=top_k, min_abs=min_abs, per_source_k=per_source_k,
+                      precision=precision, attn_scale=attn_scale, rope_offset=rope_offset, device=device,
+                      block_mb=block_mb, model_id=model_id, sae_in_id=given_in, sae_out_id=given_out,
+                      out=layer_dir(out, L), labels=labels and label_table is None, restart=force,
+                      progress=_layer_progress(progress, overall, per_layer, L))
+        if label_table is not None:
+            _attach_labels(run, label_table)
+        del run
+        gc.collect()  # one layer's tensors at a time
+        done = _finished(out)
+        ids = _known_ids(done)
+        _combine(out, done, req)
+    _check_shared_ids(done)
+    atlas_run = Run.open(out)
+    from featgraph.graph.embedded import DB_NAME
+
+    if todo and (out / DB_NAME).exists():  # the store was built from fewer layers: rebuild it
+        atlas_run.load()
+    neo = (atlas_run.manifest.stores or {}).get("neo4j")
+    if todo and neo:
+        warnings.warn(f"the copy of this atlas loaded into Neo4j at {neo.get('uri')} on {neo.get('loaded')} lacks the layers "
+                      f"computed since: refresh it with `featgraph load {out} --neo4j`", FeatgraphWarning, stacklevel=2)
+    return atlas_run
+
+
+# ---------------------------------------------------------------- checks before anything is written
+
+def _model_config(model: Any):
+    """The model's config (n_layers, n_heads, …) without loading its weights when it is a reference."""
+    from featgraph.compute import _load_model
+    from featgraph.load import model as model_io
+    from featgraph.weights import AttentionWeights
+
+    if isinstance(model, (str, Path)):
+        return model_io.load_config(str(model))
+    if isinstance(model, AttentionWeights):
+        raise BadInput("an atlas needs the whole model, not one layer's AttentionWeights: pass a Hub id, a local "
+                       "directory, a transformers module or (state_dict, config)")
+    return _load_model(model, 0).config
+
+
+def _check_sae_refs(req: _Request, layers: Sequence[int]) -> None:
+    """Every SAE reference the atlas will read resolves (a template's typo fails now, not after hours)."""
+    from featgraph.load import sae as sae_io
+
+    needed = sorted({L - 1 for L in layers} | ({L for L in layers} if "OV" in req.circuits else set()))
+    for s in needed:
+        ref = req.sae(s)
+        if isinstance(ref, (str, Path)):
+            try:
+                sae_io.resolve(str(ref))
+            except BadInput as e:
+                raise BadInput(f"the SAE of layer {s}: {e}") from None
+        elif ref is None:
+            raise BadValue("sae_template", ref, f"gave no SAE for layer {s}: it must return a path, Hub path, id or SAE object")
+
+
+# ---------------------------------------------------------------- the layers on disk
+
+def _finished(out: Path) -> dict[int, Manifest]:
+    """The layers whose runs are complete (a run directory appears whole or not at all): layer -> manifest."""
+    from featgraph import rundir
+
+    found = {}
+    for d in sorted((out / LAYERS_DIR).glob("L*")):
+        if d.is_dir() and d.name[1:].isdigit() and (d / rundir.MANIFEST).is_file() and (d / rundir.EDGES).is_file():
+            found[int(d.name[1:])] = rundir.read_manifest(d)
+    return dict(sorted(found.items()))
+
+
+def _create(out: Path) -> None:
+    """The atlas folder with its marker, appearing together (a folder without the marker would be refused later)."""
+    import uuid
+
+    from featgraph.files import write_marker
+
+    tmp = out.parent / f".{out.name}.new-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write_marker(tmp, KIND)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _clear(out: Path) -> None:
+    """Start an atlas over (force): its layers and combined tables go; the folder and its marker stay."""
+    from featgraph import rundir
+
+    shutil.rmtree(out / LAYERS_DIR, ignore_errors=True)
+    for name in (rundir.EDGES, rundir.FEATURES, rundir.MANIFEST, rundir.TETRADS):
+        (out / name).unlink(missing_ok=True)
+    from featgraph.graph.embedded import DB_NAME
+
+    for p in out.glob(DB_NAME + "*"):
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _known_ids(done: dict[int, Manifest]) -> dict[int, str]:
+    """Source ids featgraph had to invent for the SAEs of finished layers (SAE layer -> id), so the same SAE gets
+    the same id as the output of one layer and the input of the next; ids found in the inputs are found again."""
+    ids: dict[int, str] = {}
+    for L, m in done.items():
+        for part, s in (("sae_in", L - 1), ("sae_out", L)):
+            rec = getattr(m, part) or {}
+            if rec.get("id_source") == "invented" and rec.get("neuronpedia_id"):
+                ids.setdefault(s, str(rec["neuronpedia_id"]))
+    return ids
+
+
+def _check_shared_ids(done: dict[int, Manifest]) -> None:
+    by_layer: dict[int, set[str]] = {}
+    for L, m in done.items():
+        for part, s in (("sae_in", L - 1), ("sae_out", L)):
+            sid = (getattr(m, part) or {}).get("neuronpedia_id")
+            if sid:
+                by_layer.setdefault(s, set()).add(str(sid))
+    split = {s: v for s, v in by_layer.items() if len(v) > 1}
+    if split:
+        s, v = min(split.items())
+        warnings.warn(f"the SAE of layer {s} has the ids {', '.join(sorted(v))} in different layers' runs, so its features "
+                      "are not shared nodes there: pass sae_id_template (--sae-id-template) to name each layer's SAE once",
+                      FeatgraphWarning, stacklevel=3)
+
+
+def _attach_labels(run, table: pd.DataFrame) -> None:
+    """Labels from the caller's files for this layer's SAEs (a layer they do not cover keeps none)."""
+    sources = {str((getattr(run.manifest, p) or {}).get("neuronpedia_id")) for p in ("sae_in", "sae_out")}
+    rows = table[table["sae"].astype(str).isin(sources)]
+    if len(rows):
+        try:
+            run.label(label_table=rows)
+        except BadInput as e:  # the files name this SAE but none of the features this layer kept
+            warnings.warn(f"layer {run.manifest.layer}: {e}", FeatgraphWarning, stacklevel=3)
+
+
+def _layer_progress(progress: ProgressFactory | None, overall, per_layer: int, layer: int) -> ProgressFactory | None:
+    """extract's progress folded into the atlas' one bar: its finished matrices advance it (resumed ones at once);
+    the per-matrix bars are dropped (there would be hundreds); anything else (label downloads) is shown per layer."""
+    if progress is None:
+        return None
+
+    def factory(description: str, total: int | None):
+        if description == "all matrices" and overall is not None:
+            if total is not None and total < per_layer:
+                overall(per_layer - total)
+            return overall
+        if description.startswith("head "):
+            return lambda n: None
+        return progress(f"layer {layer}: {description}", total)
+
+    return factory
+
+
+# ---------------------------------------------------------------- the combined run
+
+def _combine(out: Path, done: dict[int, Manifest], req: _Request) -> None:
+    """Rebuild DIR's edges.parquet, features.parquet and manifest.json from the finished layers' runs."""
+    from featgraph import rundir
+    from featgraph.manifest import new_run_id
+
+    if not done:
+        return
+    edges = pd.concat([pd.read_parquet(layer_dir(out, L) / rundir.EDGES) for L in done], ignore_index=True)
+    feats = pd.concat([pd.read_parquet(layer_dir(out, L) / rundir.FEATURES) for L in done], ignore_index=True)
+    # One node per feature id: an SAE's features appear in two layers' runs (output of L, input of L+1).
+    feats = feats.assign(_has=feats["description"].notna()).sort_values("_has", ascending=False, kind="stable")
+    feats = feats.drop_duplicates("id").drop(columns="_has")
+    try:
+        old = rundir.read_manifest(out) if (out / rundir.MANIFEST).is_file() else None
+    except BadInput:
+        old = None
+    first = next(iter(done.values()))
+    parts = {str(L): {"path": f"{LAYERS_DIR}/L{L}", "run_id": m.run_id, "created": m.created,
+                      "sae_in": (m.sae_in or {}).get("neuronpedia_id"), "sae_out": (m.sae_out or {}).get("neuronpedia_id"),
+                      "heads": list(m.heads), "rows": dict(m.rows), "labels": (m.labels or {}).get("labelled")}
+             for L, m in done.items()}
+    model = {k: v for k, v in (first.model or {}).items() if k != "layer"}
+    manifest = Manifest(
+        run_id=(old.run_id if old is not None else None) or new_run_id(out.name),
+        command="atlas",
+        created=old.created if old is not None else None,
+        model=model,
+        heads=tuple(sorted({h for m in done.values() for h in m.heads})),
+        circuits=req.circuits,
+        conventions="per layer: layers/L{layer}/manifest.json",
+        selection={k: (first.selection or {}).get(k) for k in ("top_k", "min_abs", "per_source_k", "order", "values")},
+        device=first.device,
+        stores=dict(old.stores) if old is not None else {},
+        extra={"layers": sorted(done), "atlas": {"requested": req.describe(), "parts": parts}},
+    )
+    rundir.write_in_place(out, edges, feats, manifest)
