@@ -186,8 +186,19 @@ def moments(src: torch.Tensor, dst: torch.Tensor) -> tuple[float, float]:
 
     Σ_ij s_i·d_j = (Σ s_i)·(Σ d_j) and Σ_ij (s_i·d_j)² = ⟨SᵀS, DᵀD⟩_F, in float64.
     """
-    s, d = src.double(), dst.double()
-    n = s.shape[0] * d.shape[0]
-    mean = float(s.sum(0) @ d.sum(0)) / n
-    sq = float(((s.T @ s) * (d.T @ d)).sum()) / n
+    n = src.shape[0] * dst.shape[0]
+    (s_sum, s_gram), (d_sum, d_gram) = _sum_and_gram(src), _sum_and_gram(dst)
+    mean = float(s_sum @ d_sum) / n
+    sq = float((s_gram * d_gram).sum()) / n
     return mean, math.sqrt(max(sq - mean * mean, 0.0))
+
+
+def _sum_and_gram(x: torch.Tensor, rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_i x_i and XᵀX in float64, a chunk of rows at a time (no float64 copy of a 1M-row factor)."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+    for r0 in range(0, x.shape[0], rows):
+        c = x[r0 : r0 + rows].double()
+        total += c.sum(0)
+        gram += c.T @ c
+    return total, gram

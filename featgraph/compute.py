@@ -302,8 +302,8 @@ def extract(
         sources = {in_id} | ({out_id} if out_id else set())
         fits = label_table["sae"].astype(str).isin(sources) & (label_table["model"].isna() | (label_table["model"] == m_id))
         if not fits.any():
-            found = ", ".join(sorted({f"{m}/{s}" for m, s in zip(label_table["model"], label_table["sae"])})[:4]) or "no labels"
-            raise BadInput(f"the label files {', '.join(map(str, label_sources))} hold labels for {found}, none for this run's "
+            held = ", ".join(sorted({f"{m}/{s}" for m, s in zip(label_table["model"], label_table["sae"])})[:4]) or "no labels"
+            raise BadInput(f"the label files {', '.join(map(str, label_sources))} hold labels for {held}, none for this run's "
                            f"features ({', '.join(f'{m_id}/{x}' for x in sorted(sources))}): pass the exports of these SAEs "
                            "(--label-source), or name the SAEs (--sae-in-id / --sae-out-id); nothing was computed")
     W_dec, W_enc = sae_i.part("W_dec"), (sae_o.part("W_enc") if sae_o else None)

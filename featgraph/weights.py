@@ -159,3 +159,10 @@ class SAE:
     @property
     def layer(self) -> int | None:
         return self.source.get("layer")
+
+
+def all_finite(t: torch.Tensor, chunk: int = 1 << 24) -> bool:
+    """True when every value of `t` is finite, checked a chunk at a time: `torch.isfinite` on a whole
+    262k-wide SAE makes float and bool temporaries larger than the SAE itself."""
+    flat = t.reshape(-1)
+    return all(bool(torch.isfinite(flat[i : i + chunk]).all()) for i in range(0, flat.numel(), chunk))

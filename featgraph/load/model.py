@@ -20,7 +20,7 @@ import torch
 from featgraph import families
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
-from featgraph.weights import AttentionWeights, ModelConfig
+from featgraph.weights import AttentionWeights, ModelConfig, all_finite
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -165,7 +165,7 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
                 for key, name in names.items():
                     if shard_of[key] == shard:
                         tensors[key] = f.get_tensor(name).to(torch.float32)
-                        if not torch.isfinite(tensors[key]).all():
+                        if not all_finite(tensors[key]):
                             raise BadInput(f"{name} in {path} has NaN or infinite values: the checkpoint is corrupt; "
                                            "re-download it")
         except FeatgraphError:

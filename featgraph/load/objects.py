@@ -19,7 +19,7 @@ import torch
 from featgraph import families
 from featgraph.errors import BadInput
 from featgraph.load.sae import check_d_in, site_of_hook
-from featgraph.weights import SAE, AttentionWeights, ModelConfig
+from featgraph.weights import SAE, AttentionWeights, ModelConfig, all_finite
 
 SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 
@@ -31,7 +31,7 @@ def _tensor(x: Any, what: str) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     else:
         raise BadInput(f"{what} is a {type(x).__name__}, not a tensor or array")
-    if not torch.isfinite(t).all():
+    if not all_finite(t):
         raise BadInput(f"{what} has NaN or infinite values")
     return t
 

@@ -23,7 +23,7 @@ import torch
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.files import sha256
 from featgraph.load import hub
-from featgraph.weights import SAE
+from featgraph.weights import SAE, all_finite
 
 KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 PARAMS = "params.npz"
@@ -384,7 +384,7 @@ def load(ref: str | SAERef, parts: tuple[str, ...] = KEYS, expect_d_in: int | Se
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, RuntimeError) as e:
         raise BadInput(f"{role} {r.text}: cannot read {path} ({e.__class__.__name__}); the file may be corrupt, re-download it") from None
     for k, a in arrays.items():
-        if not torch.isfinite(a).all():
+        if not all_finite(a):
             raise BadInput(f"{role} {r.text}: {k} has NaN or infinite values")
     text = f"{r.repo.repo_id}/{r.filename}" if r.repo else str(path.absolute())
     d_model = expect_d_in if isinstance(expect_d_in, int) else next(iter(expect_d_in or ()), None)
