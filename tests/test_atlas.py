@@ -105,35 +105,38 @@ def test_features_are_shared_nodes_across_layers(made):
     assert set(alone[1].edge_table.query("circuit == 'OV'")["dst"]) == set(ov1["dst"])
 
 
-def test_cross_layer_cypher_paths_equal_a_pandas_join(made):
-    out, _ = made
-    atlas = fg.open_run(out)
+def _check_cross_layer_paths(atlas, l1: int, l2: int) -> None:
+    """Two-step paths from layer l1's OV into layer l2's QK keys / OV values, on the embedded store, equal a pandas join."""
     atlas.load()
     e = atlas.edge_table
     cols = ["a", "h1", "b", "h2", "c", "w"]
 
     def join(first, second):
-        x = e[(e["layer"] == 1) & (e["circuit"] == first)]
-        y = e[(e["layer"] == 2) & (e["circuit"] == second)]
+        x = e[(e["layer"] == l1) & (e["circuit"] == first)]
+        y = e[(e["layer"] == l2) & (e["circuit"] == second)]
         j = x.merge(y, left_on="dst", right_on="src", suffixes=("_1", "_2"))
         return pd.DataFrame({"a": j["src_1"], "h1": j["head_1"].astype("int64"), "b": j["dst_1"],
                              "h2": j["head_2"].astype("int64"), "c": j["dst_2"],
                              "w": j["weight_1"].astype("float64") * j["weight_2"].astype("float64")})
 
     for first, second in (("OV", "QK"), ("OV", "OV")):
-        # a value feature at 0 -OV of a layer-1 head-> a feature at 1 -(key of a layer-2 head, or its value)-> …
+        # a value feature at l1−1 -OV of a layer-l1 head-> a feature at l1 -(key of a layer-l2 head, or its value)-> …
         got = atlas.query(f"MATCH (a:Feature)-[r1:{first}]->(b:Feature)-[r2:{second}]->(c:Feature) "
                           "WHERE r1.layer = $l1 AND r2.layer = $l2 "
                           "RETURN a.id AS a, r1.head AS h1, b.id AS b, r2.head AS h2, c.id AS c, r1.weight * r2.weight AS w",
-                          l1=1, l2=2)
+                          l1=l1, l2=l2)
         want = join(first, second)
         assert len(want) > 100
         got, want = (d[cols].sort_values(cols[:5]).reset_index(drop=True) for d in (got, want))
         pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-6)
-    # and nothing joins layer 2's outputs back into layer 1's inputs
-    back = atlas.query("MATCH (a:Feature)-[r1:OV]->(b:Feature)-[r2:QK]->(c:Feature) WHERE r1.layer = 2 AND r2.layer = 1 "
-                       "RETURN count(*) AS n")
+    # and nothing joins layer l2's outputs back into layer l1's inputs
+    back = atlas.query("MATCH (a:Feature)-[r1:OV]->(b:Feature)-[r2:QK]->(c:Feature) WHERE r1.layer = $l2 AND r2.layer = $l1 "
+                       "RETURN count(*) AS n", l1=l1, l2=l2)
     assert int(back["n"].iloc[0]) == 0
+
+
+def test_cross_layer_cypher_paths_equal_a_pandas_join(made):
+    _check_cross_layer_paths(fg.open_run(made[0]), 1, 2)
 
 
 def test_interrupted_atlas_resumes_after_the_finished_layer(inputs, made, tmp_path, monkeypatch):
@@ -263,6 +266,37 @@ def test_label_files_label_the_layers_they_cover(inputs, tmp_path):
     for L in (1, 2):
         part = fg.open_run(tmp_path / "atlas" / "layers" / f"L{L}").features
         assert part[part["sae"] == "1-gemmascope-res-16k__l0-71"]["description"].notna().all()
+
+
+def test_gemma3_atlas_with_gemma_scope_2_saes(tmp_path):
+    """The second family: a tiny Gemma 3 (local layers 0, 2 and global 1, 3, each kind with its own rotary base) with
+    Gemma Scope 2 SAEs (params.safetensors + config.json) in their release layout, ids named after the files."""
+    from helpers import TINY3, make_tiny_gemma3, write_gs2_sae
+
+    make_tiny_gemma3(tmp_path / "gemma-3-tiny")
+    root = tmp_path / "gemma-scope-2-1b-pt" / "resid_post_all"
+    for L in range(TINY3["num_hidden_layers"]):
+        write_gs2_sae(root / f"layer_{L}_width_16k_l0_small", TINY3["hidden_size"], 30 + 2 * L, seed=40 + L,
+                      config={"model_name": "google/gemma-3-1b-pt", "hf_hook_point_in": f"model.layers.{L}.output"})
+    template = str(root / "layer_{layer}_width_16k_l0_small")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FeatgraphWarning)  # Neuronpedia hosts none of these SAEs: named after their files
+        r = cli("atlas", "--model", tmp_path / "gemma-3-tiny", "--layers", "1-3", "--sae-template", template, "--top-k", 120,
+                "--device", "cpu", "--no-labels", "--out", tmp_path / "atlas")
+        assert r.exit_code == 0, r.output
+        alone = [fg.extract(model=tmp_path / "gemma-3-tiny", layer=L, sae_in=template.format(layer=L - 1),
+                            sae_out=template.format(layer=L), top_k=120, device="cpu", labels=False) for L in (1, 2, 3)]
+    atlas = fg.open_run(tmp_path / "atlas")
+    assert atlas.layers == [1, 2, 3]
+    pd.testing.assert_frame_equal(_sorted(atlas.edge_table), _sorted(pd.concat([a.edge_table for a in alone], ignore_index=True)))
+    e = atlas.edge_table
+    out2 = set(e[(e["layer"] == 2) & (e["circuit"] == "OV")]["dst"].str.rsplit("/", n=1).str[0])
+    assert out2 == {"gemma-3-tiny/2-gemmascope-2-resid_post_all-16k-l0_small"}
+    assert out2 == set(e[e["layer"] == 3]["src"].str.rsplit("/", n=1).str[0])
+    # each layer's run records its own rotation: local layers the local base, global ones the global base
+    theta = {L: atlas.layer_run(L).manifest.conventions["rope"]["theta"] for L in (1, 2, 3)}
+    assert theta == {1: TINY3["rope_theta"], 2: TINY3["rope_local_base_freq"], 3: TINY3["rope_theta"]}
+    _check_cross_layer_paths(atlas, 2, 3)
 
 
 # ---------------------------------------------------------------- `layer` where `head` is taken

@@ -1,0 +1,239 @@
+"""Benchmark `featgraph atlas`: the whole Gemma 2 2B (layers 1-25, 8 heads, QK and OV) at 16k in one graph.
+
+Synthetic values in the real formats and at the real sizes: every layer's attention tensors (d_model 2304,
+8 query and 4 key/value heads of 256) in safetensors shards with an index and config.json, and a Gemma Scope
+params.npz (16,384 features) at each `gemma-scope-2b-pt-res/layer_L/width_16k/average_l0_X/` path, X the canonical
+L0, so the ids come from the paths as for a real download (`L-gemmascope-res-16k`). Two real-size SAE files are
+hard-linked into the 26 paths to save disk (the atlas reads and hashes each path as it would a distinct file).
+
+Measured, each in a fresh subprocess (so peak memory is its own): the atlas end to end (wall time, peak RSS, and
+the peak so far after each layer, which must not grow with the layers beyond the combined edge table), then the
+embedded store's load of the whole-model graph and three cross-layer queries on it.
+
+Usage: python bench/atlas.py [--layers 1-25] [--n 16384] [--heads 0-7] [--work DIR]
+       python bench/atlas.py --layers 1-2 --n 2048      # a small version in about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+D_MODEL, N_HEADS, N_KV, D_HEAD, N_LAYERS, K = 2304, 8, 4, 256, 26, 1000
+# The canonical L0 of Gemma Scope's 16k residual SAE of each layer (featgraph.load.sae.CANONICAL_L0).
+L0 = (105, 102, 141, 59, 124, 68, 70, 69, 71, 73, 77, 80, 82, 84, 84, 78, 78, 77, 74, 73, 71, 70, 72, 75, 73, 116)
+
+
+def make_model(root: Path) -> Path:
+    """config.json, an index and one shard per layer holding that layer's six attention tensors (float32)."""
+    from safetensors.numpy import save_file
+
+    model = root / "gemma-2-2b"
+    if (model / "config.json").exists():
+        return model
+    tmp = root / ".gemma-2-2b.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weight_map = {}
+    for L in range(N_LAYERS):
+        rng = np.random.default_rng(L)
+        p = f"model.layers.{L}"
+        t = {
+            f"{p}.self_attn.q_proj.weight": rng.standard_normal((N_HEADS * D_HEAD, D_MODEL), dtype=np.float32) * 0.02,
+            f"{p}.self_attn.k_proj.weight": rng.standard_normal((N_KV * D_HEAD, D_MODEL), dtype=np.float32) * 0.02,
+            f"{p}.self_attn.v_proj.weight": rng.standard_normal((N_KV * D_HEAD, D_MODEL), dtype=np.float32) * 0.02,
+            f"{p}.self_attn.o_proj.weight": rng.standard_normal((D_MODEL, N_HEADS * D_HEAD), dtype=np.float32) * 0.02,
+            f"{p}.input_layernorm.weight": rng.standard_normal(D_MODEL, dtype=np.float32) * 0.5,
+            f"{p}.post_attention_layernorm.weight": rng.standard_normal(D_MODEL, dtype=np.float32) * 0.5,
+        }
+        shard = f"model-{L + 1:05d}-of-{N_LAYERS:05d}.safetensors"
+        save_file(t, str(tmp / shard))
+        weight_map |= {k: shard for k in t}
+    (tmp / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (tmp / "config.json").write_text(json.dumps({
+        "model_type": "gemma2", "hidden_size": D_MODEL, "num_attention_heads": N_HEADS, "num_key_value_heads": N_KV,
+        "head_dim": D_HEAD, "num_hidden_layers": N_LAYERS, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0, "attn_logit_softcapping": 50.0, "intermediate_size": 9216, "vocab_size": 256000}))
+    os.replace(tmp, model)
+    return model
+
+
+def make_saes(root: Path, n: int) -> str:
+    """Two real-size params.npz hard-linked into every layer's Gemma Scope path; returns the template."""
+    base = root / f"saes{n}"
+    release = base / "gemma-scope-2b-pt-res"
+    files = []
+    for seed in (1, 2):
+        f = base / f"params{seed}.npz"
+        if not f.exists():
+            rng = np.random.default_rng(seed)
+            W = rng.standard_normal((n, D_MODEL), dtype=np.float32)
+            W /= np.linalg.norm(W, axis=1, keepdims=True)
+            W *= rng.uniform(0.5, 1.5, (n, 1)).astype(np.float32)
+            base.mkdir(parents=True, exist_ok=True)
+            with open(f.with_suffix(".tmp"), "wb") as fh:
+                np.savez(fh, W_enc=np.ascontiguousarray(W.T), W_dec=W, b_enc=np.zeros(n, np.float32),
+                         b_dec=(rng.standard_normal(D_MODEL) * 0.1).astype(np.float32), threshold=np.zeros(n, np.float32))
+            os.replace(f.with_suffix(".tmp"), f)
+        files.append(f)
+    for L in range(N_LAYERS):
+        p = release / f"layer_{L}" / "width_16k" / f"average_l0_{L0[L]}" / "params.npz"
+        if not p.exists():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            os.link(files[L % 2], p)
+    return str(release / "layer_{layer}" / "width_16k" / "average_l0_{l0}" / "params.npz")
+
+
+# ------------------------------------------------------------ measured in a subprocess
+
+def _hwm_mib() -> float:
+    """The process' peak resident set so far (VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_atlas(model: str, template: str, layers: list[int], heads: list[int], out: str, result: str) -> None:
+    import featgraph as fg
+
+    per_layer = len(heads) * 2
+    t0 = time.perf_counter()
+    marks: list[tuple[float, float]] = []
+    state = {"done": 0}
+
+    def progress(description: str, total):
+        def advance(n: int) -> None:
+            before = state["done"] // per_layer
+            state["done"] += n
+            for _ in range(state["done"] // per_layer - before):
+                marks.append((time.perf_counter() - t0, _hwm_mib()))
+        return advance if description.startswith("atlas:") else (lambda n: None)
+
+    run = fg.atlas(model=model, layers=layers, out=out, heads=heads, top_k=K, device="cpu", labels=False,
+                   sae_template=lambda L: template.format(layer=L, l0=L0[L]), progress=progress)
+    wall = time.perf_counter() - t0
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    Path(result).write_text(json.dumps({"wall": wall, "cpu": use.ru_utime + use.ru_stime, "load": os.getloadavg(),
+                                        "peak_mib": _hwm_mib(), "marks": marks, "edges": len(run.edge_table),
+                                        "features": len(run.features), "layers": run.layers}))
+
+
+QUERIES = {
+    # the strongest 2-step paths across layers: a value feature -OV(layer L)-> feature -QK key(layer L+1)-> query feature
+    "strongest OV(L) -> QK key(L+1) paths": (
+        "MATCH (a:Feature)-[o:OV]->(b:Feature)-[q:QK]->(c:Feature) WHERE q.layer = o.layer + 1 AND o.rank <= $r AND q.rank <= $r "
+        "RETURN a.id AS value, o.layer AS ov_layer, o.head AS ov_head, b.id AS via, q.head AS qk_head, c.id AS query, "
+        "o.weight * q.weight AS product ORDER BY abs(product) DESC LIMIT 20", {"r": 200}),
+    # the heads of all layers joining two given features in two steps (a -> b -> c, any circuits and layers)
+    "heads joining two features in 2 steps": (
+        "MATCH (a:Feature {id: $a})-[r1]->(b:Feature)-[r2]->(c:Feature {id: $c}) "
+        "RETURN r1.layer AS layer1, r1.head AS head1, r1.circuit AS circuit1, b.id AS via, r2.layer AS layer2, "
+        "r2.head AS head2, r2.circuit AS circuit2, r1.weight * r2.weight AS product ORDER BY abs(product) DESC", None),
+    # features that are hubs (≥ 8 edges in one layer's heads) in several layers
+    "hubs recurring across layers": (
+        "MATCH (f:Feature)-[r]-() WITH f, r.layer AS layer, count(*) AS degree WHERE degree >= $k "
+        "WITH f, count(layer) AS layers, sum(degree) AS edges WHERE layers >= 2 "
+        "RETURN f.id AS feature, layers, edges ORDER BY layers DESC, edges DESC LIMIT 25", {"k": 8}),
+}
+
+
+def child_store(out: str, result: str) -> None:
+    import featgraph as fg
+
+    t0 = time.perf_counter()
+    run = fg.open_run(out)
+    t_open = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    counts = run.load()
+    t_load = time.perf_counter() - t0
+    e = run.edge_table
+    ov = e[e["circuit"] == "OV"][["layer", "src", "dst", "weight"]]
+    path = ov.merge(ov.assign(layer=ov["layer"] - 1), left_on=["layer", "dst"], right_on=["layer", "src"])  # OV(L), OV(L+1)
+    if len(path):  # the ends of the strongest OV -> OV path across two layers
+        best = path.loc[(path["weight_x"] * path["weight_y"]).abs().idxmax()]
+        a, c = str(best["src_x"]), str(best["dst_y"])
+    else:  # one layer: no such path
+        a, c = str(e["src"].iloc[0]), str(e["dst"].iloc[0])
+    times = {}
+    for name, (cypher, params) in QUERIES.items():
+        params = params or {"a": a, "c": c}
+        run.query(cypher, **params)  # first call opens the store; time the second
+        t0 = time.perf_counter()
+        rows = run.query(cypher, **params)
+        times[name] = (time.perf_counter() - t0, len(rows))
+    Path(result).write_text(json.dumps({"open": t_open, "load": t_load, "counts": counts, "queries": times,
+                                        "peak_mib": _hwm_mib()}))
+
+
+def measure(*args: str) -> dict:
+    with tempfile.TemporaryDirectory() as td:
+        res = Path(td) / "r.json"
+        subprocess.run([sys.executable, __file__, "--child", *args, str(res)], check=True)
+        return json.loads(res.read_text())
+
+
+def parse_range(text: str) -> list[int]:
+    from featgraph.multilayer import parse_layers
+
+    return list(parse_layers(text))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", default="1-25")
+    ap.add_argument("--heads", default="0-7")
+    ap.add_argument("--n", type=int, default=16384, help="SAE width")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "featgraph-bench-atlas")
+    ap.add_argument("--keep", action="store_true", help="keep the atlas (it is removed at the end otherwise)")
+    a = ap.parse_args()
+
+    import torch
+
+    layers, heads = parse_range(a.layers), parse_range(a.heads)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
+    t0 = time.perf_counter()
+    model, template = make_model(a.work), make_saes(a.work, a.n)
+    print(f"inputs ready in {time.perf_counter() - t0:.0f} s ({a.work})")
+    out = a.work / f"atlas-{a.n}-{a.layers}-{a.heads}"
+    shutil.rmtree(out, ignore_errors=True)
+    r = measure("atlas", str(model), template, json.dumps(layers), json.dumps(heads), str(out))
+    print(f"\natlas: layers {a.layers}, heads {a.heads}, QK+OV, top {K}, {a.n:,} features per SAE")
+    print(f"  wall {r['wall']:.0f} s ({r['wall'] / 60:.1f} min; {r['wall'] / len(layers):.1f} s per layer), "
+          f"peak RSS {r['peak_mib']:.0f} MiB")
+    print(f"  CPU time {r['cpu']:.0f} s ({r['cpu'] / r['wall']:.2f} cores busy on average; load average at the end "
+          f"{r['load'][0]:.1f}, {r['load'][1]:.1f}, {r['load'][2]:.1f} on {os.cpu_count()} cores: other processes shared them)")
+    print(f"  {r['edges']:,} edges, {r['features']:,} features")
+    print("  after layer k: elapsed s, peak RSS so far MiB")
+    for i, (t, m) in enumerate(r["marks"], 1):
+        if i <= 3 or i == len(r["marks"]) or i % 5 == 0:
+            print(f"    {i:>3}  {t:7.0f}  {m:7.0f}")
+    s = measure("store", str(out))
+    print(f"\nembedded store: open {s['open']:.2f} s, load {s['load']:.2f} s ({s['counts']['nodes']:,} nodes, "
+          f"{s['counts']['QK']:,} QK and {s['counts']['OV']:,} OV edges), peak RSS {s['peak_mib']:.0f} MiB")
+    for name, (t, rows) in s["queries"].items():
+        print(f"  {name:<42} {t:6.3f} s  ({rows} rows)")
+    if not a.keep:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind = sys.argv[2]
+        if kind == "atlas":
+            model, template, layers, heads, out, res = sys.argv[3:9]
+            child_atlas(model, template, json.loads(layers), json.loads(heads), out, res)
+        else:
+            child_store(sys.argv[3], sys.argv[4])
+    else:
+        main()
