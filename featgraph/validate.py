@@ -8,8 +8,11 @@ stream entering the layer comes from `output_hidden_states`. The pure maths
 run's feature terms, bias and error terms and scores the run's edges against them.
 
 What depends on the model family comes from `featgraph.families` (one entry per config `model_type`): its
-transformers module's eager attention, where the decoder layers sit, its norm gains. The decomposition is
-Gemma 2's: Gemma 3's query/key norms and attention-output OV destinations are refused with a one-line error.
+transformers module's eager attention, where the decoder layers sit, its norm gains, Gemma 3's query/key
+norms (whose per-position, per-head denominators the decomposition carries). Each layer rotates with the
+cos/sin the model itself passed to it (local and global RoPE), and sees the keys its own mask lets it see (a
+sliding-window layer's window). OV destinations are residual SAEs (through o_proj and the post-attention norm)
+or attention-output SAEs (the tensor o_proj receives, no norm).
 """
 
 from __future__ import annotations
@@ -94,6 +97,11 @@ def gains(family: families.Family, attn: AttentionWeights) -> tuple[torch.Tensor
     return family.gain(attn.ln_in), family.gain(attn.ln_post)
 
 
+def sliding_window(model, family: families.Family, layer: int) -> int | None:
+    """The window of layer `layer`'s attention as the loaded module has it (None: full attention)."""
+    return getattr(attention_module(model, family, layer), "sliding_window", None) or None
+
+
 @contextlib.contextmanager
 def capturing(model, family: families.Family, layer: int) -> Iterator[dict[str, torch.Tensor]]:
     """While the block runs, every forward of `model` fills the dict with layer `layer`'s tensors."""
@@ -121,14 +129,17 @@ def capturing(model, family: families.Family, layer: int) -> Iterator[dict[str, 
     AttentionInterface.register(CAPTURE, capture)
     # A name without a mask function gets no mask at all: give ours the eager (additive) causal mask.
     AttentionMaskInterface.register(CAPTURE, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
-    before = model.config._attn_implementation
-    model.config._attn_implementation = CAPTURE
+    # The language model's config (a multimodal model's text_config) picks attention and masks; setting the
+    # top-level config would also switch the vision tower's.
+    config = target.config
+    before = config._attn_implementation
+    config._attn_implementation = CAPTURE
     hook = target.register_forward_pre_hook(rotation, with_kwargs=True)
     try:
         yield got
     finally:
         hook.remove()
-        model.config._attn_implementation = before
+        config._attn_implementation = before
 
 
 def run_model(model, family: families.Family, layer: int, ids: Sequence[int]) -> Captured:
@@ -220,12 +231,6 @@ class Session:
         self.attn = model_io.load_attention(reload._model_ref(m), self.layer)
         c = self.attn.config
         self.family = families.of(c.model_type, self.ref)
-        if self.family.qk_norm:
-            raise BadInput(f"validate decomposes Gemma 2 attention; this run's model is {self.family.name}, whose query/key "
-                           "norms scale each position's query by the whole residual (docs/maths.md): not supported yet")
-        if reload.conventions(m).ov_target == "attn" and "OV" in (m.circuits or ("QK", "OV")):
-            raise BadInput("validate scores OV edges into a residual SAE; this run's output SAE is an attention-output SAE: "
-                           "validate a run extracted with a residual --sae-out (or with --circuits qk)")
         run_heads = list(m.heads) or run.heads
         if heads is None:
             self.heads = tuple(run_heads)
@@ -245,9 +250,11 @@ class Session:
 
     @functools.cached_property
     def hf_config(self) -> Any:
+        """The language model's transformers config (a multimodal checkpoint's text_config)."""
         from transformers import AutoConfig
 
-        return AutoConfig.from_pretrained(self.ref, revision=self.revision)
+        config = AutoConfig.from_pretrained(self.ref, revision=self.revision)
+        return config.get_text_config() if hasattr(config, "get_text_config") else config
 
     def window(self) -> int:
         """The longest prompt the model takes (max_position_embeddings)."""
@@ -274,17 +281,21 @@ class Session:
                 hf_logging.enable_progress_bar()
         loaded: Any = model
         self._model = loaded.to(device=self.dev, dtype=torch.float32).eval()
+        self.sliding = sliding_window(self._model, self.family, self.layer)
         m, dev = self.run.manifest, self.dev
         sae = sae_io.load(str((m.sae_in or {})["ref"]), sae_io.KEYS, expect_d_in=self.attn.config.d_model, role="input SAE")
         d64 = {k: getattr(sae, k).to(dev, torch.float64) for k in sae_io.KEYS}
         self.sae = dc.JumpReLU(d64["W_enc"], d64["b_enc"], d64["threshold"], d64["W_dec"], d64["b_dec"])
         attn64 = dataclasses.replace(self.attn, **{f: getattr(self.attn, f).to(dev, torch.float64)
-                                                   for f in ("W_Q", "W_K", "W_V", "W_O", "ln_in", "ln_post")})
+                                                   for f in ("W_Q", "W_K", "W_V", "W_O", "ln_in", "ln_post", "q_norm", "k_norm")
+                                                   if getattr(self.attn, f) is not None})
         self.attn64 = attn64
         self.qk = {h: self._qk_head(h) for h in self.heads} if "QK" in self.circuits else {}
         self.ov = {}
         if "OV" in self.circuits:
-            out = sae_io.load(str((m.sae_out or {})["ref"]), ("W_enc",), expect_d_in=self.attn.config.d_model, role="output SAE")
+            c = self.attn.config
+            out = sae_io.load(str((m.sae_out or {})["ref"]), ("W_enc",), role="output SAE",
+                              expect_d_in=c.d_attn if self.conv.ov_target == "attn" else c.d_model)
             w_enc_out = out.part("W_enc").to(dev, torch.float64)
             self.ov = {h: self._ov_head(h, w_enc_out) for h in self.heads}
 
@@ -307,22 +318,37 @@ class Session:
     def _qk_head(self, h: int) -> dc.QKHead:
         a, c = self.attn64, self.attn64.config
         g_in, _ = gains(self.family, a)
-        f = circuits.circuit_factors(a, self.sae.W_dec, None, h, "QK")
-        q_run = circuits.rope_rotate(f.dst, self.conv.rope_offset, a.rope) if self.conv.rope_offset else f.dst
-        Wq = circuits.head_rows(a.W_Q, h, c.d_head) * g_in
-        Wk = circuits.head_rows(a.W_K, f.kv_head, c.d_head) * g_in
+        kv = c.kv_head(h)
+        Nq = circuits.head_rows(a.W_Q, h, c.d_head) * g_in
+        Nk = circuits.head_rows(a.W_K, kv, c.d_head) * g_in
         e = self._edges(h, "QK")
-        # Stored weights are raw QK at the run's offset, times the scale when the run used --attn-scale.
+        qi, kj = self._idx(e["dst_index"]), self._idx(e["src_index"])
+        # Stored weights are QK at the run's offset, times the scale when the run used --attn-scale.
         w = self._weights(e) / (self.scale if self.conv.attn_scale else 1.0)
-        return dc.QKHead(h, Wq, Wk, f.dst, f.src, q_run, Wq @ self.sae.b_dec, Wk @ self.sae.b_dec, self.scale,
-                         self._idx(e["dst_index"]), self._idx(e["src_index"]), w)
+        norm = None
+        if self.family.qk_norm:
+            assert a.q_norm is not None and a.k_norm is not None  # the loader requires them for this family
+            # The run stores (R(Δ) q_i)·k_j with q_i = g_q ⊙ u_i / rms(u_i), u_i = Nq d_i: back to the raw bilinear
+            # form (R(Δ) g_q ⊙ u_i)·(g_k ⊙ w_j) that the logit decomposes into, multiply by rms(u_i)·rms(w_j).
+            rms_u = (self.sae.W_dec @ Nq.T).pow(2).mean(-1).sqrt()
+            rms_w = (self.sae.W_dec @ Nk.T).pow(2).mean(-1).sqrt()
+            w = w * rms_u[qi] * rms_w[kj]
+            norm = dc.QKNorm(Nq, Nk, c.rms_norm_eps)
+            Wq, Wk = Nq * self.family.gain(a.q_norm)[:, None], Nk * self.family.gain(a.k_norm)[:, None]
+        else:
+            Wq, Wk = Nq, Nk
+        q_feat, k_feat = self.sae.W_dec @ Wq.T, self.sae.W_dec @ Wk.T
+        q_run = circuits.rope_rotate(q_feat, self.conv.rope_offset, a.rope) if self.conv.rope_offset else q_feat
+        return dc.QKHead(h, Wq, Wk, q_feat, k_feat, q_run, Wq @ self.sae.b_dec, Wk @ self.sae.b_dec, self.scale,
+                         qi, kj, w, norm)
 
     def _ov_head(self, h: int, w_enc_out: torch.Tensor) -> dc.OVHead:
         a, c = self.attn64, self.attn64.config
         g_in, _ = gains(self.family, a)
         e = self._edges(h, "OV")
         scored = np.unique(e["dst_index"].to_numpy(np.int64))
-        f = circuits.circuit_factors(a, self.sae.W_dec, w_enc_out[:, self._idx(scored)], h, "OV")
+        f = circuits.circuit_factors(a, self.sae.W_dec, w_enc_out[:, self._idx(scored)], h, "OV",
+                                     circuits.Conventions(ov_target=self.conv.ov_target))
         Wv = circuits.head_rows(a.W_V, f.kv_head, c.d_head) * g_in
         row = np.searchsorted(scored, e["dst_index"].to_numpy(np.int64))
         return dc.OVHead(h, Wv, f.src, Wv @ self.sae.b_dec, f.dst, self._idx(e["src_index"]), self._idx(row),
@@ -333,7 +359,8 @@ class Session:
     def prompt(self, ids: Sequence[int]) -> tuple[Captured, dc.Stream]:
         self.load()
         cap = run_model(self._model, self.family, self.layer, ids)
-        st = dc.stream(cap.resid.to(torch.float64), self.sae, self.attn.config.rms_norm_eps, cap.cos, cap.sin)
+        st = dc.stream(cap.resid.to(torch.float64), self.sae, self.attn.config.rms_norm_eps, cap.cos, cap.sin,
+                       self.sliding)
         return cap, st
 
     def qk_blocks(self, cap: Captured, st: dc.Stream, h: int, block: int = 256) -> Iterator[dict[str, torch.Tensor]]:
@@ -341,6 +368,10 @@ class Session:
         return dc.qk_blocks(st, self.qk[h], cap.q[h], cap.k[kv], block)
 
     def rms_o(self, cap: Captured) -> torch.Tensor:
+        """What each position's OV target divides by: the post-attention norm's RMS (residual SAE), or 1 (an
+        attention-output SAE reads the heads' outputs before o_proj, with no norm)."""
+        if self.conv.ov_target == "attn":
+            return torch.ones(cap.out.shape[0], dtype=torch.float64, device=cap.out.device)
         return dc.output_rms(cap.out, self.attn64.W_O, self.attn.config.rms_norm_eps)
 
     def ov_blocks(self, cap: Captured, st: dc.Stream, h: int, rms_o: torch.Tensor, block: int = 256):

@@ -200,22 +200,6 @@ def test_cli_extract_and_positional_on_gemma3(tmp_path, g3):
     assert pd.read_csv(tmp_path / "p.csv")["head"].nunique() == N_HEADS
 
 
-def test_validate_refuses_what_its_decomposition_does_not_cover(tmp_path, g3, tiny):
-    """validate decomposes Gemma 2 logits into residual-SAE OV terms: a Gemma 3 run, or an attention-output OV run, is refused."""
-    model_dir, _, saes = g3
-    run, _ = _extract(tmp_path, model_dir, 1, saes[("res", 0)], saes[("res", 1)], "g3run")
-    with pytest.raises(BadInput, match="query/key norms.*not supported yet"):
-        run.validate(token_ids=[[1, 2, 3]], device="cpu")
-    from helpers import write_sae
-
-    att = write_sae(tmp_path / "att", 64, 12, seed=4)
-    with pytest.warns(fg.FeatgraphWarning):
-        run2 = fg.extract(model=tiny[0], layer=1, sae_in=tiny[2], sae_out=att, top_k=50, device="cpu",
-                          out=tmp_path / "g2att", labels=False)
-    with pytest.raises(BadInput, match="attention-output SAE"):
-        run2.validate(token_ids=[[1, 2, 3]], device="cpu")
-
-
 def test_labels_attach_to_the_hosted_sae_and_skip_the_unhosted_one(tmp_path, g3, monkeypatch):
     """A run pairing a Gemma Scope 2 SAE Neuronpedia hosts with one it does not: the first gets its labels from
     the (local) export, the second is not asked for and keeps none."""

@@ -1,9 +1,11 @@
 """`featgraph validate`: the feature decomposition of real attention is exact, and its scores are right.
 
-A tiny random Gemma 2 saved by transformers runs on token ids; transformers' own eager attention (through
-the AttentionInterface capture) gives the real logits, patterns and head outputs. References are
-independent: softmax of the logits against the captured pattern, the model's own o_proj and
-post-attention norm, brute-force loops over pairs and edges, scipy's Spearman ρ.
+Tiny random Gemma 2 and Gemma 3 models (text-only and multimodal) saved by transformers run on token ids;
+transformers' own eager attention (through the AttentionInterface capture) gives the real logits, patterns
+and head outputs. References are independent: softmax of the logits against the captured pattern (with the
+layer's own mask), the model's own o_proj and post-attention norm, the tensor o_proj receives (a hook),
+Gemma 3's q_proj/q_norm modules for the per-position query scales, brute-force loops over pairs and edges,
+scipy's Spearman ρ.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from featgraph import validate as val
 from featgraph.demo import write_tokenizer
 from featgraph.run import open_run
 
-from helpers import LAYER, TINY, fg, make_tiny_model, write_sae
+from helpers import LAYER, TINY, TINY3, fg, make_tiny_gemma3, make_tiny_model, read_gs2, write_gs2_sae, write_sae
 
 D = TINY["hidden_size"]
+D_ATTN = TINY["num_attention_heads"] * TINY["head_dim"]
+assert TINY3["hidden_size"] == D and TINY3["num_attention_heads"] * TINY3["head_dim"] == D_ATTN
 
 
 def _complete_sae(path, b_dec):
@@ -45,15 +49,21 @@ def tiny_dir(tmp_path_factory):
     return root
 
 
-def _run(root, name, sae_in, top_k=None, **kw):
+def _arrays(path) -> dict:
+    path = str(path)
+    return read_gs2(path) if path.endswith(".safetensors") else dict(np.load(path))
+
+
+def _run(root, name, sae_in, top_k=None, layer=LAYER, sae_out=None, model="model", **kw):
     out = root / name
     if not out.exists():
-        sae_out = root / "sae_out" / "params.npz"
-        if not sae_out.exists():
-            write_sae(root / "sae_out", D, 36, seed=2)
-        n_in = int(np.load(sae_in)["W_dec"].shape[0])
-        fg_api.extract(model=root / "model", layer=LAYER, sae_in=sae_in, sae_out=sae_out,
-                       top_k=top_k or max(n_in * n_in, n_in * 36), device="cpu", out=out, labels=False,
+        if sae_out is None:
+            sae_out = root / "sae_out" / "params.npz"
+            if not sae_out.exists():
+                write_sae(root / "sae_out", D, 36, seed=2)
+        n_in, n_out = _arrays(sae_in)["W_dec"].shape[0], _arrays(sae_out)["W_enc"].shape[1]
+        fg_api.extract(model=root / model, layer=layer, sae_in=sae_in, sae_out=sae_out,
+                       top_k=top_k or max(n_in * n_in, n_in * n_out), device="cpu", out=out, labels=False,
                        sae_in_id="sae-in", sae_out_id="sae-out", **kw)
     return open_run(out)
 
@@ -67,27 +77,49 @@ def _cat(blocks):
     return {k: torch.cat([b[k] for b in blocks]) for k in blocks[0]}
 
 
+def _decoder_layer(session):
+    """The transformers decoder layer the session validates (Gemma 2, Gemma 3 text or multimodal)."""
+    lm = session.model.model
+    return (lm.language_model if hasattr(lm, "language_model") else lm).layers[session.layer]
+
+
 def _causal_softmax_check(session, cap, qk, h):
-    """The target logits reproduce the model's own attention pattern (softcap, causal mask, softmax)."""
+    """The target logits reproduce the model's own attention pattern (softcap, causal and sliding-window mask,
+    softmax), and the scored pairs are exactly those the layer attends."""
     T = cap.weights.shape[-1]
+    window = session.hf_config.sliding_window if session.hf_config.layer_types[session.layer] == "sliding_attention" else T
+    want = [(t, s) for t in range(T) for s in range(T) if s <= t and t - s < window]
+    assert list(zip(qk["t"].tolist(), qk["s"].tolist())) == want
     L = torch.full((T, T), -torch.inf, dtype=torch.float64)
     L[qk["t"], qk["s"]] = qk["target"]
-    cap_ = session.attn.config.attn_logit_softcapping
-    A = torch.softmax(cap_ * torch.tanh(L / cap_), -1)
+    cap_ = session.attn.config.attn_logit_softcapping  # None for Gemma 3
+    A = torch.softmax(cap_ * torch.tanh(L / cap_) if cap_ else L, -1)
     np.testing.assert_allclose(A.numpy(), cap.weights[h].double().numpy(), atol=2e-6)
 
 
-def _check_exact(session, ids, complete):
-    layer = session.model.model.layers[LAYER]
-    w_enc = torch.from_numpy(np.load(session.run.manifest.sae_out["ref"])["W_enc"]).double()
+def _o_proj_input(session, ids):
+    """What o_proj receives at the session's layer, [T, n_heads·d_head], from a plain forward pass with a hook."""
+    seen = {}
+    o_proj = _decoder_layer(session).self_attn.o_proj
+    hook = o_proj.register_forward_pre_hook(lambda mod, args: seen.update(z=args[0][0].detach().double()))
+    try:
+        with torch.no_grad():
+            session.model(input_ids=torch.tensor([ids]))
+    finally:
+        hook.remove()
+    return seen["z"]
+
+
+def _check_exact(session, ids, complete, qk_only=False):
+    layer = _decoder_layer(session)
+    w_enc = torch.from_numpy(_arrays(session.run.manifest.sae_out["ref"])["W_enc"]).double()
+    attn_target = session.conv.ov_target == "attn"
     cap, st = session.prompt(ids)
     rms_o = session.rms_o(cap)
     ov_sum = 0
     for h in session.heads:
         qk = _cat(session.qk_blocks(cap, st, h, block=8))
-        T = len(ids)
-        assert len(qk["t"]) == T * (T + 1) // 2 and bool((qk["s"] <= qk["t"]).all())
-        _causal_softmax_check(session, cap, qk, h)
+        _causal_softmax_check(session, cap, qk, h)  # every pair the layer attends (all s ≤ t on a global layer), once
         y = qk["target"]
         tol = 1e-5 * float(y.abs().max())
         if complete:
@@ -96,6 +128,8 @@ def _check_exact(session, ids, complete):
         else:
             assert float(qk["error"].abs().max()) > 1e-2 * float(y.abs().max())  # the error terms matter here
         np.testing.assert_allclose((qk["active"] + qk["bias"] + qk["error"]).numpy(), y.numpy(), rtol=1e-5, atol=tol)
+        if qk_only:
+            continue
         # the captured values are the normalised residual (gain 1 + w) through the head's value map
         v = (st.x / st.rms[:, None]) @ session.ov[h].Wv.T
         np.testing.assert_allclose(cap.v[session.attn.config.kv_head(h)].double().numpy(), v.numpy(), rtol=1e-5, atol=1e-5)
@@ -107,9 +141,16 @@ def _check_exact(session, ids, complete):
             np.testing.assert_allclose((ov["active"] + ov["bias"]).numpy(), y.numpy(), rtol=1e-5, atol=tol)
         np.testing.assert_allclose((ov["active"] + ov["bias"] + ov["error"]).numpy(), y.numpy(), rtol=1e-5, atol=tol)
         ov_sum = ov_sum + y.reshape(len(ids), -1)
-    # The heads' targets add up to the real pre-activation change: o_proj, post-attention norm, output encoder.
-    with torch.no_grad():
-        z = layer.post_attention_layernorm(layer.self_attn.o_proj(cap.out.reshape(len(ids), -1))).double()
+    if qk_only:
+        return
+    if attn_target:
+        # An attention-output SAE: the heads' targets add up to what o_proj receives (a hook, in a plain forward
+        # pass) times the SAE's encoder, i.e. the pre-activation less b_enc.
+        z = _o_proj_input(session, ids)
+    else:
+        # The heads' targets add up to the real pre-activation change: o_proj, post-attention norm, output encoder.
+        with torch.no_grad():
+            z = layer.post_attention_layernorm(layer.self_attn.o_proj(cap.out.reshape(len(ids), -1))).double()
     scored = np.unique(session._edges(0, "OV")["dst_index"])
     np.testing.assert_allclose(ov_sum.numpy(), (z @ w_enc[:, scored]).numpy(), rtol=1e-5, atol=1e-5 * float(ov_sum.abs().max()))
 
@@ -241,6 +282,209 @@ def test_edge_usage_matches_brute_force(tiny_dir):
     for circ, g in edges.groupby(["head", "circuit"]):
         order = g.sort_values(["total_abs_contribution", "rank"], ascending=[False, True])
         assert order["realised_rank"].tolist() == list(range(1, len(g) + 1)), circ
+
+
+# ---------------------------------------------------------------- attention-output SAEs as OV targets
+
+def test_attention_output_sae_ov_is_exact_on_gemma2(tiny_dir):
+    """OV into an attention-output SAE (d_in = n_heads·d_head): head h's share z_t^h · W_enc[h·d_head:(h+1)·d_head, k]
+    splits exactly into value features, bias and error, and the heads' shares add up to o_proj's input times W_enc."""
+    sae_att = write_sae(tiny_dir / "sae-att", D_ATTN, 20, seed=5)
+    run = _run(tiny_dir, "att", write_sae(tiny_dir / "sae-random", D, 40, seed=1), sae_out=sae_att)
+    assert run.manifest.conventions["ov_target"] == "attn"
+    session = val.Session(run, device="cpu")
+    for ids in PROMPTS:
+        _check_exact(session, ids, complete=False)
+    pairs = _pairs(session, PROMPTS[:1])
+    for h in session.heads:
+        p = pairs[(h, "OV")]
+        np.testing.assert_allclose(p["selected"], p["active_d0"], rtol=1e-5, atol=1e-6 * np.abs(p["active_d0"]).max())
+
+
+def test_attention_output_edge_usage_matches_brute_force(tiny_dir):
+    sae_att = write_sae(tiny_dir / "sae-att", D_ATTN, 20, seed=5)
+    run = _run(tiny_dir, "att-few", write_sae(tiny_dir / "sae-random", D, 40, seed=1), sae_out=sae_att, top_k=10)
+    ids = PROMPTS[0]
+    edges = run.validate(token_ids=[ids], device="cpu").attrs["edges"]
+    session = val.Session(run, device="cpu")
+    cap, st = session.prompt(ids)
+    a, rms, T = st.a.numpy(), st.rms.numpy(), len(ids)
+    ov = edges[edges["circuit"] == "OV"]
+    assert len(ov) == 10 * TINY["num_attention_heads"] and (ov["pairs_active"] > 0).any()
+    for r in ov.itertuples():
+        A = cap.weights[r.head].double().numpy()
+        # no output norm: an attention-output SAE reads the heads' outputs as they are
+        cs = [A[t, s] * a[s, r.src_index] * r.weight / rms[s] for t in range(T) for s in range(t + 1) if A[t, s] > 0 and a[s, r.src_index] > 0]
+        assert r.pairs_active == len(cs)
+        assert r.total_contribution == pytest.approx(sum(cs), rel=1e-5, abs=1e-9)
+
+
+# ---------------------------------------------------------------- Gemma 3: query/key norms, local and global RoPE
+
+G3_PROMPTS = [PROMPTS[0], [2, *range(4, 30)]]  # 20 and 27 tokens: beyond the local layers' window of 8
+
+
+@pytest.fixture(scope="module")
+def g3_dir(tmp_path_factory):
+    """A tiny Gemma3ForCausalLM (layers 0, 2 local, 1, 3 global; eps 0.1) with a tokenizer, and its SAEs."""
+    root = tmp_path_factory.mktemp("validate-g3")
+    make_tiny_gemma3(root / "model")
+    write_tokenizer(root / "model", TINY3["vocab_size"], TINY3["max_position_embeddings"])
+    write_sae(root / "sae_out", D, 36, seed=2)
+    return root
+
+
+def _g3_run(root, name, layer, sae_in=None, **kw):
+    """A Gemma 3 run; the input SAE a Gemma Scope 2 params.safetensors unless given."""
+    sae_in = sae_in or write_gs2_sae(root / "sae-gs2", D, 40, seed=1)
+    return _run(root, name, sae_in, layer=layer, **kw)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+@pytest.mark.parametrize("b_dec", ["zero", "random"])
+def test_gemma3_complete_sae_feature_and_bias_terms_are_the_real_logits(g3_dir, layer, b_dec):
+    """Global (1) and local (2: own RoPE base, sliding window of 8) layers: with q_norm/k_norm and their eps, the
+    feature and bias terms over the per-position query/key denominators are the real logits; OV likewise."""
+    b = np.zeros(D) if b_dec == "zero" else np.random.default_rng(3).normal(size=D)
+    sae = _complete_sae(g3_dir / f"sae-complete-{b_dec}", b)
+    session = val.Session(_g3_run(g3_dir, f"complete-{b_dec}-{layer}", layer, sae), device="cpu")
+    assert session.family.qk_norm and session.attn.config.rms_norm_eps == 0.1
+    for ids in G3_PROMPTS:
+        _check_exact(session, ids, complete=True)
+    assert session.sliding == (8 if layer == 2 else None)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_gemma3_random_sae_all_terms_are_the_real_logits(g3_dir, layer):
+    session = val.Session(_g3_run(g3_dir, f"random-{layer}", layer), device="cpu")
+    for ids in G3_PROMPTS:
+        _check_exact(session, ids, complete=False)
+
+
+def _g3_scales(session, st, h):
+    """From transformers' own modules: c_t with q_norm(q_proj(input_layernorm(x_t))) = c_t · g_q ⊙ W_Q[h] (g_in ⊙ x_t),
+    its key twin, and rms(W_Q[h] (g_in ⊙ d_i)), rms(W_K[kv] (g_in ⊙ d_j)) per feature."""
+    attn = _decoder_layer(session).self_attn
+    ln = _decoder_layer(session).input_layernorm
+    d, kv = TINY3["head_dim"], h // (TINY3["num_attention_heads"] // TINY3["num_key_value_heads"])
+    x = st.x.float()
+    g_in = 1 + ln.weight.detach()
+
+    def scale(proj, norm, head):
+        normed = norm(proj(ln(x)).view(len(x), -1, d)[:, head]).double()
+        raw = ((1 + norm.weight) * proj(x * g_in).view(len(x), -1, d)[:, head]).double()
+        c = (normed * raw).sum(-1) / raw.pow(2).sum(-1)  # least squares; the residual shows it is one scale
+        assert float((normed - c[:, None] * raw).abs().max()) < 1e-5 * float(normed.abs().max())
+        return c.numpy()
+
+    def feat_rms(proj, head):
+        u = proj(session.sae.W_dec.float() * g_in).view(session.sae.W_dec.shape[0], -1, d)[:, head]
+        return u.double().pow(2).mean(-1).sqrt().numpy()
+
+    with torch.no_grad():
+        return scale(attn.q_proj, attn.q_norm, h), scale(attn.k_proj, attn.k_norm, kv), feat_rms(attn.q_proj, h), feat_rms(attn.k_proj, kv)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_gemma3_selected_edges_are_the_stored_weights_in_raw_form(g3_dir, layer):
+    """The run stores per-feature normalised QK; (i) multiplies each edge back by rms(u_i)·rms(w_j) and divides by the
+    per-position denominators, so that with every edge it equals (ii), and with a few edges it equals a brute-force
+    sum with the query/key scales read off transformers' q_norm and k_norm (offset and --attn-scale as stored)."""
+    full = val.Session(_g3_run(g3_dir, f"random-{layer}", layer), device="cpu")
+    few_run = _g3_run(g3_dir, f"few-{layer}", layer, top_k=25, attn_scale=True, rope_offset=2)
+    few = val.Session(few_run, device="cpu")
+    scale = 1 / math.sqrt(TINY3["query_pre_attn_scalar"])
+    ids = G3_PROMPTS[1]
+    cap, st = few.prompt(ids)
+    a = st.a.numpy()
+    for h in range(TINY3["num_attention_heads"]):
+        b = _cat(full.qk_blocks(*full.prompt(ids), h, 8))
+        np.testing.assert_allclose(b["selected"], b["active_d0"], rtol=1e-5, atol=1e-6 * float(b["active_d0"].abs().max()))
+        cq, ck, rq, rk = _g3_scales(few, st, h)
+        e = few_run.edge_table[(few_run.edge_table["head"] == h) & (few_run.edge_table["circuit"] == "QK")]
+        b = _cat(few.qk_blocks(cap, st, h, 8))
+        for t, s, got in zip(b["t"].numpy(), b["s"].numpy(), b["selected"].numpy()):
+            # stored weights carry the scale (attn_scale) and the run's offset: only the norms are put back
+            want = sum(a[t, i] * a[s, j] * w * rq[i] * rk[j] for i, j, w in zip(e["dst_index"], e["src_index"], e["weight"]))
+            assert got == pytest.approx(want * cq[t] * ck[s], rel=1e-4, abs=1e-9)
+        assert float(b["selected"].abs().max()) > 0
+    assert few.scale == pytest.approx(scale)
+
+
+def test_gemma3_edge_usage_matches_brute_force_in_the_window(g3_dir):
+    """Local layer 2 (window 8): only pairs the layer attends count; contributions at the true distance with the
+    layer's own RoPE, from the run's normalised factors, rms(u_i)·rms(w_j) and transformers' query/key scales."""
+    run = _g3_run(g3_dir, "few-usage", 2, top_k=15)
+    ids = G3_PROMPTS[1]
+    edges = run.validate(token_ids=[ids], device="cpu").attrs["edges"]
+    session = val.Session(run, device="cpu")
+    _, st = session.prompt(ids)
+    a, T, window = st.a.numpy(), len(ids), TINY3["sliding_window"]
+    attn = session.attn64
+    scale = 1 / math.sqrt(TINY3["query_pre_attn_scalar"])
+    qk = edges[edges["circuit"] == "QK"]
+    assert (qk["pairs_active"] > 0).any()
+    for h in range(TINY3["num_attention_heads"]):
+        cq, ck, rq, rk = _g3_scales(session, st, h)
+        f = circuits.circuit_factors(attn, session.sae.W_dec, None, h, "QK")  # the run's normalised factors
+        for r in qk[qk["head"] == h].itertuples():
+            i, j = r.dst_index, r.src_index
+            cs = [scale * a[t, i] * a[s, j] * rq[i] * rk[j] * cq[t] * ck[s]
+                  * float(circuits.rope_rotate(f.dst[i], t - s, attn.rope) @ f.src[j])
+                  for t in range(T) for s in range(max(0, t - window + 1), t + 1) if a[t, i] > 0 and a[s, j] > 0]
+            assert r.pairs_active == len(cs)
+            assert r.total_contribution == pytest.approx(sum(cs), rel=1e-4, abs=1e-9)
+            assert r.total_abs_contribution == pytest.approx(sum(map(abs, cs)), rel=1e-4, abs=1e-9)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_gemma3_attention_output_sae_ov_is_exact(g3_dir, layer):
+    sae_att = write_sae(g3_dir / "sae-att", D_ATTN, 20, seed=5)
+    session = val.Session(_g3_run(g3_dir, f"att-{layer}", layer, sae_out=sae_att), device="cpu")
+    assert session.conv.ov_target == "attn"
+    for ids in G3_PROMPTS:
+        _check_exact(session, ids, complete=False)
+
+
+def test_gemma3_multimodal_checkpoint_is_exact(tmp_path):
+    """Gemma3ForConditionalGeneration (language model under language_model.model.): QK on a local and a global
+    layer, OV into a residual SAE, and scores with every edge, (i) = (ii)."""
+    make_tiny_gemma3(tmp_path / "model", seed=4, multimodal=True)
+    write_sae(tmp_path / "sae_out", D, 36, seed=2)
+    sae_in = write_gs2_sae(tmp_path / "sae-gs2", D, 30, seed=6)
+    for layer in (1, 2):
+        run = _run(tmp_path, f"mm-{layer}", sae_in, layer=layer)
+        session = val.Session(run, device="cpu")
+        assert session.family.model_type == "gemma3"
+        _check_exact(session, G3_PROMPTS[1], complete=False)
+    df = run.validate(token_ids=G3_PROMPTS, device="cpu")
+    assert len(df) == 8 and df["r2_exact"].between(1 - 1e-8, 1 + 1e-8).all() and (df["max_abs_error"] < 1e-4).all()
+    assert np.allclose(df["rho_selected"], df["rho_active_d0"], atol=1e-4)
+    qk = df[df["circuit"] == "QK"]
+    assert (qk["pairs"] == sum(min(t + 1, 8) for n in map(len, G3_PROMPTS) for t in range(n))).all()
+
+
+def test_gemma3_cli_end_to_end(g3_dir, tmp_path):
+    """extract then validate a tiny Gemma 3 from the command line: text prompts through the model's tokenizer,
+    the table, validation.parquet and the figure; an attention-output run likewise."""
+    sae_in = write_gs2_sae(g3_dir / "sae-gs2", D, 40, seed=1)
+    for name, extra in (("resid", ()), ("attn", ("--sae-out", write_sae(g3_dir / "sae-att", D_ATTN, 20, seed=5)))):
+        out = tmp_path / name
+        args = ["--sae-out", g3_dir / "sae_out" / "params.npz"] if not extra else list(extra)
+        r = fg("extract", "--model", g3_dir / "model", "--layer", 2, "--sae-in", sae_in, *args, "--top-k", 20,
+               "--no-labels", "--device", "cpu", "--out", out)
+        assert r.exit_code == 0, r.output
+        png = tmp_path / f"{name}.png"
+        r = fg("validate", out, "--prompt", "the people came home after a long day of work and then the people went out",
+               "--prompt", "two words", "--device", "cpu", "--out", png, "--format", "json")
+        assert r.exit_code == 0, r.output
+        rows = json.loads(r.stdout)
+        assert [(row["head"], row["circuit"]) for row in rows] == [(h, c) for c in ("QK", "OV") for h in range(4)]
+        heads, edges = val.read(out / "validation.parquet")
+        assert heads["r2_exact"].between(1 - 1e-8, 1 + 1e-8).all() and len(edges) == len(pd.read_parquet(out / "edges.parquet"))
+        # 17 and 3 tokens with <bos>, local layer 2 attends at most 8 keys
+        assert {row["pairs"] for row in rows if row["circuit"] == "QK"} == {sum(min(t + 1, 8) for t in range(17)) + 6}
+        assert png.stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------- the command line

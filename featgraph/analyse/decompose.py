@@ -4,12 +4,14 @@ docs/maths.md, "Validation on prompts". For one prompt, x_t is the residual stre
 position t, r_t = rms(x_t), a_t the input SAE's JumpReLU activations, ε_t = x_t − (a_t W_dec + b_dec).
 Head h's logit before soft-capping and masking is
 
-    ℓ_h(t, s) = scale / (r_t r_s) · (R(t) Q x_t) · (R(s) K x_s),   Q x = W_Q[h] (g_in ⊙ x), K likewise,
+    ℓ_h(t, s) = scale / (ρ_t σ_s) · (R(t) Q x_t) · (R(s) K x_s),   Q x = g_q ⊙ W_Q[h] (g_in ⊙ x), K likewise,
 
-and Q, K are linear, so it splits exactly into features (u_t = Σ_i a_ti q_i, w_s = Σ_j a_sj k_j, the run's
-factors), the decoder bias b_dec and the error ε. Features are summed per position before pairs are formed,
-query positions are walked in blocks, and nothing of shape [T, T, d_sae] (let alone d_sae²) is built.
-Everything is float64; rotations are the model's own cos/sin at positions 0..T−1 (rotate_half pairing).
+with ρ_t = σ_t = r_t for Gemma 2 (g_q = g_k = 1), and for Gemma 3's query/key norms the per-head
+ρ_t = r_t · sqrt(mean((W_Q[h] n_t)²) + eps), n_t = g_in ⊙ x_t / r_t (σ_s likewise with W_K). Q, K are linear,
+so the logit splits exactly into features (u_t = Σ_i a_ti q_i, w_s = Σ_j a_sj k_j with q_i = Q d_i), the
+decoder bias b_dec and the error ε. Features are summed per position before pairs are formed, query positions
+are walked in blocks, and nothing of shape [T, T, d_sae] (let alone d_sae²) is built. Everything is float64;
+rotations are the model's own cos/sin at positions 0..T−1 (rotate_half pairing).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ class JumpReLU:
 class Stream:
     """One prompt's residual stream entering the layer, through the input SAE.
 
-    x, err: [T, d_model]; a: [T, d_sae]; rms: [T]; cos, sin: [T, d_head], the rotation at positions 0..T−1.
+    x, err: [T, d_model]; a: [T, d_sae]; rms: [T]; cos, sin: [T, d_head], the rotation at positions 0..T−1;
+    window: the layer's sliding window (a query at t sees keys t − window < s ≤ t), None for full attention.
     """
 
     x: Tensor
@@ -65,27 +68,51 @@ class Stream:
     rms: Tensor
     cos: Tensor
     sin: Tensor
+    window: int | None = None
 
     @property
     def T(self) -> int:
         return int(self.x.shape[0])
 
+    def attended(self, t0: int, t1: int) -> Tensor:
+        """[t1 − t0, t1] bool: which keys s < t1 the queries t0 ≤ t < t1 attend (transformers' causal mask and
+        sliding_window_overlay: s ≤ t and s > t − window)."""
+        pos = torch.arange(t1, device=self.x.device)
+        dist = pos[t0:t1, None] - pos[None, :]
+        keep = dist >= 0
+        return keep & (dist < self.window) if self.window else keep
 
-def stream(x: Tensor, sae: JumpReLU, eps: float, cos: Tensor, sin: Tensor) -> Stream:
+
+def stream(x: Tensor, sae: JumpReLU, eps: float, cos: Tensor, sin: Tensor, window: int | None = None) -> Stream:
     """Encode `x` [T, d_model] (float64) with the SAE; keep its error and the RMS the input norm divides by."""
     x = x.double()
     a = sae.encode(x)
-    return Stream(x, a, x - sae.decode(a), torch.sqrt(x.pow(2).mean(-1) + eps), cos.double(), sin.double())
+    return Stream(x, a, x - sae.decode(a), torch.sqrt(x.pow(2).mean(-1) + eps), cos.double(), sin.double(), window)
+
+
+@dataclass(frozen=True)
+class QKNorm:
+    """Gemma 3's per-head query/key RMSNorms, for the logit's denominators.
+
+    Nq, Nk: [d_head, d_model], the projections the norms read (x ↦ W_Q[h] (g_in ⊙ x), without the norms' gain);
+    eps: the norms' eps (config rms_norm_eps), used exactly as transformers uses it.
+    """
+
+    Nq: Tensor
+    Nk: Tensor
+    eps: float
 
 
 @dataclass(frozen=True)
 class QKHead:
     """One head's query/key side, float64.
 
-    Wq, Wk: [d_head, d_model], gain folded in (x ↦ W_Q[h] (g_in ⊙ x)); q_feat, k_feat: [d_sae, d_head], the
-    run's factors q_i, k_j at offset 0; q_run: the queries at the run's rope offset (q_feat when 0);
-    q_bias, k_bias: [d_head], b_dec through Wq, Wk; scale: query_pre_attn_scalar^-1/2. Selected edges:
-    sel_q (query index), sel_k (key index), sel_w (raw QK at the run's offset, no scale), [n_edges].
+    Wq, Wk: [d_head, d_model], gains folded in (x ↦ g_q ⊙ W_Q[h] (g_in ⊙ x); g_q = 1 without query norms);
+    q_feat, k_feat: [d_sae, d_head], the features through them, Wq d_i and Wk d_j at offset 0 (Gemma 2: the
+    run's factors; Gemma 3: the run's normalised factors times rms(W_Q[h] (g_in ⊙ d_i))); q_run: q_feat at the
+    run's rope offset (q_feat itself when 0); q_bias, k_bias: [d_head], b_dec through Wq, Wk; scale:
+    query_pre_attn_scalar^-1/2. Selected edges: sel_q (query index), sel_k (key index), sel_w [n_edges], their
+    weights in the same raw bilinear form (q_run[i]·k_feat[j], no scale). norm: the query/key norms (Gemma 3).
     """
 
     head: int
@@ -100,6 +127,25 @@ class QKHead:
     sel_q: Tensor
     sel_k: Tensor
     sel_w: Tensor
+    norm: QKNorm | None = None
+
+
+def qk_denominators(st: Stream, hd: QKHead) -> tuple[Tensor, Tensor]:
+    """ρ_t, σ_s [T]: the logit is scale · (R(t) Q x_t)·(R(s) K x_s) / (ρ_t σ_s).
+
+    Without query/key norms both are the input norm's r_t. With them (Gemma 3), transformers divides
+    W_Q[h] n_t (n_t = g_in ⊙ x_t / r_t) by sqrt(mean((W_Q[h] n_t)²) + eps) after the input norm's r_t, so
+    ρ_t = r_t · sqrt(mean((W_Q[h] n_t)²) + eps); σ_s likewise with W_K.
+    """
+    if hd.norm is None:
+        return st.rms, st.rms
+    n = hd.norm
+
+    def den(N: Tensor) -> Tensor:
+        u = (st.x @ N.T) / st.rms[:, None]
+        return st.rms * torch.sqrt(u.pow(2).mean(-1) + n.eps)
+
+    return den(n.Nq), den(n.Nk)
 
 
 @dataclass(frozen=True)
@@ -107,7 +153,8 @@ class OVHead:
     """One head's value/output side, float64.
 
     Wv: [d_head, d_model], gain folded in; v_feat: [d_sae, d_head] the run's value factors; v_bias: [d_head];
-    p: [n_scored, d_head], the pre-output vectors p_k of the output features scored (g_post folded in);
+    p: [n_scored, d_head], the pre-output vectors p_k of the output features scored (a residual SAE:
+    W_O[:, h]ᵀ (g_post ⊙ e_k); an attention-output SAE: its encoder's slice W_enc[h·d_head:(h+1)·d_head, k]);
     sel_v (value index), sel_k (row of p), sel_w (raw OV), [n_edges].
     """
 
@@ -143,11 +190,12 @@ def qk_blocks(st: Stream, hd: QKHead, q: Tensor, k: Tensor, block: int = 256) ->
     """The real logits and their parts over causal pairs s ≤ t, one block of query positions at a time.
 
     q, k: [T, d_head], the head's rotated query and key states as the model computed them. Yields flat
-    tensors over the block's pairs (t-major): t, s, target (scale·q_t·k_s), selected (run's edges at its
-    offset), active_d0 (all active pairs at the run's offset), active (all active pairs, true rotation),
-    bias, error; active + bias + error is the target up to rounding.
+    tensors over the block's attended pairs (t-major; st.attended): t, s, target (scale·q_t·k_s), selected
+    (run's edges at its offset), active_d0 (all active pairs at the run's offset), active (all active pairs,
+    true rotation), bias, error; active + bias + error is the target up to rounding.
     """
     a = st.a
+    dq, dk = qk_denominators(st, hd)
     u, w = a @ hd.q_feat, a @ hd.k_feat
     u_run = u if hd.q_run is hd.q_feat else a @ hd.q_run
     qe, ke = st.err @ hd.Wq.T, st.err @ hd.Wk.T
@@ -158,10 +206,9 @@ def qk_blocks(st: Stream, hd: QKHead, q: Tensor, k: Tensor, block: int = 256) ->
     key_full = Rw + Rkb + Rke
     sel, kcols, qcols = _selected_map(hd.sel_k, hd.sel_q, hd.sel_w)
     aW, a_k = _times_sparse(a[:, qcols], sel), a[:, kcols]  # aW[t, j] = Σ_i a_ti w_ij over the keys used
-    pos = torch.arange(st.T, device=a.device)
     for t0, t1 in _blocks(st.T, block):
-        causal = pos[None, :t1] <= pos[t0:t1, None]
-        f = hd.scale / (st.rms[t0:t1, None] * st.rms[None, :t1])
+        causal = st.attended(t0, t1)
+        f = hd.scale / (dq[t0:t1, None] * dk[None, :t1])
         parts = {
             "target": hd.scale * (q[t0:t1].double() @ k[:t1].double().T),
             "selected": f * (aW[t0:t1] @ a_k[:t1].T),
@@ -175,7 +222,10 @@ def qk_blocks(st: Stream, hd: QKHead, q: Tensor, k: Tensor, block: int = 256) ->
 
 
 def output_rms(out: Tensor, W_O: Tensor, eps: float) -> Tensor:
-    """RMS of the whole attention output o_proj(out) at each position: out [T, n_heads, d_head], W_O [d_model, n_heads·d_head]."""
+    """RMS of the whole attention output o_proj(out) at each position: out [T, n_heads, d_head], W_O [d_model, n_heads·d_head].
+
+    What the post-attention norm divides by before a residual SAE reads the layer's output; an attention-output
+    SAE reads `out` itself (no norm), for which ov_blocks and ov_edge_usage take ones instead."""
     y = out.double().reshape(out.shape[0], -1) @ W_O.double().T
     return torch.sqrt(y.pow(2).mean(-1) + eps)
 
@@ -183,8 +233,9 @@ def output_rms(out: Tensor, W_O: Tensor, eps: float) -> Tensor:
 def ov_blocks(st: Stream, hd: OVHead, A: Tensor, o: Tensor, rms_o: Tensor, block: int = 256) -> Iterator[dict[str, Tensor]]:
     """The head's real contribution to each scored output feature's pre-activation, and its parts.
 
-    A: [T, T] the head's attention pattern; o: [T, d_head] its output before o_proj; rms_o: [T] (output_rms).
-    Yields flat tensors over (t, scored feature) pairs: t, k (row of hd.p), target (p_k·o_t / rms_o,t),
+    A: [T, T] the head's attention pattern; o: [T, d_head] its output before o_proj; rms_o: [T] (output_rms for a
+    residual SAE, ones for an attention-output SAE). Yields flat tensors over (t, scored feature) pairs: t,
+    k (row of hd.p), target (p_k·o_t / rms_o,t),
     selected, active_d0 = active (values carry no position), bias, error.
     """
     a = st.a
@@ -215,8 +266,9 @@ def ov_blocks(st: Stream, hd: OVHead, A: Tensor, o: Tensor, rms_o: Tensor, block
 # ---------------------------------------------------------------- edge usage
 
 def qk_edge_usage(st: Stream, hd: QKHead, budget: int = 1 << 22) -> tuple[Tensor, Tensor, Tensor]:
-    """Per selected edge: pairs s ≤ t where both features are active, and the sum and sum of |·| of its
-    contribution scale · a_ti a_sj (R(t−s) q_i)·k_j / (r_t r_s) to the logit over those pairs.
+    """Per selected edge: attended pairs s ≤ t where both features are active, and the sum and sum of |·| of its
+    contribution scale · a_ti a_sj (R(t−s) q_i)·k_j / (ρ_t σ_s) to the logit over those pairs (q_i, k_j: the
+    head's q_feat, k_feat; ρ, σ: qk_denominators).
 
     budget: elements of one [query block, keys, edges] slab.
     """
@@ -226,25 +278,28 @@ def qk_edge_usage(st: Stream, hd: QKHead, budget: int = 1 << 22) -> tuple[Tensor
     total, total_abs = count.clone(), count.clone()
     if E == 0:
         return count, total, total_abs
-    ar = st.a / st.rms[:, None]
-    Qe, Ke = ar[:, hd.sel_q], ar[:, hd.sel_k]  # [T, E]
-    # count: Σ_t [a_ti > 0] · #{s ≤ t : a_sj > 0}
-    count = ((Qe != 0).double() * torch.cumsum((Ke != 0).double(), 0)).sum(0)
+    dq, dk = qk_denominators(st, hd)
+    Qe, Ke = st.a[:, hd.sel_q] / dq[:, None], st.a[:, hd.sel_k] / dk[:, None]  # [T, E]
+    # count: Σ_t [a_ti > 0] · #{s attended from t : a_sj > 0}, from running counts of active keys
+    seen = torch.cumsum((Ke != 0).double(), 0)
+    if st.window and st.window < T:
+        seen[st.window :] -= seen[: T - st.window].clone()
+    count = ((Qe != 0).double() * seen).sum(0)
     # (R(Δ) q)·k = cos(Δ)·(q ⊙ k) + sin(Δ)·(rotate_half(q) ⊙ k), at every distance Δ = 0..T−1.
     qs, ks = hd.q_feat[hd.sel_q], hd.k_feat[hd.sel_k]
     d = qs.shape[1]
     half = torch.cat([-qs[:, d // 2 :], qs[:, : d // 2]], dim=1)
     table = hd.scale * (st.cos @ (qs * ks).T + st.sin @ (half * ks).T)  # [T (Δ), E]
-    pos = torch.arange(T, device=dev)
     live = torch.nonzero((Qe != 0).any(0) & (Ke != 0).any(0)).flatten()
     chunk = max(1, min(len(live), 256))
     for c0 in range(0, len(live), chunk):
         e = live[c0 : c0 + chunk]
         q_e, k_e, tab_e = Qe[:, e], Ke[:, e], table[:, e]
         for t0, t1 in _blocks(T, budget // (T * len(e))):
-            dist = pos[t0:t1, None] - pos[None, :t1]
-            causal = (dist >= 0).double()
-            c = q_e[t0:t1, None, :] * k_e[None, :t1, :] * tab_e[dist.clamp(min=0)] * causal[..., None]
+            pos = torch.arange(t1, device=dev)
+            dist = pos[t0:t1, None] - pos[None, :]
+            keep = st.attended(t0, t1).double()
+            c = q_e[t0:t1, None, :] * k_e[None, :t1, :] * tab_e[dist.clamp(min=0)] * keep[..., None]
             total[e] += c.sum((0, 1))
             total_abs[e] += c.abs().sum((0, 1))
     return count, total, total_abs
@@ -252,7 +307,7 @@ def qk_edge_usage(st: Stream, hd: QKHead, budget: int = 1 << 22) -> tuple[Tensor
 
 def ov_edge_usage(st: Stream, hd: OVHead, A: Tensor, rms_o: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per selected edge j → k: pairs s ≤ t with A(t, s) > 0 and a_sj > 0, and the sum and sum of |·| of
-    its contribution A(t, s) a_sj OV(j, k) / (r_s rms_o,t) to feature k's pre-activation.
+    its contribution A(t, s) a_sj OV(j, k) / (r_s rms_o,t) to feature k's pre-activation (rms_o: as ov_blocks).
 
     Activations, attention and RMS are ≥ 0, so each edge's contributions share the sign of its weight.
     """
