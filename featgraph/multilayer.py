@@ -5,7 +5,7 @@ Layer L pairs the residual SAE of layer L−1 (keys, queries and values) with th
 outputs) — exactly `extract`'s pairing — so the features of one SAE are the same nodes (the same ids) whether
 they are layer L's OV outputs or layer L+1's keys, queries and values, and Cypher can follow paths across layers.
 
-On disk (docs/run-directory.md, "The atlas"): each layer is an `extract` run in `DIR/layers/L{layer}`, written
+On disk (featgraph.atlasdir; docs/run-directory.md, "The atlas"): each layer is an `extract` run in `DIR/layers/L{layer}`, written
 whole or not at all (and resumed per matrix inside a layer by featgraph.resume); after each finished layer the
 combined `edges.parquet`, `features.parquet` and `manifest.json` of DIR are rebuilt from the finished layers, so
 `open_run(DIR)` is one run holding them all. An interrupted atlas continues where it stopped: finished layers
@@ -16,9 +16,7 @@ the combined edge table.
 from __future__ import annotations
 
 import gc
-import os
 import re
-import shutil
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,21 +25,15 @@ from typing import Any
 
 import pandas as pd
 
+from featgraph import atlasdir
 from featgraph.errors import BadInput, BadValue, FeatgraphWarning
 from featgraph.manifest import Manifest
 from featgraph.progress import ProgressFactory
 from featgraph.schema import CIRCUITS, normalise_circuit
 
-KIND = "atlas"
-LAYERS_DIR = "layers"
 DEFAULT_MODEL = "google/gemma-2-2b"
 _GEMMA_2_2B_D_MODEL = 2304
 _LAYERS_RE = re.compile(r"^\d+(-\d+)?$")
-
-
-def layer_dir(out: str | Path, layer: int) -> Path:
-    """Where layer `layer`'s run lives inside an atlas."""
-    return Path(out) / LAYERS_DIR / f"L{int(layer)}"
 
 
 def parse_layers(text: str) -> tuple[int, ...]:
@@ -174,6 +166,7 @@ def atlas(
     applied to every layer. Resumes an interrupted atlas in `out` (its finished layers must match the request);
     `force` starts it over.
     """
+    from featgraph import rundir
     from featgraph.compute import extract
     from featgraph.files import check_target, marker_kind
     from featgraph.load import neuronpedia
@@ -213,21 +206,21 @@ def atlas(
     _check_sae_refs(req, wanted)
     label_table = neuronpedia.read_labels([Path(s) for s in label_sources]) if (labels and label_sources) else None
 
-    if marker_kind(out) == KIND:
+    if marker_kind(out) == atlasdir.KIND:
         if force:
-            _clear(out)
+            atlasdir.clear(out)
         else:
-            for L, m in _finished(out).items():
+            for L, m in atlasdir.finished(out).items():
                 why = req.mismatch(L, m)
                 if why is not None:
                     raise BadInput(f"layer {L} of the atlas in {out} was computed with {why}: pass the same settings to "
                                    "continue it, --force (force=True) to compute it again, or choose another --out")
     else:
-        check_target(out, force, kind=KIND)  # refuses an existing run, report or foreign folder
-        _create(out)
-    (out / LAYERS_DIR).mkdir(exist_ok=True)
+        check_target(out, force, kind=atlasdir.KIND)  # refuses an existing run, report or foreign folder
+        atlasdir.create(out)
+    (out / atlasdir.LAYERS_DIR).mkdir(exist_ok=True)
 
-    done = _finished(out)
+    done = atlasdir.finished(out)
     todo = [L for L in wanted if L not in done]
     per_layer = len(head_list) * len(which)
     overall = progress(f"atlas: {len(wanted)} layers × {len(head_list)} heads ({', '.join(which)})",
@@ -235,7 +228,7 @@ def atlas(
     if overall is not None and len(wanted) > len(todo):
         overall((len(wanted) - len(todo)) * per_layer)
     ids = _known_ids(done)
-    _combine(out, done, req)  # a combined table left behind by an interrupted rebuild is made whole first
+    atlasdir.combine(out, done, req.circuits, req.describe())  # what an interrupted rebuild left is made whole first
     for L in todo:
         given_in = id_fn(L - 1) if id_fn else ids.get(L - 1)
         given_out = (id_fn(L) if id_fn else ids.get(L)) if "OV" in which else None
@@ -243,21 +236,23 @@ def atlas(
                       heads=head_list, circuits=which, top_k=top_k, min_abs=min_abs, per_source_k=per_source_k,
                       precision=precision, attn_scale=attn_scale, rope_offset=rope_offset, device=device,
                       block_mb=block_mb, model_id=model_id, sae_in_id=given_in, sae_out_id=given_out,
-                      out=layer_dir(out, L), labels=labels and label_table is None, restart=force,
+                      out=atlasdir.layer_dir(out, L), labels=labels and label_table is None, restart=force,
                       progress=_layer_progress(progress, overall, per_layer, L))
         if label_table is not None:
             _attach_labels(run, label_table)
         del run
         gc.collect()  # one layer's tensors at a time
-        done = _finished(out)
+        done = atlasdir.finished(out)
         ids = _known_ids(done)
-        _combine(out, done, req)
+        atlasdir.combine(out, done, req.circuits, req.describe())
     _check_shared_ids(done)
     atlas_run = Run.open(out)
     from featgraph.graph.embedded import DB_NAME
 
     if todo and (out / DB_NAME).exists():  # the store was built from fewer layers: rebuild it
         atlas_run.load()
+    if todo:  # found over fewer layers; `featgraph tetrads DIR` makes it again
+        (out / rundir.TETRADS).unlink(missing_ok=True)
     neo = (atlas_run.manifest.stores or {}).get("neo4j")
     if todo and neo:
         warnings.warn(f"the copy of this atlas loaded into Neo4j at {neo.get('uri')} on {neo.get('loaded')} lacks the layers "
@@ -297,46 +292,7 @@ def _check_sae_refs(req: _Request, layers: Sequence[int]) -> None:
             raise BadValue("sae_template", ref, f"gave no SAE for layer {s}: it must return a path, Hub path, id or SAE object")
 
 
-# ---------------------------------------------------------------- the layers on disk
-
-def _finished(out: Path) -> dict[int, Manifest]:
-    """The layers whose runs are complete (a run directory appears whole or not at all): layer -> manifest."""
-    from featgraph import rundir
-
-    found = {}
-    for d in sorted((out / LAYERS_DIR).glob("L*")):
-        if d.is_dir() and d.name[1:].isdigit() and (d / rundir.MANIFEST).is_file() and (d / rundir.EDGES).is_file():
-            found[int(d.name[1:])] = rundir.read_manifest(d)
-    return dict(sorted(found.items()))
-
-
-def _create(out: Path) -> None:
-    """The atlas folder with its marker, appearing together (a folder without the marker would be refused later)."""
-    import uuid
-
-    from featgraph.files import write_marker
-
-    tmp = out.parent / f".{out.name}.new-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        write_marker(tmp, KIND)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _clear(out: Path) -> None:
-    """Start an atlas over (force): its layers and combined tables go; the folder and its marker stay."""
-    from featgraph import rundir
-
-    shutil.rmtree(out / LAYERS_DIR, ignore_errors=True)
-    for name in (rundir.EDGES, rundir.FEATURES, rundir.MANIFEST, rundir.TETRADS):
-        (out / name).unlink(missing_ok=True)
-    from featgraph.graph.embedded import DB_NAME
-
-    for p in out.glob(DB_NAME + "*"):
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-
+# ---------------------------------------------------------------- source ids shared across layers
 
 def _known_ids(done: dict[int, Manifest]) -> dict[int, str]:
     """Source ids featgraph had to invent for the SAEs of finished layers (SAE layer -> id), so the same SAE gets
@@ -395,40 +351,3 @@ def _layer_progress(progress: ProgressFactory | None, overall, per_layer: int, l
 
 
 # ---------------------------------------------------------------- the combined run
-
-def _combine(out: Path, done: dict[int, Manifest], req: _Request) -> None:
-    """Rebuild DIR's edges.parquet, features.parquet and manifest.json from the finished layers' runs."""
-    from featgraph import rundir
-    from featgraph.manifest import new_run_id
-
-    if not done:
-        return
-    edges = pd.concat([pd.read_parquet(layer_dir(out, L) / rundir.EDGES) for L in done], ignore_index=True)
-    feats = pd.concat([pd.read_parquet(layer_dir(out, L) / rundir.FEATURES) for L in done], ignore_index=True)
-    # One node per feature id: an SAE's features appear in two layers' runs (output of L, input of L+1).
-    feats = feats.assign(_has=feats["description"].notna()).sort_values("_has", ascending=False, kind="stable")
-    feats = feats.drop_duplicates("id").drop(columns="_has")
-    try:
-        old = rundir.read_manifest(out) if (out / rundir.MANIFEST).is_file() else None
-    except BadInput:
-        old = None
-    first = next(iter(done.values()))
-    parts = {str(L): {"path": f"{LAYERS_DIR}/L{L}", "run_id": m.run_id, "created": m.created,
-                      "sae_in": (m.sae_in or {}).get("neuronpedia_id"), "sae_out": (m.sae_out or {}).get("neuronpedia_id"),
-                      "heads": list(m.heads), "rows": dict(m.rows), "labels": (m.labels or {}).get("labelled")}
-             for L, m in done.items()}
-    model = {k: v for k, v in (first.model or {}).items() if k != "layer"}
-    manifest = Manifest(
-        run_id=(old.run_id if old is not None else None) or new_run_id(out.name),
-        command="atlas",
-        created=old.created if old is not None else None,
-        model=model,
-        heads=tuple(sorted({h for m in done.values() for h in m.heads})),
-        circuits=req.circuits,
-        conventions="per layer: layers/L{layer}/manifest.json",
-        selection={k: (first.selection or {}).get(k) for k in ("top_k", "min_abs", "per_source_k", "order", "values")},
-        device=first.device,
-        stores=dict(old.stores) if old is not None else {},
-        extra={"layers": sorted(done), "atlas": {"requested": req.describe(), "parts": parts}},
-    )
-    rundir.write_in_place(out, edges, feats, manifest)

@@ -107,6 +107,11 @@ class Run:
             raise MissingValue("layer", f"this run holds layers {_ranges(present)}: pick one")
         return None
 
+    def _layer_manifests(self) -> list[Manifest]:
+        """An atlas' layers' manifests (without reading their tables)."""
+        parts = (self.manifest.extra.get("atlas") or {}).get("parts") or {}
+        return [rundir.read_manifest(self.path / p["path"]) for p in parts.values()] if self.path is not None else []
+
     def layer_run(self, layer: int | None = None) -> Run:
         """The run of one layer, with the manifest that records its model, SAEs and conventions: an atlas' part
         (layers/L{layer}), or this run itself when it holds that one layer (then `layer` may be left out)."""
@@ -351,7 +356,8 @@ class Run:
             pairs = sorted({(parse_feature_id(f)[0], s) for f, s in zip(self.features["id"], self.features["sae"])})
             # An SAE featgraph named after its files (a Gemma Scope 2 SAE Neuronpedia does not host) has nothing to
             # download; asking would fail the other SAE's labels too.
-            unhosted = {str(x["fallback_id"]) for x in (self.manifest.sae_in, self.manifest.sae_out)
+            manifests = self._layer_manifests() if self.is_atlas else [self.manifest]
+            unhosted = {str(x["fallback_id"]) for m in manifests for x in (m.sae_in, m.sae_out)
                         if x and x.get("fallback_id") and x.get("fallback_id") == x.get("neuronpedia_id")}
             if pairs and all(s in unhosted for _, s in pairs):
                 raise FeatgraphError(f"Neuronpedia hosts none of this run's SAEs ({', '.join(sorted(unhosted))} are named by "
@@ -365,8 +371,13 @@ class Run:
             used = [str(Path(s).resolve()) for s in sources] or ["<table>"]
         chosen = neuronpedia.choose(label_table, tuple(prefer))
         feats, counts = annotate.merge(self.features, chosen, where=f"labels from {', '.join(used)}")
-        manifest = rundir.update_features(directory, rundir.read_manifest(directory), feats, {
-            "sources": used, "rule": annotate.RULE, "prefer": list(prefer), **counts.__dict__})
+        record = {"sources": used, "rule": annotate.RULE, "prefer": list(prefer)}
+        if self.is_atlas:  # labelled in each layer's run, then combined again: a later rebuild keeps them
+            from featgraph import atlasdir
+
+            manifest = atlasdir.relabel(directory, chosen, record, counts.__dict__)
+        else:
+            manifest = rundir.update_features(directory, rundir.read_manifest(directory), feats, record | counts.__dict__)
         run = Run(directory, manifest, self.edge_table, rundir.read_tables(directory, verify=False).features)
         from featgraph.graph.embedded import DB_NAME
 

@@ -159,6 +159,9 @@ def test_interrupted_atlas_resumes_after_the_finished_layer(inputs, made, tmp_pa
     assert (out / "layers" / "L1" / "manifest.json").is_file() and not (out / "layers" / "L2").exists()
     half = fg.open_run(out)  # the layers finished so far are already one run
     assert half.layers == [1]
+    half.load()
+    half.tetrads(explain=False)
+    assert (out / "tetrads.parquet").is_file()
 
     calls.clear()
     monkeypatch.setattr(compute, "extract", lambda *a, **k: (calls.append(k["layer"]), real(*a, **k))[1])
@@ -166,6 +169,10 @@ def test_interrupted_atlas_resumes_after_the_finished_layer(inputs, made, tmp_pa
     assert calls == [2]  # layer 1 was skipped
     pd.testing.assert_frame_equal(_sorted(run.edge_table), _sorted(fg.open_run(made[0]).edge_table))
     assert run.run_id == half.run_id  # the same atlas, grown
+    # the store follows the new layer; tetrads found over fewer layers are gone
+    n = run.query("MATCH ()-[r:QK]->() WHERE r.layer = 2 RETURN count(*) AS n")["n"].iloc[0]
+    assert n == (run.edge_table.query("layer == 2 and circuit == 'QK'")).shape[0] and n > 0
+    assert not (out / "tetrads.parquet").exists()
 
     calls.clear()
     run = fg.atlas(**common)  # finished: nothing computed again
@@ -266,6 +273,23 @@ def test_label_files_label_the_layers_they_cover(inputs, tmp_path):
     for L in (1, 2):
         part = fg.open_run(tmp_path / "atlas" / "layers" / f"L{L}").features
         assert part[part["sae"] == "1-gemmascope-res-16k__l0-71"]["description"].notna().all()
+
+    # `featgraph labels ATLAS` labels the layers' runs too, so rebuilding the atlas keeps the labels
+    more = tmp_path / "labels0.jsonl"
+    more.write_text("\n".join(json.dumps({"modelId": MODEL_ID, "layer": "0-gemmascope-res-16k__l0-71", "index": str(i),
+                                          "description": f"first {i}"}) for i in range(WIDTHS[0])) + "\n")
+    r = cli("labels", tmp_path / "atlas", "--source", more)
+    assert r.exit_code == 0, r.output
+    layer1 = fg.open_run(tmp_path / "atlas" / "layers" / "L1").features
+    assert layer1[layer1["sae"] == "0-gemmascope-res-16k__l0-71"]["description"].str.startswith("first").all()
+    again = fg.atlas(model=model, layers="1-2", sae_template=template, top_k=20, device="cpu", labels=False,
+                     out=tmp_path / "atlas")  # finished: only the combined tables are rebuilt
+    f = again.features.set_index("id")["description"]
+    assert f[again.features["sae"].isin(["0-gemmascope-res-16k__l0-71", "1-gemmascope-res-16k__l0-71"]).to_numpy()].notna().all()
+    assert f[again.features["sae"].eq("2-gemmascope-res-16k__l0-71").to_numpy()].isna().all()
+    assert again.manifest.labels["labelled"] == int(f.notna().sum())
+    r = cli("labels", tmp_path / "atlas", "--source", tmp_path / "labels_none.jsonl")
+    assert r.exit_code == 2
 
 
 def test_gemma3_atlas_with_gemma_scope_2_saes(tmp_path):
