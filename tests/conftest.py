@@ -51,4 +51,14 @@ def demo_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("demo") / "d"
     run_demo(out)
-    return out / "run"
+    before = _digests(out / "run")
+    yield out / "run"
+    # Shared by many tests: a test that writes into it (a load recording itself, labels) must copy it first.
+    assert _digests(out / "run") == before, "a test changed the shared demo run: copy it (shutil.copytree) before writing"
+
+
+def _digests(d):
+    import hashlib
+
+    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file() and not p.name.startswith(".graph.lock")}
