@@ -399,3 +399,22 @@ def test_report_of_an_atlas(made, tmp_path):
     assert "layer 1 · head 0" in html and "layer 2 · head 3" in html and "Layer 2 · head 3" in html
     assert (tmp_path / "report" / "layer2_head3_ov.html").is_file()
     assert "matrix std" in html  # each layer's exact moments, from its run
+
+
+def test_one_progress_bar_counts_layers_times_heads(inputs, made, tmp_path):
+    model, template = inputs
+    seen: list[tuple[str, int | None, list[int]]] = []
+
+    def progress(description, total):
+        steps: list[int] = []
+        seen.append((description, total, steps))
+        return steps.append
+
+    fg.atlas(model=model, layers="1-2", sae_template=template, heads=[0, 2], top_k=5, device="cpu", labels=False,
+             out=tmp_path / "atlas", progress=progress)
+    assert [(d, t) for d, t, _ in seen] == [("atlas: 2 layers × 2 heads (QK, OV)", 8)]  # no bar per matrix
+    assert seen[0][2] == [1] * 8  # one step per finished matrix: the ETA moves with the work
+    seen.clear()
+    fg.atlas(model=model, layers="1-2", sae_template=template, top_k=TOP_K, device="cpu", labels=False, out=made[0],
+             progress=progress)  # finished: the bar is full at once
+    assert [(d, t, s) for d, t, s in seen] == [("atlas: 2 layers × 4 heads (QK, OV)", 16, [16])]
