@@ -12,6 +12,7 @@ embedded store's load of the whole-model graph and three cross-layer queries on 
 
 Usage: python bench/atlas.py [--layers 1-25] [--n 16384] [--heads 0-7] [--work DIR]
        python bench/atlas.py --layers 1-2 --n 2048      # a small version in about a minute
+       python bench/atlas.py --store DIR                # the store and queries of an atlas made before
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def child_atlas(model: str, template: str, layers: list[int], heads: list[int], 
                                         "features": len(run.features), "layers": run.layers}))
 
 
+# The query library's cross-layer queries (cypher/), when this featgraph has them, with their parameters.
+LIBRARY = {"cross_layer_paths": {"limit": 20}, "connecting_heads": None, "recurring_hubs": {"top": 100, "min_layers": 2}}
+# The same questions as literal Cypher (what any featgraph runs).
 QUERIES = {
     # the strongest 2-step paths across layers: a value feature -OV(layer L)-> feature -QK key(layer L+1)-> query feature
     "strongest OV(L) -> QK key(L+1) paths": (
@@ -166,12 +170,23 @@ def child_store(out: str, result: str) -> None:
     else:  # one layer: no such path
         a, c = str(e["src"].iloc[0]), str(e["dst"].iloc[0])
     times = {}
-    for name, (cypher, params) in QUERIES.items():
-        params = params or {"a": a, "c": c}
-        run.query(cypher, **params)  # first call opens the store; time the second
+
+    def timed(name, query, params):
+        run.query(query, **params)  # the first call opens the store; time the second
         t0 = time.perf_counter()
-        rows = run.query(cypher, **params)
+        rows = run.query(query, **params)
         times[name] = (time.perf_counter() - t0, len(rows))
+
+    from featgraph.graph import library
+
+    for name, params in LIBRARY.items():
+        try:
+            library.resolve(name)
+        except Exception:
+            continue  # an older featgraph: the literal queries below stand in
+        timed(f"library {name}", name, params or {"feature": a, "other": str(e.loc[e["src"] == a, "dst"].iloc[0])})
+    for name, (cypher, params) in QUERIES.items():
+        timed(name, cypher, params or {"a": a, "c": c})
     Path(result).write_text(json.dumps({"open": t_open, "load": t_load, "counts": counts, "queries": times,
                                         "peak_mib": _hwm_mib()}))
 
@@ -195,9 +210,12 @@ def main() -> None:
     ap.add_argument("--heads", default="0-7")
     ap.add_argument("--n", type=int, default=16384, help="SAE width")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "featgraph-bench-atlas")
-    ap.add_argument("--keep", action="store_true", help="keep the atlas (it is removed at the end otherwise)")
+    ap.add_argument("--store", type=Path, help="only load and query this finished atlas", metavar="DIR")
     a = ap.parse_args()
 
+    if a.store:
+        report_store(measure("store", str(a.store)))
+        return
     import torch
 
     layers, heads = parse_range(a.layers), parse_range(a.heads)
@@ -218,13 +236,15 @@ def main() -> None:
     for i, (t, m) in enumerate(r["marks"], 1):
         if i <= 3 or i == len(r["marks"]) or i % 5 == 0:
             print(f"    {i:>3}  {t:7.0f}  {m:7.0f}")
-    s = measure("store", str(out))
+    report_store(measure("store", str(out)))
+    print(f"\nthe atlas is kept in {out} (bench/atlas.py --store {out} measures its store again)")
+
+
+def report_store(s: dict) -> None:
     print(f"\nembedded store: open {s['open']:.2f} s, load {s['load']:.2f} s ({s['counts']['nodes']:,} nodes, "
           f"{s['counts']['QK']:,} QK and {s['counts']['OV']:,} OV edges), peak RSS {s['peak_mib']:.0f} MiB")
     for name, (t, rows) in s["queries"].items():
         print(f"  {name:<42} {t:6.3f} s  ({rows} rows)")
-    if not a.keep:
-        shutil.rmtree(out, ignore_errors=True)
 
 
 if __name__ == "__main__":
