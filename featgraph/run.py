@@ -299,7 +299,7 @@ class Run:
             if "run" not in params and any(p.name == "run" for p in q.params) and neo4j:
                 params["run"] = self.run_id  # a shared Neo4j holds many runs: answer for this one
             bound = self._check_params(q.bind(params))
-            cypher = q.text
+            cypher = q.text_for("neo4j" if neo4j else "embedded")
         elif text.strip():
             cypher, bound = text, dict(params)
         else:
@@ -320,13 +320,27 @@ class Run:
             return store.query(cypher, bound)
 
     def _check_params(self, bound: dict[str, Any]) -> dict[str, Any]:
-        """Library-query parameters in the run's terms: circuit names normalised, heads and features checked."""
+        """Library-query parameters in the run's terms: circuit names normalised, layers, heads and features checked.
+
+        A `layer` beside a `head` names the head's layer: -1 means the run's only layer (an error naming the
+        layers present when it holds several). Elsewhere -1 means every layer.
+        """
+        from featgraph.graph.rows import HUB_RANKS
+
         out = dict(bound)
         if "circuit" in out:
             out["circuit"] = circuit_param(out["circuit"])
-        if "head" in out and out["head"] not in self.heads:
-            raise BadValue("head", out["head"], f"has no edges in this run: heads present are {', '.join(map(str, self.heads))}")
-        for key in ("feature", "src", "dst", "query", "key"):
+        if "layer" in out and (out["layer"] != -1 or "head" in out):
+            out["layer"] = self._layer(None if out["layer"] == -1 else out["layer"])
+        if "head" in out:
+            e = self.edge_table
+            heads = sorted(int(h) for h in e.loc[e["layer"] == out["layer"], "head"].unique()) if "layer" in out else self.heads
+            if out["head"] not in heads:
+                where = f" of layer {out['layer']}" if "layer" in out and len(self.layers) > 1 else ""
+                raise BadValue("head", out["head"], f"has no edges in this run: heads present{where} are {', '.join(map(str, heads))}")
+        if "top" in out and not 1 <= out["top"] <= HUB_RANKS:
+            raise BadValue("top", out["top"], f"must be 1 to {HUB_RANKS} (a load keeps each layer's {HUB_RANKS} best-connected features)")
+        for key in ("feature", "other", "src", "dst", "query", "key"):
             if isinstance(out.get(key), str):
                 fid = out[key]
                 try:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import featgraph as fg_api
-from featgraph.errors import FeatgraphError
+from featgraph.errors import BadValue, FeatgraphError, MissingValue
 from featgraph.graph import library
 from featgraph.graph.tokens import return_items, tokenize
 
@@ -42,37 +42,47 @@ def _described(df, e, *cols):
     return df[order]
 
 
-def ref_top_edges(e, head, circuit, limit):
-    s = e[(e["head"] == head) & (e["circuit"] == circuit)].sort_values(["absw", "src", "dst"], ascending=[False, True, True])
+def _head(e, head, layer, circuit=None):
+    """The edges of one head (of `layer`; -1: the run's only layer) and, if given, one circuit."""
+    if layer == -1:
+        (layer,) = e["layer"].unique()
+    keep = (e["layer"] == layer) & (e["head"] == head)
+    return e[keep & (e["circuit"] == circuit)] if circuit else e[keep]
+
+
+def ref_top_edges(e, head, circuit, limit, layer=-1):
+    s = _head(e, head, layer, circuit).sort_values(["absw", "src", "dst"], ascending=[False, True, True])
     return s[["rank", "weight", "src", "src_description", "dst", "dst_description"]].head(limit)
 
 
-def ref_like_to_like(e, head, limit):
-    s = e[(e["head"] == head) & (e["circuit"] == "QK") & (e["src"] == e["dst"])]
-    s = s.sort_values(["absw", "src"], ascending=[False, True])
+def ref_like_to_like(e, head, limit, layer=-1):
+    s = _head(e, head, layer, "QK")
+    s = s[s["src"] == s["dst"]].sort_values(["absw", "src"], ascending=[False, True])
     return s.rename(columns={"src": "feature", "src_description": "description"})[["rank", "weight", "feature", "description"]].head(limit)
 
 
-def ref_distinct_positive_qk(e, head, limit):
-    s = e[(e["head"] == head) & (e["circuit"] == "QK") & (e["src"] != e["dst"]) & (e["weight"] > 0)]
-    s = s.sort_values(["weight", "src", "dst"], ascending=[False, True, True])
+def ref_distinct_positive_qk(e, head, limit, layer=-1):
+    s = _head(e, head, layer, "QK")
+    s = s[(s["src"] != s["dst"]) & (s["weight"] > 0)].sort_values(["weight", "src", "dst"], ascending=[False, True, True])
     s = s.rename(columns={"src": "key", "src_description": "key_description", "dst": "query", "dst_description": "query_description"})
     return s[["rank", "weight", "key", "key_description", "query", "query_description"]].head(limit)
 
 
 def ref_attends_to(e, feature, limit):
-    s = e[(e["circuit"] == "QK") & (e["dst"] == feature)].sort_values(["absw", "head", "src"], ascending=[False, True, True])
-    return s.rename(columns={"src": "key", "src_description": "key_description"})[["head", "weight", "key", "key_description"]].head(limit)
+    s = e[(e["circuit"] == "QK") & (e["dst"] == feature)].sort_values(["absw", "layer", "head", "src"], ascending=[False, True, True, True])
+    s = s.rename(columns={"src": "key", "src_description": "key_description"})
+    return s[["layer", "head", "weight", "key", "key_description"]].head(limit)
 
 
 def ref_writes(e, feature, limit):
-    s = e[(e["circuit"] == "OV") & (e["src"] == feature)].sort_values(["absw", "head", "dst"], ascending=[False, True, True])
-    return s.rename(columns={"dst": "output", "dst_description": "output_description"})[["head", "weight", "output", "output_description"]].head(limit)
+    s = e[(e["circuit"] == "OV") & (e["src"] == feature)].sort_values(["absw", "layer", "head", "dst"], ascending=[False, True, True, True])
+    s = s.rename(columns={"dst": "output", "dst_description": "output_description"})
+    return s[["layer", "head", "weight", "output", "output_description"]].head(limit)
 
 
-def ref_two_step(e, head, limit):
-    qk = e[(e["head"] == head) & (e["circuit"] == "QK")][["src", "dst", "weight"]]
-    ov = e[(e["head"] == head) & (e["circuit"] == "OV")][["src", "dst", "weight"]]
+def ref_two_step(e, head, limit, layer=-1):
+    qk = _head(e, head, layer, "QK")[["src", "dst", "weight"]]
+    ov = _head(e, head, layer, "OV")[["src", "dst", "weight"]]
     m = qk.merge(ov, on="src", suffixes=("_qk", "_ov"))
     out = pd.DataFrame({"query": m["dst_qk"], "key_value": m["src"], "output": m["dst_ov"],
                         "qk_weight": m["weight_qk"], "ov_weight": m["weight_ov"], "product": m["weight_qk"] * m["weight_ov"]})
@@ -82,22 +92,28 @@ def ref_two_step(e, head, limit):
 
 
 def _ends(e):
-    return pd.concat([e[["src", "head"]].rename(columns={"src": "feature"}), e[["dst", "head"]].rename(columns={"dst": "feature"})])
+    cols = ["layer", "head"]
+    return pd.concat([e[["src", *cols]].rename(columns={"src": "feature"}), e[["dst", *cols]].rename(columns={"dst": "feature"})])
 
 
 def ref_recurring_features(e, min_heads, limit):
-    g = _ends(e).groupby("feature")["head"].agg(heads="nunique", edge_ends="size").reset_index()
+    """Heads are (layer, head) pairs; over several runs (a `run` column) each run's heads count."""
+    ends = _ends(e)
+    heads = ends.drop_duplicates().groupby("feature").size().rename("heads")
+    if "run" in e.columns:
+        heads = pd.concat([_ends(g).drop_duplicates() for _, g in e.groupby("run")]).groupby("feature").size().rename("heads")
+    g = ends.groupby("feature").agg(edge_ends=("head", "size")).join(heads).reset_index()
     g = g[g["heads"] >= min_heads].sort_values(["heads", "edge_ends", "feature"], ascending=[False, False, True])
     return _described(g[["feature", "heads", "edge_ends"]].head(limit), e, "feature")
 
 
-def ref_hubs(e, head, circuit, limit):
-    g = _ends(e[(e["head"] == head) & (e["circuit"] == circuit)]).groupby("feature").size().rename("degree").reset_index()
+def ref_hubs(e, head, circuit, limit, layer=-1):
+    g = _ends(_head(e, head, layer, circuit)).groupby("feature").size().rename("degree").reset_index()
     return _described(g.sort_values(["degree", "feature"], ascending=[False, True]).head(limit), e, "feature")
 
 
-def ref_tetrads(e, head, circuit, limit):
-    s = e[(e["head"] == head) & (e["circuit"] == circuit)]
+def ref_tetrads(e, head, circuit, limit, layer=-1):
+    s = _head(e, head, layer, circuit)
     w = {(a, b): x for a, b, x in zip(s["src"], s["dst"], s["weight"])}
     outs = s.groupby("src")["dst"].apply(set).to_dict()
     rows = []
@@ -111,10 +127,42 @@ def ref_tetrads(e, head, circuit, limit):
     return _described(df, e, "src_a", "src_b", "dst_x", "dst_y")
 
 
+def ref_connecting_heads(e, feature, other, limit):
+    s = e[((e["src"] == feature) & (e["dst"] == other)) | ((e["src"] == other) & (e["dst"] == feature))]
+    s = s.sort_values(["absw", "layer", "head", "circuit", "src", "dst"], ascending=[False] + [True] * 5)
+    return s[["layer", "head", "circuit", "weight", "rank", "src", "src_description", "dst", "dst_description"]].head(limit)
+
+
+def ref_cross_layer_paths(e, layer, limit):
+    first = e[(e["circuit"] == "OV") & ((e["layer"] == layer) if layer != -1 else True)]
+    nxt = e.assign(prev=e["layer"] - 1)[["src", "prev", "circuit", "head", "dst", "weight"]]
+    m = first.merge(nxt, left_on=["dst", "layer"], right_on=["src", "prev"], suffixes=("", "_2"))
+    out = pd.DataFrame({"layer": m["layer"], "head": m["head"], "src": m["src"], "mid": m["dst"], "circuit": m["circuit_2"],
+                        "next_head": m["head_2"], "dst": m["dst_2"], "w1": m["weight"], "w2": m["weight_2"],
+                        "product": m["weight"] * m["weight_2"]})
+    out["a"] = out["product"].abs()
+    out = out.sort_values(["a", "src", "mid", "dst", "layer", "head", "circuit", "next_head"],
+                          ascending=[False] + [True] * 7).drop(columns="a").head(limit)
+    return _described(out, e, "src", "mid", "dst")
+
+
+def ref_recurring_hubs(e, top, min_layers, limit):
+    d = _ends(e).groupby(["layer", "feature"]).size().rename("degree").reset_index()
+    d = d.sort_values(["layer", "degree", "feature"], ascending=[True, False, True])
+    d["rank"] = d.groupby("layer").cumcount() + 1
+    d = d[d["rank"] <= top]
+    g = d.groupby("feature").agg(hub_layers=("layer", "size"), hub_degree=("degree", "sum")).reset_index()
+    g = g[g["hub_layers"] >= min_layers].sort_values(["hub_layers", "hub_degree", "feature"], ascending=[False, False, True])
+    out = g.head(limit).merge(d, on="feature").sort_values(["hub_layers", "hub_degree", "feature", "layer"],
+                                                            ascending=[False, False, True, True])
+    return _described(out[["feature", "hub_layers", "hub_degree", "layer", "degree", "rank"]], e, "feature")
+
+
 REFS = {
     "top_edges": ref_top_edges, "like_to_like": ref_like_to_like, "distinct_positive_qk": ref_distinct_positive_qk,
     "attends_to": ref_attends_to, "writes": ref_writes, "two_step": ref_two_step,
     "recurring_features": ref_recurring_features, "hubs": ref_hubs, "tetrads": ref_tetrads,
+    "connecting_heads": ref_connecting_heads, "cross_layer_paths": ref_cross_layer_paths, "recurring_hubs": ref_recurring_hubs,
 }
 
 
@@ -122,6 +170,8 @@ def _cases(run):
     e = run.edges
     qk_dst = e[e["circuit"] == "QK"]["dst"].value_counts().index[0]
     ov_src = e[e["circuit"] == "OV"]["src"].value_counts().index[0]
+    pair = e[e["src"] != e["dst"]].groupby(["src", "dst"]).size().idxmax()
+    loop = e[e["src"] == e["dst"]]["src"].value_counts().index[0]
     return [
         ("top_edges", {"head": 0, "circuit": "QK", "limit": 25}), ("top_edges", {"head": 3, "circuit": "OV", "limit": 1000}),
         ("like_to_like", {"head": 0, "limit": 1000}), ("like_to_like", {"head": 2, "limit": 5}),
@@ -130,6 +180,37 @@ def _cases(run):
         ("two_step", {"head": 0, "limit": 200}), ("recurring_features", {"min_heads": 2, "limit": 1000}),
         ("hubs", {"head": 1, "circuit": "OV", "limit": 50}), ("hubs", {"head": 2, "circuit": "QK", "limit": 1000}),
         ("tetrads", {"head": 0, "circuit": "OV", "limit": 10000}), ("tetrads", {"head": 3, "circuit": "QK", "limit": 10000}),
+        ("connecting_heads", {"feature": pair[0], "other": pair[1], "limit": 100}),
+        ("connecting_heads", {"feature": loop, "other": loop, "limit": 100}),
+        ("cross_layer_paths", {"layer": -1, "limit": 50}), ("recurring_hubs", {"top": 10, "min_layers": 1, "limit": 30}),
+    ]
+
+
+def _multi_cases(run):
+    """The cases of a run of several layers: every head query at two layers, the cross-layer queries at all."""
+    e = run.edges
+    lo, hi = run.layers[1], run.layers[-1]
+    pair = e[e["src"] != e["dst"]].groupby(["src", "dst"]).size().idxmax()
+    mid = e[(e["circuit"] == "OV") & (e["layer"] == lo)]["dst"].value_counts().index[0]
+    cases = []
+    for layer in (lo, hi):
+        cases += [("top_edges", {"head": 1, "layer": layer, "circuit": "OV", "limit": 40}),
+                  ("like_to_like", {"head": 0, "layer": layer, "limit": 100}),
+                  ("distinct_positive_qk", {"head": 2, "layer": layer, "limit": 30}),
+                  ("two_step", {"head": 1, "layer": layer, "limit": 300}),
+                  ("hubs", {"head": 0, "layer": layer, "circuit": "QK", "limit": 100}),
+                  ("tetrads", {"head": 1, "layer": layer, "circuit": "OV", "limit": 10000}),
+                  ("tetrads", {"head": 2, "layer": layer, "circuit": "QK", "limit": 10000}),
+                  ("cross_layer_paths", {"layer": layer, "limit": 40})]
+    return [
+        *cases, ("attends_to", {"feature": mid, "limit": 100}), ("writes", {"feature": mid, "limit": 100}),
+        ("recurring_features", {"min_heads": 3, "limit": 200}),
+        ("connecting_heads", {"feature": pair[0], "other": pair[1], "limit": 100}),
+        ("connecting_heads", {"feature": pair[1], "other": pair[0], "limit": 2}),
+        ("cross_layer_paths", {"layer": -1, "limit": 1}), ("cross_layer_paths", {"layer": -1, "limit": 25}),
+        ("cross_layer_paths", {"layer": -1, "limit": 100000}),
+        ("recurring_hubs", {"top": 30, "min_layers": 2, "limit": 50}), ("recurring_hubs", {"top": 1000, "min_layers": 2, "limit": 7}),
+        ("recurring_hubs", {"top": 3, "min_layers": 1, "limit": 1000}),
     ]
 
 
@@ -147,6 +228,8 @@ def _assert_same(got, want, what):
     got, want = _norm(got), _norm(want)
     assert list(got.columns) == list(want.columns), what
     assert len(got) == len(want), f"{what}: {len(got)} rows, reference {len(want)}"
+    if not len(want):
+        return  # an empty answer has no values (nor the dtypes they would give its columns)
     for c in want.columns:
         if want[c].dtype == "float64":
             np.testing.assert_allclose(got[c].to_numpy(), want[c].to_numpy(), rtol=1e-12, atol=0, err_msg=f"{what}: {c}")
@@ -159,8 +242,33 @@ def test_library_covers_every_reference():
     for q in library.library().values():
         assert q.description and all(p.doc for p in q.params), q.name
         # every column aliased (or a bare variable), so both stores name it alike whatever their expression names
-        items = return_items(q.text, tokenize(q.text))
-        assert items and all(aliased or text.isidentifier() for text, aliased in items), q.name
+        for store in library.STORES:
+            text = q.text_for(store)
+            items = return_items(text, tokenize(text))
+            assert items and all(aliased or t.isidentifier() for t, aliased in items), (q.name, store)
+            assert [t for t, _ in items] == [t for t, _ in return_items(q.text, tokenize(q.text))], (q.name, store)
+        # a query that takes a head takes its layer
+        names = {p.name for p in q.params}
+        assert "head" not in names or "layer" in names, q.name
+
+
+def test_store_variants(tmp_path, monkeypatch):
+    """NAME.STORE.cypher is that store's text of NAME; its parameters must be NAME's."""
+    head = "// Features.\n// @param limit int = 3: rows\n"
+    (tmp_path / "q.cypher").write_text(head + "MATCH (f:Feature) RETURN f.id AS id LIMIT $limit\n")
+    (tmp_path / "q.neo4j.cypher").write_text(head + "MATCH (f:Feature) WITH f LIMIT $limit RETURN f.id AS id\n")
+    (tmp_path / "r.two.cypher").write_text(head + "RETURN 1 AS one\n")  # not a store: an ordinary name
+    monkeypatch.setenv("FEATGRAPH_CYPHER", str(tmp_path))
+    lib = library.library()
+    assert sorted(lib) == ["q", "r.two"]
+    assert "WITH f LIMIT" in lib["q"].text_for("neo4j") and "WITH f LIMIT" not in lib["q"].text_for("embedded")
+    (tmp_path / "q.embedded.cypher").write_text("// Features.\n// @param limit int = 5: rows\nRETURN 1 AS id\n")
+    with pytest.raises(FeatgraphError, match=r"q\.embedded\.cypher .*same @param"):
+        library.library()
+    (tmp_path / "q.embedded.cypher").unlink()
+    (tmp_path / "lone.neo4j.cypher").write_text(head + "RETURN 1 AS one\n")
+    with pytest.raises(FeatgraphError, match=r"lone\.neo4j\.cypher needs lone\.cypher"):
+        library.library()
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +287,94 @@ def test_embedded_matches_pandas(loaded):
     for name, params in _cases(run):
         got = run.query(name, **{k: str(v) for k, v in params.items()})  # strings, as the CLI passes them
         _assert_same(got, REFS[name](e, **params), f"embedded {name} {params}")
-        assert lib[name].bind({k: str(v) for k, v in params.items()}) == params | {"run": "*"}
+        bound = lib[name].bind({k: str(v) for k, v in params.items()})
+        assert bound == {p.name: library.cast(p.default, p.type, p.name) for p in lib[name].params if p.default} | params
+
+
+# ---------------------------------------------------------------- a run of several layers
+
+def multilayer_edges(layers=(1, 2, 3, 4), heads=3, n=24, per=150, seed=0) -> pd.DataFrame:
+    """Random edges of every (layer, head, circuit), sharing features across layers as an atlas does: layer L reads
+    the residual SAE of L - 1 (QK keys and queries, OV values) and writes that of L (OV outputs), so an OV output
+    of layer L is the same node as a source of layer L + 1. Weights on a 0.1 grid, so ties exercise the orderings."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for layer in layers:
+        for h in range(heads):
+            for c in ("QK", "OV"):
+                key = rng.choice(n * n, size=per, replace=False)
+                s, d = key // n, key % n
+                if c == "QK":  # like-to-like edges, as real heads have
+                    s[:6] = d[:6]
+                    s, d = zip(*dict.fromkeys(zip(s, d)))
+                w = np.round(rng.uniform(-2, 2, len(s)), 1)
+                w[w == 0] = 0.1
+                out = layer - 1 if c == "QK" else layer
+                frames.append(pd.DataFrame({
+                    "layer": layer, "head": h, "kv_head": h // 2, "circuit": c,
+                    "src": [f"gemma-2-2b/{layer - 1}-gemmascope-res-16k/{i}" for i in s],
+                    "dst": [f"gemma-2-2b/{out}-gemmascope-res-16k/{i}" for i in d], "weight": w}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def multilayer(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ml")
+    multilayer_edges().to_parquet(d / "edges.parquet")
+    run = fg_api.import_edges(d / "edges.parquet", d / "run")
+    run.load()
+    return d / "run"
+
+
+def test_multilayer_embedded_matches_pandas(multilayer):
+    run = fg_api.open_run(multilayer)
+    e = _edges(run)
+    # the data exercises what the queries look for: shared nodes across layers, paths, tetrads, recurring hubs
+    assert len(ref_cross_layer_paths(e, -1, 10**6)) > 1000 and len(ref_tetrads(e, 1, "OV", 10**6, layer=2)) > 0
+    assert len(ref_recurring_hubs(e, 30, 2, 1000)) > 10 and (e["src"] == e["dst"]).any()
+    for name, params in _multi_cases(run):
+        _assert_same(run.query(name, **params), REFS[name](e, **params), f"embedded {name} {params}")
+
+
+@pytest.mark.neo4j
+def test_multilayer_neo4j_matches_pandas(multilayer, neo4j_env, tmp_path):
+    run = fg_api.open_run(multilayer)
+    # a second run in the store sharing features (layers 2-3 of other edges): every answer stays this run's
+    other = multilayer_edges(layers=(2, 3), seed=1)
+    other.to_parquet(tmp_path / "other.parquet")
+    fg_api.import_edges(tmp_path / "other.parquet", tmp_path / "other").load(neo4j=True)
+    assert fg("load", multilayer, "--neo4j").exit_code == 0
+    e = _edges(run)
+    for name, params in _multi_cases(run):
+        _assert_same(run.query(name, neo4j=True, **params), REFS[name](e, **params), f"neo4j {name} {params}")
+    # over all runs, each run's heads count
+    both = pd.concat([e.assign(run="a"), _edges(fg_api.open_run(tmp_path / "other")).assign(run="b")], ignore_index=True)
+    _assert_same(run.query("recurring_features", neo4j=True, min_heads=2, limit=500, run="*"),
+                 ref_recurring_features(both, 2, 500), "neo4j recurring_features run=*")
+
+
+def test_layer_is_checked(multilayer, loaded):
+    run = fg_api.open_run(multilayer)
+    with pytest.raises(MissingValue, match=r"layer is required \(this run holds layers 1-4"):
+        run.query("top_edges", head=0)
+    r = fg("query", multilayer, "hubs", "--param", "head=0")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "--param layer" in r.stderr and "1-4" in r.stderr
+    r = fg("query", multilayer, "tetrads", "--param", "head=0", "--param", "layer=7")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "layers present are 1-4" in r.stderr
+    with pytest.raises(BadValue, match="layers present are 1-4"):
+        run.query("cross_layer_paths", layer=0)
+    with pytest.raises(BadValue, match="heads present of layer 2 are 0, 1, 2"):
+        run.query("two_step", head=5, layer=2)
+    with pytest.raises(BadValue, match="top must be 1 to 1000"):
+        run.query("recurring_hubs", top=1001)
+    with pytest.raises(BadValue, match="other must be a feature id"):
+        run.query("connecting_heads", feature=run.features["id"].iloc[0], other="nope")
+    # a run of one layer needs none (-1 is its layer), and takes its own
+    one = fg_api.open_run(loaded)
+    (layer,) = one.layers
+    assert one.query("top_edges", head=0, limit=5).equals(one.query("top_edges", head=0, layer=layer, limit=5))
+    with pytest.raises(BadValue, match=f"layers present are {layer}"):
+        one.query("top_edges", head=0, layer=layer + 1)
 
 
 def test_embedded_reload_replaces(loaded):

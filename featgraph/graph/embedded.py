@@ -15,7 +15,18 @@ from pathlib import Path
 import pandas as pd
 
 from featgraph.errors import BadInput, FeatgraphError, MissingValue
-from featgraph.graph.rows import NODE_LABEL, NODE_PROPS, REL_PROPS, REL_TYPES, node_table, rel_table
+from featgraph.graph.rows import (
+    DEGREE_LABEL,
+    DEGREE_PROPS,
+    NODE_LABEL,
+    NODE_PROPS,
+    REL_TYPES,
+    STORE_REL_PROPS,
+    degree_table,
+    node_table,
+    path_best,
+    store_rel_table,
+)
 from featgraph.graph.tokens import Token, parameters, return_items, tokenize
 
 DB_NAME = "graph.lbdb"
@@ -58,17 +69,23 @@ def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str)
             conn = lb.Connection(db)
             props = ", ".join(f"{k} {t}" for k, t in NODE_PROPS.items())
             conn.execute(f"CREATE NODE TABLE {NODE_LABEL}({props}, PRIMARY KEY(id))")
-            rprops = ", ".join(f"{k} {t}" for k, t in REL_PROPS.items())
+            rprops = ", ".join(f"{k} {t}" for k, t in STORE_REL_PROPS.items())
             for rel in REL_TYPES:
                 conn.execute(f"CREATE REL TABLE {rel}(FROM {NODE_LABEL} TO {NODE_LABEL}, {rprops})")
+            dprops = ", ".join(f"{k} {t}" for k, t in DEGREE_PROPS.items())
+            conn.execute(f"CREATE NODE TABLE {DEGREE_LABEL}({dprops}, PRIMARY KEY(key))")
             nodes = node_table(features)
             _copy(conn, NODE_LABEL, nodes)
             counts = {"nodes": nodes.num_rows}
+            best = path_best(edges)
             for rel in REL_TYPES:
-                rows = rel_table(edges, rel, run)
+                rows = store_rel_table(edges, rel, run, best)
                 if rows.num_rows:
                     _copy(conn, rel, rows)
                 counts[rel] = rows.num_rows
+            degrees = degree_table(edges, run)
+            if degrees.num_rows:
+                _copy(conn, DEGREE_LABEL, degrees)
             conn.close()
             db.close()
             fresh = {p.name for p in tmpdir.iterdir()}

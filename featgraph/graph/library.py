@@ -7,21 +7,26 @@ FEATGRAPH_CYPHER points at another folder (for developing queries).
 Header format (comment lines before the query):
     // What the query answers (first lines).
     // @param NAME TYPE[ = DEFAULT]: description        TYPE is int, float or str
+
+A query runs unchanged on both stores unless one engine's planner needs another text: then
+`NAME.STORE.cypher` (STORE one of STORES) holds that store's text, with the same parameters, and
+its header says why.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from featgraph.errors import BadInput, BadValue, MissingValue
+from featgraph.errors import BadInput, BadValue, FeatgraphError, MissingValue
 
 _PARAM = re.compile(r"^//\s*@param\s+(?P<name>\w+)\s+(?P<type>int|float|str)(?:\s*=\s*(?P<default>[^:]+?))?\s*:\s*(?P<doc>.*)$")
 _CASTS = {"int": int, "float": float, "str": str}
+STORES = ("embedded", "neo4j")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,11 @@ class Query:
     description: str
     params: tuple[Param, ...]
     text: str
+    variants: dict[str, str] = field(default_factory=dict)  # store -> the text of NAME.STORE.cypher
+
+    def text_for(self, store: str) -> str:
+        """The text `store` runs: its variant if the library has one, else the shared text."""
+        return self.variants.get(store, self.text)
 
     def bind(self, given: dict[str, str]) -> dict:
         """Typed parameters (strings are cast by the header's types) plus defaults; unknown or missing ones are errors."""
@@ -91,7 +101,24 @@ def query_library() -> dict[str, Query]:
 
 def library() -> dict[str, Query]:
     files = sorted((p for p in library_dir().iterdir() if p.name.endswith(".cypher")), key=lambda p: p.name)
-    return {q.name: q for q in map(parse, files)}
+    queries = {q.name: q for q in map(parse, files) if _store_of(q.name) is None}
+    for p in files:
+        name = p.name.removesuffix(".cypher")
+        store = _store_of(name)
+        if store is None:
+            continue
+        base, variant = queries.get(name.rsplit(".", 1)[0]), parse(p)
+        if base is None or variant.params != base.params:
+            raise FeatgraphError(f"query variant {p.name} needs {name.rsplit('.', 1)[0]}.cypher beside it, with the same "
+                                 "@param lines")
+        base.variants[store] = variant.text
+    return queries
+
+
+def _store_of(name: str) -> str | None:
+    """`neo4j` for `tetrads.neo4j` (a store's variant), else None."""
+    suffix = name.rsplit(".", 1)[-1] if "." in name else None
+    return suffix if suffix in STORES else None
 
 
 def resolve(name_or_file: str | Path) -> Query:

@@ -27,9 +27,10 @@ import pandas as pd
 from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.files import staged_dir
 from featgraph.graph import library
-from featgraph.graph.rows import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, node_table, rel_rows, rel_table
+from featgraph.graph.rows import DEGREE_PROPS, NODE_PROPS, REL_TYPES, STORE_REL_PROPS, degree_table, node_table, path_best, store_rel_table
 
 BATCH = 50_000  # rows per transaction; measured faster than 10k on a 2-core machine
+LOAD_FORMAT = 3  # what a load writes (edge properties, Degree rows); part of the fingerprint, so a change rewrites
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)
 
 
@@ -100,34 +101,67 @@ class Neo4jStore:
 
     def load(self, edges: pd.DataFrame, features: pd.DataFrame, run: str,
              progress: Callable[[int], None] | None = None) -> dict[str, int]:
-        """Upsert features, replace the edges of run `run` (its id); safe to re-run, and to run twice at once."""
+        """Upsert features, replace the edges and Degree rows of run `run` (its id); safe to re-run, and to run
+        twice at once. A re-load of the same edges that the store still holds as they were written rewrites
+        only the features (their labels may have changed)."""
         batch = self.settings.batch
+        best = path_best(edges)
+        rels = {rel: store_rel_table(edges, rel, run, best) for rel in REL_TYPES}
+        degrees = degree_table(edges, run)
+        fingerprint = _fingerprint(rels, degrees)
+        counts = {"nodes": len(features), **{rel: t.num_rows for rel, t in rels.items()}}
         with self._session(read=False) as s:
-            for stmt in library.statements(library.internal("neo4j_schema")):
-                s.run(stmt).consume()
-            s.run("CALL db.awaitIndexes(300)").consume()
+            _schema(s, "neo4j_schema")
             with self._run_lock(run):
+                holds = s.execute_read(lambda tx: [r["holds"] for r in tx.run(library.internal("neo4j_run_holds"),
+                                                                              run=run, fingerprint=fingerprint)])
                 s.execute_write(lambda tx: tx.run(library.internal("neo4j_run_loading"), run=run).consume())
-                nodes = node_table(features)
-                write_nodes = library.internal("neo4j_nodes")
-                for b in nodes.to_batches(batch):
-                    cols = b.to_pydict()
-                    s.execute_write(lambda tx, c=cols: tx.run(write_nodes, c).consume())
-                counts = {"nodes": nodes.num_rows}
-                for rel in REL_TYPES:
-                    s.run(library.internal(f"neo4j_delete_run_{rel.lower()}"), run=run).consume()
-                for rel in REL_TYPES:
-                    rows = rel_table(edges, rel, run)
-                    create = library.internal(f"neo4j_edges_{rel.lower()}")
-                    for b in rows.to_batches(batch):
-                        cols = b.drop_columns(["circuit", "run"]).to_pydict() | {"circuit": rel, "run": run}
-                        s.execute_write(lambda tx, c=cols: tx.run(create, c).consume())
-                        if progress:
-                            progress(b.num_rows)
-                    counts[rel] = rows.num_rows
+                element = self._write_features(s, node_table(features), batch)
+                if holds == [True]:
+                    if progress:
+                        progress(len(edges))
+                else:
+                    self._write_edges(s, run, rels, degrees, element, batch, progress)
                 s.execute_write(lambda tx: tx.run(library.internal("neo4j_run_complete"), run=run, features=counts["nodes"],
-                                                  QK=counts["QK"], OV=counts["OV"]).consume())
+                                                  QK=counts["QK"], OV=counts["OV"], degrees=degrees.num_rows,
+                                                  fingerprint=fingerprint).consume())
+            # Outside the lock: creating an index waits for open transactions, and a second load of this run
+            # holds one open while it waits for the lock.
+            _schema(s, "neo4j_indexes")
         return counts
+
+    @staticmethod
+    def _write_features(s, nodes, batch: int) -> dict[str, str]:
+        """MERGE the features; returns each one's element id."""
+        write_nodes = library.internal("neo4j_nodes")
+        element: dict[str, str] = {}
+        for b in nodes.to_batches(batch):
+            cols = b.to_pydict()
+            element.update(s.execute_write(lambda tx, c=cols: [tuple(r.values()) for r in tx.run(write_nodes, c)]))
+        return element
+
+    @staticmethod
+    def _write_edges(s, run: str, rels: dict, degrees, element: dict[str, str], batch: int,
+                     progress: Callable[[int], None] | None) -> None:
+        """Delete the run's edges and Degree rows, then create them anew (ends found by element id)."""
+        for name in ("neo4j_delete_run_qk", "neo4j_delete_run_ov", "neo4j_delete_run_degree"):
+            s.run(library.internal(name), run=run).consume()
+        for rel, rows in rels.items():
+            create = library.internal(f"neo4j_edges_{rel.lower()}")
+            for b in rows.to_batches(batch):
+                cols = b.drop_columns(["circuit", "run"]).to_pydict() | {"circuit": rel, "run": run}
+                cols["src"] = [element[f] for f in cols["src"]]
+                cols["dst"] = [element[f] for f in cols["dst"]]
+                made = s.execute_write(lambda tx, c=cols: tx.run(create, c).consume().counters.relationships_created)
+                if made != b.num_rows:  # an end vanished mid-load (deleted by a concurrent write query)
+                    raise FeatgraphError(f"the Neo4j load of run {run} wrote {made} of a batch of {b.num_rows} {rel} edges: "
+                                         "a feature node was deleted during the load; re-run `featgraph load RUN --neo4j`")
+                if progress:
+                    progress(b.num_rows)
+        write_degrees = library.internal("neo4j_degree")
+        for b in degrees.to_batches(batch):
+            cols = b.drop_columns(["run"]).to_pydict() | {"run": run}
+            s.execute_write(lambda tx, c=cols: tx.run(write_degrees, c).consume())
 
     @contextmanager
     def _run_lock(self, run: str) -> Iterator[None]:
@@ -176,28 +210,72 @@ class Neo4jStore:
         return pd.DataFrame(rows, columns=keys)
 
 
+def _schema(s, name: str) -> None:
+    """Run the schema statements of cypher/store/NAME.cypher and wait for the indexes to be online. Two loads
+    at once may deadlock on the schema (retried) or both create one index (the second's is already there)."""
+    from neo4j import exceptions as neo4j_errors
+
+    for stmt in library.statements(library.internal(name)):
+        try:
+            s.execute_write(lambda tx, st=stmt: tx.run(st).consume())
+        except neo4j_errors.ClientError as e:
+            if "AlreadyExists" not in (e.code or ""):
+                raise
+    s.run("CALL db.awaitIndexes(600)").consume()
+
+
+def _fingerprint(rels: dict, degrees) -> str:
+    """sha256 of what a load writes for the run: its edge rows, Degree rows and LOAD_FORMAT."""
+    import hashlib
+
+    import pyarrow as pa
+
+    h = hashlib.sha256(f"featgraph-load-{LOAD_FORMAT}".encode())
+    for table in (*rels.values(), degrees):
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        h.update(sink.getvalue())
+    return h.hexdigest()
+
+
 def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out: Path, force: bool = False) -> list[str]:
-    """CSV files for `neo4j-admin database import full`; returns the command to run (absolute paths, so it
-    runs from any directory; the database name right after `full`: from Neo4j 5.19 the variadic --nodes and
-    --relationships would take a name at the end for one more file)."""
+    """CSV files for `neo4j-admin database import full`, with what an online load writes (the derived
+    path_best and Degree rows, the run's 'complete' node) and schema.cypher, the constraints and indexes to
+    create once the server is up; returns the command to run (absolute paths, so it runs from any directory;
+    the database name right after `full`: from Neo4j 5.19 the variadic --nodes and --relationships would
+    take a name at the end for one more file)."""
+    import pyarrow as pa
+    from pyarrow import csv
+
     out = Path(out).resolve()
     types = {"INT64": "long", "DOUBLE": "double", "STRING": "string"}
-    counts = {rel: int((edges["circuit"] == rel).sum()) for rel in REL_TYPES}
+
+    def header(name: str, typ: str) -> str:
+        return name if types[typ] == "string" else f"{name}:{types[typ]}"
+
+    def write(table: pa.Table, names: list[str], label: tuple[str, str], path: Path) -> None:
+        table = table.rename_columns(names)
+        csv.write_csv(table.append_column(label[0], pa.repeat(label[1], table.num_rows)), path)
+
+    best = path_best(edges)
+    rels = {rel: store_rel_table(edges, rel, run, best) for rel in REL_TYPES}
+    degrees = degree_table(edges, run)
     with staged_dir(out, force, kind="neo4j-import") as tmp:
-        nodes = node_rows(features)
-        nodes.columns = [f"{c}:ID(Feature)" if c == "id" else (c if types[NODE_PROPS[c]] == "string" else f"{c}:{types[NODE_PROPS[c]]}")
-                         for c in nodes.columns]
-        nodes[":LABEL"] = "Feature"
-        nodes.to_csv(tmp / "features.csv", index=False)
+        nodes = node_table(features)
+        write(nodes, [f"{c}:ID(Feature)" if c == "id" else header(c, NODE_PROPS[c]) for c in nodes.column_names],
+              (":LABEL", "Feature"), tmp / "features.csv")
+        for rel, table in rels.items():
+            write(table, [":START_ID(Feature)", ":END_ID(Feature)", *(header(c, STORE_REL_PROPS[c]) for c in table.column_names[2:])],
+                  (":TYPE", rel), tmp / f"{rel.lower()}.csv")
+        write(degrees, [f"{c}:ID(Degree)" if c == "key" else header(c, DEGREE_PROPS[c]) for c in degrees.column_names],
+              (":LABEL", "Degree"), tmp / "degree.csv")
         # The run's node, as a finished load leaves it, so queries accept the imported run.
-        pd.DataFrame([{"id:ID(FeatgraphRun)": run, "status": "complete", "features:long": len(nodes),
-                       **{f"{rel}:long": n for rel, n in counts.items()}, ":LABEL": "FeatgraphRun"}]).to_csv(tmp / "runs.csv", index=False)
-        for rel in REL_TYPES:
-            r = rel_rows(edges, rel, run)
-            r.columns = [":START_ID(Feature)", ":END_ID(Feature)"] + [
-                c if types[REL_PROPS[c]] == "string" else f"{c}:{types[REL_PROPS[c]]}" for c in r.columns[2:]]
-            r[":TYPE"] = rel
-            r.to_csv(tmp / f"{rel.lower()}.csv", index=False)
+        pd.DataFrame([{"id:ID(FeatgraphRun)": run, "status": "complete", "features:long": nodes.num_rows,
+                       **{f"{rel}:long": t.num_rows for rel, t in rels.items()}, "degrees:long": degrees.num_rows,
+                       "fingerprint": _fingerprint(rels, degrees), ":LABEL": "FeatgraphRun"}]).to_csv(tmp / "runs.csv", index=False)
+        schema = [*library.statements(library.internal("neo4j_schema")), *library.statements(library.internal("neo4j_indexes"))]
+        (tmp / "schema.cypher").write_text("".join(f"{st};\n" for st in schema if not st.startswith("DROP")), encoding="utf-8")
     return ["neo4j-admin", "database", "import", "full", "neo4j", f"--nodes=Feature={out / 'features.csv'}",
-            f"--nodes=FeatgraphRun={out / 'runs.csv'}",
+            f"--nodes=FeatgraphRun={out / 'runs.csv'}", f"--nodes=Degree={out / 'degree.csv'}",
             *(f"--relationships={rel}={out / f'{rel.lower()}.csv'}" for rel in REL_TYPES)]

@@ -4,10 +4,21 @@ Nodes: label `Feature`, properties NODE_PROPS. Relationships: types QK and OV,
 properties REL_PROPS; `run` records which run an edge came from (the run's
 unique id), `circuit` repeats the type so one query can filter either circuit by
 parameter. Rows are Arrow tables: the embedded store scans them without conversion.
+
+The query stores (embedded, Neo4j, and Neo4j's bulk-import files) also keep what the query library
+reads instead of scanning every edge, derived from the run's edges at load time:
+- `path_best` on each OV edge: |weight| times the largest |weight| among the edges that leave its output
+  feature at the next layer in the same run (null when none do), an upper bound on every cross-layer
+  2-step path through the edge that the best such path attains;
+- `(:Degree {key, run, feature, layer, heads, degree, rank})` nodes: a feature's edge ends (in + out, a
+  like-to-like edge twice) and distinct heads over the whole run (layer -1, heads counted as (layer, head)
+  pairs, ranked by heads, then ends, then id) and within each layer (ranked by ends, then id; kept for
+  each layer's HUB_RANKS best-connected features).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -19,6 +30,11 @@ NODE_PROPS = {"id": "STRING", "sae": "STRING", "layer": "INT64", GRAPH_FEATURE_I
 REL_PROPS = {"layer": "INT64", "head": "INT64", "kv_head": "INT64", "circuit": "STRING",
              "weight": "DOUBLE", "rank": "INT64", "z": "DOUBLE", "run": "STRING"}
 REL_TYPES = CIRCUITS
+STORE_REL_PROPS = REL_PROPS | {"path_best": "DOUBLE"}
+DEGREE_LABEL = "Degree"
+DEGREE_PROPS = {"key": "STRING", "run": "STRING", "feature": "STRING", "layer": "INT64", "heads": "INT64",
+                "degree": "INT64", "rank": "INT64"}
+HUB_RANKS = 1000  # per-layer Degree rows kept for each layer's best-connected features (recurring_hubs' `top`)
 _ARROW = {"STRING": pa.string(), "INT64": pa.int64(), "DOUBLE": pa.float64()}
 
 
@@ -52,3 +68,51 @@ def node_rows(features: pd.DataFrame) -> pd.DataFrame:
 
 def rel_rows(edges: pd.DataFrame, circuit: str, run: str) -> pd.DataFrame:
     return rel_table(edges, circuit, run).to_pandas()
+
+
+def store_rel_table(edges: pd.DataFrame, circuit: str, run: str, best: np.ndarray) -> pa.Table:
+    """`rel_table` plus the derived `path_best` (`best`: path_best(edges), aligned with `edges`)."""
+    keep = (edges["circuit"] == circuit).to_numpy()
+    return rel_table(edges, circuit, run).append_column("path_best", pa.array(best[keep], type=pa.float64(), from_pandas=True))
+
+
+def path_best(edges: pd.DataFrame) -> np.ndarray:
+    """Per edge (aligned with `edges`): for an OV edge v -> o at layer L, |w| times the largest |w'| over the
+    edges o -> * at layer L + 1; NaN for QK edges and where o has none."""
+    w = np.abs(edges["weight"].to_numpy(dtype="float64"))
+    layer = edges["layer"].to_numpy(dtype="int64")
+    codes, _ = pd.factorize(pd.concat([edges["src"], edges["dst"]], ignore_index=True))
+    src, dst = codes[: len(edges)], codes[len(edges):]
+    out_max = pd.Series(w).groupby([src, layer]).max()
+    ov = (edges["circuit"] == "OV").to_numpy()
+    nxt = out_max.reindex(pd.MultiIndex.from_arrays([dst[ov], layer[ov] + 1])).to_numpy()
+    best = np.full(len(edges), np.nan)
+    best[ov] = w[ov] * nxt
+    return best
+
+
+def degree_table(edges: pd.DataFrame, run: str, hub_ranks: int = HUB_RANKS) -> pa.Table:
+    """The run's Degree rows (DEGREE_PROPS): per feature over the whole run (layer -1) and per layer
+    (the `hub_ranks` best-connected features of each layer)."""
+    ids, names = pd.factorize(pd.concat([edges["src"], edges["dst"]], ignore_index=True))
+    ends = pd.DataFrame({"f": ids, "layer": np.tile(edges["layer"].to_numpy(dtype="int64"), 2),
+                         "head": np.tile(edges["head"].to_numpy(dtype="int64"), 2)})
+    per_head = ends.groupby(["f", "layer", "head"], sort=False).size().rename("degree").reset_index()
+    names = np.asarray(names, dtype=object)
+    whole = per_head.groupby("f", sort=False).agg(heads=("head", "size"), degree=("degree", "sum")).reset_index()
+    whole["layer"] = -1
+    layers = per_head.groupby(["f", "layer"], sort=False).agg(heads=("head", "size"), degree=("degree", "sum")).reset_index()
+    whole = _ranked(whole, names, ["heads", "degree"])
+    layers = _ranked(layers, names, ["degree"])
+    d = pd.concat([whole, layers[layers["rank"] <= hub_ranks]], ignore_index=True)
+    d["run"] = run
+    d["key"] = d["layer"].astype(str) + "/" + d["feature"]
+    return pa.table({k: pa.array(d[k].to_numpy(dtype=object) if t == "STRING" else d[k].to_numpy(dtype="int64"),
+                                 type=_ARROW[t]) for k, t in DEGREE_PROPS.items()})
+
+
+def _ranked(frame: pd.DataFrame, names: np.ndarray, keys: list[str]) -> pd.DataFrame:
+    """`frame` with the feature ids and `rank` within each layer: by `keys` descending, then id."""
+    frame = frame.assign(feature=names[frame["f"].to_numpy()])
+    frame = frame.sort_values(["layer", *keys, "feature"], ascending=[True] + [False] * len(keys) + [True], kind="stable")
+    return frame.assign(rank=frame.groupby("layer").cumcount() + 1)

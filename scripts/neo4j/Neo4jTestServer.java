@@ -2,10 +2,12 @@
 // Run: NEO4J_PASSWORD=... java -cp '.neo4j/lib/*' scripts/neo4j/Neo4jTestServer.java DATA_DIR [STORE_HOME]
 // STORE_HOME: a Neo4j home whose data/ holds a database made offline (`neo4j-admin database import`
 // with NEO4J_HOME=STORE_HOME); the server serves a copy of it as its default database.
+// NEO4J_PAGECACHE (e.g. 1g): the page cache; unset, the harness's 8 MiB, too small for a benchmark's store.
 // Prints the bolt URI on its first line, then serves until stdin closes or it is signalled.
 import java.nio.file.Path;
 import java.util.Map;
 import org.neo4j.configuration.GraphDatabaseSettings;
+import org.neo4j.configuration.SettingValueParsers;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.harness.Neo4j;
@@ -22,6 +24,10 @@ public class Neo4jTestServer {
         Neo4jBuilder builder = Neo4jBuilders.newInProcessBuilder(Path.of(args[0]));
         if (args.length > 1) {
             builder = builder.copyFrom(Path.of(args[1]).toAbsolutePath());
+        }
+        String pagecache = System.getenv("NEO4J_PAGECACHE");
+        if (pagecache != null && !pagecache.isEmpty()) {
+            builder = builder.withConfig(GraphDatabaseSettings.pagecache_memory, SettingValueParsers.BYTES.parse(pagecache));
         }
         Neo4j neo4j = builder
             .withDisabledServer()
