@@ -5,12 +5,12 @@ Layer L pairs the residual SAE of layer L−1 (keys, queries and values) with th
 outputs) — exactly `extract`'s pairing — so the features of one SAE are the same nodes (the same ids) whether
 they are layer L's OV outputs or layer L+1's keys, queries and values, and Cypher can follow paths across layers.
 
-On disk (featgraph.atlasdir; docs/run-directory.md, "The atlas"): each layer is an `extract` run in `DIR/layers/L{layer}`, written
-whole or not at all (and resumed per matrix inside a layer by featgraph.resume); after each finished layer the
-combined `edges.parquet`, `features.parquet` and `manifest.json` of DIR are rebuilt from the finished layers, so
-`open_run(DIR)` is one run holding them all. An interrupted atlas continues where it stopped: finished layers
-are skipped once their manifests are checked against the request. Memory is one layer's work at a time plus
-the combined edge table.
+On disk (featgraph.atlasdir; docs/run-directory.md, "The atlas"): each layer is an `extract` run in
+`DIR/layers/L{layer}`, written whole or not at all (and resumed per matrix inside a layer by featgraph.resume);
+after each finished layer the combined `edges.parquet`, `features.parquet` and `manifest.json` of DIR are rebuilt
+from the finished layers, so `open_run(DIR)` is one run holding them all. An interrupted atlas continues where it
+stopped: finished layers are skipped once their manifests are checked against the request. Memory is one layer's
+work at a time plus the combined edge table.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Any
 import pandas as pd
 
 from featgraph import atlasdir
+from featgraph.compute import DEFAULT_MODEL
 from featgraph.errors import BadInput, BadValue, FeatgraphWarning
 from featgraph.manifest import Manifest
 from featgraph.progress import ProgressFactory
 from featgraph.schema import CIRCUITS, normalise_circuit
 
-DEFAULT_MODEL = "google/gemma-2-2b"
 _GEMMA_2_2B_D_MODEL = 2304
 _LAYERS_RE = re.compile(r"^\d+(-\d+)?$")
 
