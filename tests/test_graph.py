@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 import shutil
 
 import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+from graph_refs import REFS, edges_of, ref_cross_layer_paths, ref_recurring_features, ref_recurring_hubs, ref_tetrads, ref_top_edges
+from graph_refs import assert_same as _assert_same
 
 import featgraph as fg_api
 from featgraph.errors import BadValue, FeatgraphError, MissingValue
@@ -16,154 +17,6 @@ from featgraph.graph import library
 from featgraph.graph.tokens import return_items, tokenize
 
 from helpers import fg
-
-# ---------------------------------------------------------------- pandas references
-
-def _edges(run):
-    e = run.edges.copy()
-    d = run.features.set_index("id")["description"]
-    e["src_description"] = e["src"].map(d)
-    e["dst_description"] = e["dst"].map(d)
-    e["weight"] = e["weight"].astype("float64")
-    e["absw"] = e["weight"].abs()
-    return e
-
-
-def _described(df, e, *cols):
-    """df with `<col>_description` right after each feature-id column, looked up in the edge table's labels."""
-    d = pd.concat([pd.Series(e["src_description"].to_numpy(), index=e["src"]), pd.Series(e["dst_description"].to_numpy(), index=e["dst"])])
-    d = d[~d.index.duplicated()]
-    order = []
-    for c in df.columns:
-        order.append(c)
-        if c in cols:
-            df = df.assign(**{f"{c}_description": df[c].map(d)})
-            order.append(f"{c}_description")
-    return df[order]
-
-
-def _head(e, head, layer, circuit=None):
-    """The edges of one head (of `layer`; -1: the run's only layer) and, if given, one circuit."""
-    if layer == -1:
-        (layer,) = e["layer"].unique()
-    keep = (e["layer"] == layer) & (e["head"] == head)
-    return e[keep & (e["circuit"] == circuit)] if circuit else e[keep]
-
-
-def ref_top_edges(e, head, circuit, limit, layer=-1):
-    s = _head(e, head, layer, circuit).sort_values(["absw", "src", "dst"], ascending=[False, True, True])
-    return s[["rank", "weight", "src", "src_description", "dst", "dst_description"]].head(limit)
-
-
-def ref_like_to_like(e, head, limit, layer=-1):
-    s = _head(e, head, layer, "QK")
-    s = s[s["src"] == s["dst"]].sort_values(["absw", "src"], ascending=[False, True])
-    return s.rename(columns={"src": "feature", "src_description": "description"})[["rank", "weight", "feature", "description"]].head(limit)
-
-
-def ref_distinct_positive_qk(e, head, limit, layer=-1):
-    s = _head(e, head, layer, "QK")
-    s = s[(s["src"] != s["dst"]) & (s["weight"] > 0)].sort_values(["weight", "src", "dst"], ascending=[False, True, True])
-    s = s.rename(columns={"src": "key", "src_description": "key_description", "dst": "query", "dst_description": "query_description"})
-    return s[["rank", "weight", "key", "key_description", "query", "query_description"]].head(limit)
-
-
-def ref_attends_to(e, feature, limit):
-    s = e[(e["circuit"] == "QK") & (e["dst"] == feature)].sort_values(["absw", "layer", "head", "src"], ascending=[False, True, True, True])
-    s = s.rename(columns={"src": "key", "src_description": "key_description"})
-    return s[["layer", "head", "weight", "key", "key_description"]].head(limit)
-
-
-def ref_writes(e, feature, limit):
-    s = e[(e["circuit"] == "OV") & (e["src"] == feature)].sort_values(["absw", "layer", "head", "dst"], ascending=[False, True, True, True])
-    s = s.rename(columns={"dst": "output", "dst_description": "output_description"})
-    return s[["layer", "head", "weight", "output", "output_description"]].head(limit)
-
-
-def ref_two_step(e, head, limit, layer=-1):
-    qk = _head(e, head, layer, "QK")[["src", "dst", "weight"]]
-    ov = _head(e, head, layer, "OV")[["src", "dst", "weight"]]
-    m = qk.merge(ov, on="src", suffixes=("_qk", "_ov"))
-    out = pd.DataFrame({"query": m["dst_qk"], "key_value": m["src"], "output": m["dst_ov"],
-                        "qk_weight": m["weight_qk"], "ov_weight": m["weight_ov"], "product": m["weight_qk"] * m["weight_ov"]})
-    out["a"] = out["product"].abs()
-    out = out.sort_values(["a", "query", "key_value", "output"], ascending=[False, True, True, True]).drop(columns="a").head(limit)
-    return _described(out, e, "query", "key_value", "output")
-
-
-def _ends(e):
-    cols = ["layer", "head"]
-    return pd.concat([e[["src", *cols]].rename(columns={"src": "feature"}), e[["dst", *cols]].rename(columns={"dst": "feature"})])
-
-
-def ref_recurring_features(e, min_heads, limit):
-    """Heads are (layer, head) pairs; over several runs (a `run` column) each run's heads count."""
-    ends = _ends(e)
-    heads = ends.drop_duplicates().groupby("feature").size().rename("heads")
-    if "run" in e.columns:
-        heads = pd.concat([_ends(g).drop_duplicates() for _, g in e.groupby("run")]).groupby("feature").size().rename("heads")
-    g = ends.groupby("feature").agg(edge_ends=("head", "size")).join(heads).reset_index()
-    g = g[g["heads"] >= min_heads].sort_values(["heads", "edge_ends", "feature"], ascending=[False, False, True])
-    return _described(g[["feature", "heads", "edge_ends"]].head(limit), e, "feature")
-
-
-def ref_hubs(e, head, circuit, limit, layer=-1):
-    g = _ends(_head(e, head, layer, circuit)).groupby("feature").size().rename("degree").reset_index()
-    return _described(g.sort_values(["degree", "feature"], ascending=[False, True]).head(limit), e, "feature")
-
-
-def ref_tetrads(e, head, circuit, limit, layer=-1):
-    s = _head(e, head, layer, circuit)
-    w = {(a, b): x for a, b, x in zip(s["src"], s["dst"], s["weight"])}
-    outs = s.groupby("src")["dst"].apply(set).to_dict()
-    rows = []
-    for a, b in itertools.combinations(sorted(outs), 2):
-        for x, y in itertools.combinations(sorted(outs[a] & outs[b]), 2):
-            ax, ay, bx, by = w[a, x], w[a, y], w[b, x], w[b, y]
-            if ax * by > 0 and ax * ay < 0 and ax * bx < 0:
-                rows.append((a, b, x, y, ax, ay, bx, by, min(map(abs, (ax, ay, bx, by)))))
-    df = pd.DataFrame(rows, columns=["src_a", "src_b", "dst_x", "dst_y", "w_ax", "w_ay", "w_bx", "w_by", "strength"])
-    df = df.sort_values(["strength", "src_a", "src_b", "dst_x", "dst_y"], ascending=[False] + [True] * 4).head(limit)
-    return _described(df, e, "src_a", "src_b", "dst_x", "dst_y")
-
-
-def ref_connecting_heads(e, feature, other, limit):
-    s = e[((e["src"] == feature) & (e["dst"] == other)) | ((e["src"] == other) & (e["dst"] == feature))]
-    s = s.sort_values(["absw", "layer", "head", "circuit", "src", "dst"], ascending=[False] + [True] * 5)
-    return s[["layer", "head", "circuit", "weight", "rank", "src", "src_description", "dst", "dst_description"]].head(limit)
-
-
-def ref_cross_layer_paths(e, layer, limit):
-    first = e[(e["circuit"] == "OV") & ((e["layer"] == layer) if layer != -1 else True)]
-    nxt = e.assign(prev=e["layer"] - 1)[["src", "prev", "circuit", "head", "dst", "weight"]]
-    m = first.merge(nxt, left_on=["dst", "layer"], right_on=["src", "prev"], suffixes=("", "_2"))
-    out = pd.DataFrame({"layer": m["layer"], "head": m["head"], "src": m["src"], "mid": m["dst"], "circuit": m["circuit_2"],
-                        "next_head": m["head_2"], "dst": m["dst_2"], "w1": m["weight"], "w2": m["weight_2"],
-                        "product": m["weight"] * m["weight_2"]})
-    out["a"] = out["product"].abs()
-    out = out.sort_values(["a", "src", "mid", "dst", "layer", "head", "circuit", "next_head"],
-                          ascending=[False] + [True] * 7).drop(columns="a").head(limit)
-    return _described(out, e, "src", "mid", "dst")
-
-
-def ref_recurring_hubs(e, top, min_layers, limit):
-    d = _ends(e).groupby(["layer", "feature"]).size().rename("degree").reset_index()
-    d = d.sort_values(["layer", "degree", "feature"], ascending=[True, False, True])
-    d["rank"] = d.groupby("layer").cumcount() + 1
-    d = d[d["rank"] <= top]
-    g = d.groupby("feature").agg(hub_layers=("layer", "size"), hub_degree=("degree", "sum")).reset_index()
-    g = g[g["hub_layers"] >= min_layers].sort_values(["hub_layers", "hub_degree", "feature"], ascending=[False, False, True])
-    out = g.head(limit).merge(d, on="feature").sort_values(["hub_layers", "hub_degree", "feature", "layer"],
-                                                            ascending=[False, False, True, True])
-    return _described(out[["feature", "hub_layers", "hub_degree", "layer", "degree", "rank"]], e, "feature")
-
-
-REFS = {
-    "top_edges": ref_top_edges, "like_to_like": ref_like_to_like, "distinct_positive_qk": ref_distinct_positive_qk,
-    "attends_to": ref_attends_to, "writes": ref_writes, "two_step": ref_two_step,
-    "recurring_features": ref_recurring_features, "hubs": ref_hubs, "tetrads": ref_tetrads,
-    "connecting_heads": ref_connecting_heads, "cross_layer_paths": ref_cross_layer_paths, "recurring_hubs": ref_recurring_hubs,
-}
 
 
 def _cases(run):
@@ -214,29 +67,6 @@ def _multi_cases(run):
     ]
 
 
-def _norm(df):
-    df = df.reset_index(drop=True).copy()
-    for c in df.columns:
-        if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
-            df[c] = df[c].astype("float64")
-        else:
-            df[c] = df[c].astype(object).where(df[c].notna(), None)
-    return df
-
-
-def _assert_same(got, want, what):
-    got, want = _norm(got), _norm(want)
-    assert list(got.columns) == list(want.columns), what
-    assert len(got) == len(want), f"{what}: {len(got)} rows, reference {len(want)}"
-    if not len(want):
-        return  # an empty answer has no values (nor the dtypes they would give its columns)
-    for c in want.columns:
-        if want[c].dtype == "float64":
-            np.testing.assert_allclose(got[c].to_numpy(), want[c].to_numpy(), rtol=1e-12, atol=0, err_msg=f"{what}: {c}")
-        else:
-            assert got[c].tolist() == want[c].tolist(), f"{what}: column {c}"
-
-
 def test_library_covers_every_reference():
     assert set(library.library()) == set(REFS)
     for q in library.library().values():
@@ -281,7 +111,7 @@ def loaded(demo_run, tmp_path_factory):
 
 def test_embedded_matches_pandas(loaded):
     run = fg_api.open_run(loaded)
-    e = _edges(run)
+    e = edges_of(run)
     assert (e["src"] == e["dst"]).any() and len(ref_tetrads(e, 0, "OV", 10)) > 0  # the data exercises both
     lib = library.library()
     for name, params in _cases(run):
@@ -328,7 +158,7 @@ def multilayer(tmp_path_factory):
 
 def test_multilayer_embedded_matches_pandas(multilayer):
     run = fg_api.open_run(multilayer)
-    e = _edges(run)
+    e = edges_of(run)
     # the data exercises what the queries look for: shared nodes across layers, paths, tetrads, recurring hubs
     assert len(ref_cross_layer_paths(e, -1, 10**6)) > 1000 and len(ref_tetrads(e, 1, "OV", 10**6, layer=2)) > 0
     assert len(ref_recurring_hubs(e, 30, 2, 1000)) > 10 and (e["src"] == e["dst"]).any()
@@ -344,11 +174,11 @@ def test_multilayer_neo4j_matches_pandas(multilayer, neo4j_env, tmp_path):
     other.to_parquet(tmp_path / "other.parquet")
     fg_api.import_edges(tmp_path / "other.parquet", tmp_path / "other").load(neo4j=True)
     assert fg("load", multilayer, "--neo4j").exit_code == 0
-    e = _edges(run)
+    e = edges_of(run)
     for name, params in _multi_cases(run):
         _assert_same(run.query(name, neo4j=True, **params), REFS[name](e, **params), f"neo4j {name} {params}")
     # over all runs, each run's heads count
-    both = pd.concat([e.assign(run="a"), _edges(fg_api.open_run(tmp_path / "other")).assign(run="b")], ignore_index=True)
+    both = pd.concat([e.assign(run="a"), edges_of(fg_api.open_run(tmp_path / "other")).assign(run="b")], ignore_index=True)
     _assert_same(run.query("recurring_features", neo4j=True, min_heads=2, limit=500, run="*"),
                  ref_recurring_features(both, 2, 500), "neo4j recurring_features run=*")
 
@@ -401,7 +231,7 @@ def test_neo4j_matches_pandas_and_loads_idempotently(loaded, neo4j_env, tmp_path
     runs = run.query("MATCH ()-[r]->() RETURN r.run AS run, count(*) AS n ORDER BY run", neo4j=True)
     assert sorted(map(tuple, runs.to_numpy().tolist())) == sorted([("other", len(run.edges)), (run.run_id, len(run.edges))])
     # with two runs in the store, each library query still answers for the run it is asked about
-    e = _edges(run)
+    e = edges_of(run)
     for name, params in _cases(run):
         got = run.query(name, neo4j=True, **params)
         _assert_same(got, REFS[name](e, **params), f"neo4j {name} {params}")

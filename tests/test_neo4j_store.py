@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -158,3 +159,39 @@ def test_batch_size_setting_is_checked(monkeypatch):
             Neo4jSettings.from_env()
     monkeypatch.setenv("FEATGRAPH_NEO4J_BATCH", "7")
     assert Neo4jSettings.from_env().batch == 7
+
+
+@pytest.mark.neo4j
+def test_reload_rewrites_only_what_changed(run_dir, neo4j_env):
+    """A re-load of the same edges keeps them (and still refreshes labels); edges the store lost, or a run whose
+    edges changed, are written again."""
+    from neo4j import GraphDatabase
+
+    from featgraph.run import Run
+
+    run = fg_api.open_run(run_dir)
+
+    def edges():
+        with GraphDatabase.driver(neo4j_env["uri"], auth=(neo4j_env["user"], neo4j_env["password"])) as d:
+            rows = d.execute_query("MATCH (a)-[r]->(b) WHERE r.run = $run RETURN elementId(r) AS e, a.id AS a, b.id AS b, "
+                                   "r.weight AS w", run=run.run_id).records
+        return {r["e"]: (r["a"], r["b"], r["w"]) for r in rows}
+
+    run.load(neo4j=True)
+    first = edges()
+    assert len(first) == len(run.edges)
+    relabelled = run.features.assign(description=run.features["description"].where(run.features.index != 0, "a new label"))
+    Run(run.path, run.manifest, run.edge_table, relabelled).load(neo4j=True)
+    assert edges() == first  # the very same relationships
+    assert _count(neo4j_env, "MATCH (f:Feature {id: $id}) RETURN f.description", id=run.features["id"].iloc[0]) == "a new label"
+
+    _count(neo4j_env, "MATCH ()-[r:OV]->() WITH r LIMIT 1 DELETE r RETURN 1")  # the store lost an edge
+    run.load(neo4j=True)
+    again = edges()
+    assert len(again) == len(run.edges) and not set(again) & set(first)
+
+    halved = run.edge_table.assign(weight=run.edge_table["weight"] * 0.5)
+    Run(run.path, run.manifest, halved, run.features).load(neo4j=True)
+    got = sorted((a, b, w) for a, b, w in edges().values())
+    want = sorted(zip(halved["src"], halved["dst"], halved["weight"].astype("float64")))
+    assert [g[:2] for g in got] == [w[:2] for w in want] and np.allclose([g[2] for g in got], [w[2] for w in want])

@@ -24,7 +24,7 @@ from featgraph.graph.rows import (
     STORE_REL_PROPS,
     degree_table,
     node_table,
-    path_best,
+    path_ranks,
     store_rel_table,
 )
 from featgraph.graph.tokens import Token, parameters, return_items, tokenize
@@ -77,9 +77,9 @@ def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str)
             nodes = node_table(features)
             _copy(conn, NODE_LABEL, nodes)
             counts = {"nodes": nodes.num_rows}
-            best = path_best(edges)
+            ranks = path_ranks(edges)
             for rel in REL_TYPES:
-                rows = store_rel_table(edges, rel, run, best)
+                rows = store_rel_table(edges, rel, run, ranks)
                 if rows.num_rows:
                     _copy(conn, rel, rows)
                 counts[rel] = rows.num_rows

@@ -27,7 +27,7 @@ import pandas as pd
 from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.files import staged_dir
 from featgraph.graph import library
-from featgraph.graph.rows import DEGREE_PROPS, NODE_PROPS, REL_TYPES, STORE_REL_PROPS, degree_table, node_table, path_best, store_rel_table
+from featgraph.graph.rows import DEGREE_PROPS, NODE_PROPS, REL_TYPES, STORE_REL_PROPS, degree_table, node_table, path_ranks, store_rel_table
 
 BATCH = 50_000  # rows per transaction; measured faster than 10k on a 2-core machine
 LOAD_FORMAT = 3  # what a load writes (edge properties, Degree rows); part of the fingerprint, so a change rewrites
@@ -105,8 +105,8 @@ class Neo4jStore:
         twice at once. A re-load of the same edges that the store still holds as they were written rewrites
         only the features (their labels may have changed)."""
         batch = self.settings.batch
-        best = path_best(edges)
-        rels = {rel: store_rel_table(edges, rel, run, best) for rel in REL_TYPES}
+        ranks = path_ranks(edges)
+        rels = {rel: store_rel_table(edges, rel, run, ranks) for rel in REL_TYPES}
         degrees = degree_table(edges, run)
         fingerprint = _fingerprint(rels, degrees)
         counts = {"nodes": len(features), **{rel: t.num_rows for rel, t in rels.items()}}
@@ -241,7 +241,7 @@ def _fingerprint(rels: dict, degrees) -> str:
 
 def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out: Path, force: bool = False) -> list[str]:
     """CSV files for `neo4j-admin database import full`, with what an online load writes (the derived
-    path_best and Degree rows, the run's 'complete' node) and schema.cypher, the constraints and indexes to
+    path ranks and Degree rows, the run's 'complete' node) and schema.cypher, the constraints and indexes to
     create once the server is up; returns the command to run (absolute paths, so it runs from any directory;
     the database name right after `full`: from Neo4j 5.19 the variadic --nodes and --relationships would
     take a name at the end for one more file)."""
@@ -258,8 +258,8 @@ def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out:
         table = table.rename_columns(names)
         csv.write_csv(table.append_column(label[0], pa.repeat(label[1], table.num_rows)), path)
 
-    best = path_best(edges)
-    rels = {rel: store_rel_table(edges, rel, run, best) for rel in REL_TYPES}
+    ranks = path_ranks(edges)
+    rels = {rel: store_rel_table(edges, rel, run, ranks) for rel in REL_TYPES}
     degrees = degree_table(edges, run)
     with staged_dir(out, force, kind="neo4j-import") as tmp:
         nodes = node_table(features)

@@ -7,9 +7,11 @@ parameter. Rows are Arrow tables: the embedded store scans them without conversi
 
 The query stores (embedded, Neo4j, and Neo4j's bulk-import files) also keep what the query library
 reads instead of scanning every edge, derived from the run's edges at load time:
-- `path_best` on each OV edge: |weight| times the largest |weight| among the edges that leave its output
-  feature at the next layer in the same run (null when none do), an upper bound on every cross-layer
-  2-step path through the edge that the best such path attains;
+- `path_rank` and `layer_path_rank` on each OV edge whose output feature has edges at the next layer in
+  the same run (null on the others): the edge's rank among the run's such OV edges (of its layer) by the
+  strongest cross-layer 2-step path through it (|weight| times the largest |weight| leaving its output at
+  the next layer), 1 the strongest, tied edges sharing the smaller rank — so the edges of the k strongest
+  paths are those of rank <= k;
 - `(:Degree {key, run, feature, layer, heads, degree, rank})` nodes: a feature's edge ends (in + out, a
   like-to-like edge twice) and distinct heads over the whole run (layer -1, heads counted as (layer, head)
   pairs, ranked by heads, then ends, then id) and within each layer (ranked by ends, then id; kept for
@@ -30,7 +32,7 @@ NODE_PROPS = {"id": "STRING", "sae": "STRING", "layer": "INT64", GRAPH_FEATURE_I
 REL_PROPS = {"layer": "INT64", "head": "INT64", "kv_head": "INT64", "circuit": "STRING",
              "weight": "DOUBLE", "rank": "INT64", "z": "DOUBLE", "run": "STRING"}
 REL_TYPES = CIRCUITS
-STORE_REL_PROPS = REL_PROPS | {"path_best": "DOUBLE"}
+STORE_REL_PROPS = REL_PROPS | {"path_rank": "INT64", "layer_path_rank": "INT64"}
 DEGREE_LABEL = "Degree"
 DEGREE_PROPS = {"key": "STRING", "run": "STRING", "feature": "STRING", "layer": "INT64", "heads": "INT64",
                 "degree": "INT64", "rank": "INT64"}
@@ -70,25 +72,29 @@ def rel_rows(edges: pd.DataFrame, circuit: str, run: str) -> pd.DataFrame:
     return rel_table(edges, circuit, run).to_pandas()
 
 
-def store_rel_table(edges: pd.DataFrame, circuit: str, run: str, best: np.ndarray) -> pa.Table:
-    """`rel_table` plus the derived `path_best` (`best`: path_best(edges), aligned with `edges`)."""
+def store_rel_table(edges: pd.DataFrame, circuit: str, run: str, ranks: pd.DataFrame) -> pa.Table:
+    """`rel_table` plus the derived STORE_REL_PROPS (`ranks`: path_ranks(edges), aligned with `edges`)."""
     keep = (edges["circuit"] == circuit).to_numpy()
-    return rel_table(edges, circuit, run).append_column("path_best", pa.array(best[keep], type=pa.float64(), from_pandas=True))
+    t = rel_table(edges, circuit, run)
+    for c in ranks.columns:
+        t = t.append_column(c, pa.array(ranks[c].to_numpy()[keep], type=pa.int64(), from_pandas=True))
+    return t
 
 
-def path_best(edges: pd.DataFrame) -> np.ndarray:
-    """Per edge (aligned with `edges`): for an OV edge v -> o at layer L, |w| times the largest |w'| over the
-    edges o -> * at layer L + 1; NaN for QK edges and where o has none."""
+def path_ranks(edges: pd.DataFrame) -> pd.DataFrame:
+    """`path_rank` and `layer_path_rank` per edge (aligned with `edges`; null but on OV edges v -> o at layer L
+    with edges o -> * at layer L + 1): ranks by |w| times the largest |w'| over those edges, competition style
+    (1 + the number of edges strictly stronger), over all layers and within L."""
     w = np.abs(edges["weight"].to_numpy(dtype="float64"))
     layer = edges["layer"].to_numpy(dtype="int64")
     codes, _ = pd.factorize(pd.concat([edges["src"], edges["dst"]], ignore_index=True))
     src, dst = codes[: len(edges)], codes[len(edges):]
     out_max = pd.Series(w).groupby([src, layer]).max()
     ov = (edges["circuit"] == "OV").to_numpy()
-    nxt = out_max.reindex(pd.MultiIndex.from_arrays([dst[ov], layer[ov] + 1])).to_numpy()
-    best = np.full(len(edges), np.nan)
-    best[ov] = w[ov] * nxt
-    return best
+    best = pd.Series(np.nan, index=range(len(edges)))
+    best[ov] = w[ov] * out_max.reindex(pd.MultiIndex.from_arrays([dst[ov], layer[ov] + 1])).to_numpy()
+    return pd.DataFrame({"path_rank": best.rank(method="min", ascending=False).astype("Int64"),
+                         "layer_path_rank": best.groupby(layer).rank(method="min", ascending=False).astype("Int64")})
 
 
 def degree_table(edges: pd.DataFrame, run: str, hub_ranks: int = HUB_RANKS) -> pa.Table:
