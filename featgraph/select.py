@@ -220,7 +220,7 @@ def select(
             elif sel.top_k is not None and block.numel() >= sel.top_k:
                 kth = _initial_cutoff(block, sel.top_k)
                 cutoff = max(cutoff, kth * _SLACK - 2 * e_blk)
-            r, c = torch.nonzero(block >= cutoff, as_tuple=True) if cutoff > -np.inf else _all(block)
+            r, c = _above(block, cutoff) if cutoff > -np.inf else _all(block)
             r = r + r0
             w = exact(src, dst, r, c)
             if sel.min_abs is not None:
@@ -263,6 +263,16 @@ def _initial_cutoff(block: torch.Tensor, k: int) -> float:
     m = flat.numel() // chunks
     maxima = flat[: chunks * m].view(chunks, m).amax(dim=1)
     return float(torch.topk(maxima, k, sorted=False).values.min())
+
+
+def _above(block: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, col) of the entries ≥ cutoff. Once the running top-K is full almost no row reaches the cut-off, so
+    rows are screened by their maximum (one read of the block) and only the survivors are compared entry by entry."""
+    rows = torch.nonzero(block.amax(dim=1) >= cutoff, as_tuple=True)[0]
+    if len(rows) * 2 > block.shape[0]:
+        return torch.nonzero(block >= cutoff, as_tuple=True)
+    r, c = torch.nonzero(block[rows] >= cutoff, as_tuple=True)
+    return rows[r], c
 
 
 def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
