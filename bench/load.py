@@ -5,18 +5,19 @@ one layer, and a whole-model atlas (26 layers × 8 heads × 2 circuits × ~2,400
 across layers by id as `featgraph atlas` shares them). Neo4j 5.26 Community runs from the Maven jars with
 docker-compose.yml's memory (heap 2g, page cache 1g). Printed:
 
-- loads: the embedded store; Neo4j online (first load, then a re-load of the same run, then a re-load that
-  replaces changed edges) against the bare-CREATE floor measured on the same server (the same edges in the
-  same batches, ends found by Feature.id, no properties, no indexes);
+- loads: the embedded store; Neo4j online (after an untimed warm-up load of other nodes: the first load, its
+  steps, a re-load of the same run, a re-load that replaces changed edges) against the bare-CREATE floor
+  measured on the same server right after it (the same edges in the same batches, ends found by Feature.id,
+  no properties, no indexes), and the same bare CREATE with the edges' eight properties;
 - the bulk path end to end: `export-neo4j` CSVs -> `neo4j-admin database import full` (the jars' AdminTool)
-  -> a server up on the imported store -> its counts checked;
+  -> a server up on the imported store -> its counts checked, at 10⁶ edges and at --bulk-edges;
 - every library query on both stores at 10⁶ edges (the median of --repeat timed calls after one warm-up,
   each a whole `Run.query`: opening the store, the query, the DataFrame), with its answer checked against
   the pandas reference of tests/graph_refs.py (tetrads against featgraph.analyse.tetrads, the scalable
   sparse-matrix method: the brute-force reference is quadratic);
 - with --profile, Neo4j's PROFILE db hits and rows for each query.
 
-Usage: python bench/load.py [--edges 1000000] [--repeat 3] [--no-neo4j] [--profile]
+Usage: python bench/load.py [--edges 1000000] [--bulk-edges 4000000] [--repeat 3] [--no-neo4j] [--profile]
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ def _head_edges(rng, n: int, per: int, qk: bool) -> tuple[np.ndarray, np.ndarray
     return s[o], d[o], w[o]
 
 
-def _frame(layer: int, h: int, c: str, s, d, w, src_sae: str, dst_sae: str) -> pd.DataFrame:
+def _frame(layer: int, h: int, c: str, s, d, w, src_sae: str, dst_sae: str, model: str = "gemma-2-2b") -> pd.DataFrame:
     return pd.DataFrame({
         "layer": layer, "head": h, "kv_head": h // 2, "circuit": c,
-        "src": [f"gemma-2-2b/{src_sae}/{i}" for i in s], "src_index": s,
-        "dst": [f"gemma-2-2b/{dst_sae}/{i}" for i in d], "dst_index": d,
+        "src": [f"{model}/{src_sae}/{i}" for i in s], "src_index": s,
+        "dst": [f"{model}/{dst_sae}/{i}" for i in d], "dst_index": d,
         "weight": w, "rank": np.arange(1, len(s) + 1), "z": w})
 
 
@@ -80,15 +81,15 @@ def _write(root: Path, name: str, frames: list[pd.DataFrame]) -> Path:
     return write_run(root / name, edges, features_from_edges(edges), Manifest(command="bench"))
 
 
-def synthetic_run(root: Path, n_edges: int) -> Path:
+def synthetic_run(root: Path, n_edges: int, model: str = "gemma-2-2b", name: str = "one-layer") -> Path:
     """One layer (13): 8 heads × QK/OV of n_edges / 16 edges each; keys, queries and values from SAE 12."""
     rng = np.random.default_rng(0)
     frames = []
     for h in range(HEADS):
         for c in ("QK", "OV"):
             s, d, w = _head_edges(rng, N_FEAT, n_edges // (HEADS * 2), c == "QK")
-            frames.append(_frame(LAYER, h, c, s, d, w, "12-gemmascope-res-16k", f"{12 if c == 'QK' else 13}-gemmascope-res-16k"))
-    return _write(root, "one-layer", frames)
+            frames.append(_frame(LAYER, h, c, s, d, w, "12-gemmascope-res-16k", f"{12 if c == 'QK' else 13}-gemmascope-res-16k", model))
+    return _write(root, name, frames)
 
 
 def synthetic_atlas(root: Path, n_edges: int, layers: int = 26) -> Path:
@@ -121,20 +122,25 @@ def _driver():
                                 notifications_min_severity="OFF")
 
 
-def bare_create_floor(run, batch: int) -> float:
+PROPS = ("{layer: $layer[i], head: $head[i], kv_head: $kv_head[i], circuit: $circuit, weight: $weight[i], rank: $rank[i], "
+         "z: $z[i], run: $run}")
+
+
+def bare_create(run, batch: int, props: bool) -> float:
     """Edges/s of a bare CREATE of the run's edges on this server: the same batches of column lists, ends found
-    by Feature.id (two index seeks an edge, as any loader by id pays), no properties, into relationship types
-    no index covers. Deleted afterwards."""
+    by Feature.id (two index seeks an edge, as any loader by id pays), no properties (or, with `props`, the
+    edges' own eight), into relationship types no index covers, nothing else written. Deleted afterwards."""
     from featgraph.graph.rows import rel_table
 
     stmt = ("UNWIND range(0, size($src) - 1) AS i MATCH (a:Feature {id: $src[i]}) MATCH (b:Feature {id: $dst[i]}) "
-            "CREATE (a)-[:BARE_{rel}]->(b)")
+            f"CREATE (a)-[:BARE_{{rel}} {PROPS if props else ''}]->(b)")
     n = 0
     with _driver() as d, d.session() as s:
         t0 = time.perf_counter()
         for rel in ("QK", "OV"):
-            for b in rel_table(run.edge_table, rel, "bare").select(["src", "dst"]).to_batches(batch):
-                cols = b.to_pydict()
+            for b in rel_table(run.edge_table, rel, "bare").to_batches(batch):
+                cols = b.drop_columns(["circuit", "run"]).to_pydict() | {"circuit": rel, "run": "bare"} if props \
+                    else b.select(["src", "dst"]).to_pydict()
                 s.execute_write(lambda tx, c=cols, r=rel: tx.run(stmt.replace("{rel}", r), c).consume())
                 n += b.num_rows
         rate = n / (time.perf_counter() - t0)
@@ -143,12 +149,93 @@ def bare_create_floor(run, batch: int) -> float:
     return rate
 
 
+def timed_load(run) -> tuple[float, dict[str, float]]:
+    """Run.load(neo4j=True) with the time of each of its steps (the store's own functions, timed from outside)."""
+    from featgraph.graph import neo4j_store as ns
+
+    steps: dict[str, float] = {}
+    saved = ns.Neo4jStore._write_features, ns.Neo4jStore._write_edges, ns._schema
+
+    def clock(name, fn):
+        def call(*args, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                key = name if name != "schema" else ("indexes" if args[1] == "neo4j_indexes" else "schema")
+                steps[key] = steps.get(key, 0.0) + time.perf_counter() - t0
+        return call
+
+    ns.Neo4jStore._write_features = staticmethod(clock("features", saved[0]))
+    ns.Neo4jStore._write_edges = staticmethod(clock("edges and Degree rows", saved[1]))
+    ns._schema = clock("schema", saved[2])
+    try:
+        t, _ = timed(lambda: run.load(neo4j=True))
+    finally:
+        ns.Neo4jStore._write_features, ns.Neo4jStore._write_edges, ns._schema = \
+            staticmethod(saved[0]), staticmethod(saved[1]), saved[2]
+    steps["the rest (rows, fingerprint, run node, lock)"] = t - sum(steps.values())
+    return t, steps
+
+
 def admin_import(cmd: list[str], home: Path) -> subprocess.CompletedProcess:
     """`neo4j-admin ...` with the Maven jars' AdminTool (the tool's entry point; it needs a home and a conf)."""
     (home / "conf").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, NEO4J_HOME=str(home), NEO4J_CONF=str(home / "conf"))
     return subprocess.run(["java", "-Xmx2g", "-cp", str(ROOT / ".neo4j" / "lib" / "*"), "org.neo4j.cli.AdminTool", *cmd[1:]],
                           env=env, capture_output=True, text=True, timeout=1800)
+
+
+def _tool_seconds(out: str, label: str) -> float:
+    """A step's time as neo4j-admin prints it (`IMPORT DONE in 12s 159ms`), in seconds."""
+    import re
+
+    m = re.search(re.escape(label) + r" in (?:(\d+)m )?(?:(\d+)s )?(\d+)ms", out)
+    return (int(m[1] or 0) * 60 + int(m[2] or 0) + int(m[3]) / 1000) if m else float("nan")
+
+
+def bulk_path(run_dir: Path, work: Path, label: str) -> None:
+    from neo4j_server import neo4j_server
+
+    import featgraph as fg
+
+    run = fg.open_run(run_dir)
+    n = len(run.edge_table)
+    imp, home = work / f"admin-csv-{run_dir.name}", work / f"admin-home-{run_dir.name}"
+    shutil.rmtree(home, ignore_errors=True)
+    t_exp, cmd = timed(lambda: run.export_neo4j(imp, force=True))
+    t_imp, done = timed(lambda: admin_import(cmd, home))
+    if done.returncode != 0:
+        raise SystemExit(f"neo4j-admin failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    t0 = time.perf_counter()
+    with neo4j_server(work / f"neo4j-bulk-{run_dir.name}", store_home=home) as info:
+        t_up = time.perf_counter() - t0
+        t_n, got = timed(lambda: counts(info["uri"], info["user"], info["password"]))
+        t_ix, _ = timed(lambda: schema(info, imp / "schema.cypher"))
+    shutil.rmtree(home, ignore_errors=True)
+    e = run.edge_table
+    want = {"Feature": len(run.features), "QK": int((e["circuit"] == "QK").sum()), "OV": int((e["circuit"] == "OV").sum()),
+            "complete runs": 1}
+    assert all(got[k] == v for k, v in want.items()) and got["Degree"] > 0, (got, want)
+    done_in, rels_in = _tool_seconds(done.stdout, "IMPORT DONE"), _tool_seconds(done.stdout, "Relationship import COMPLETED")
+    total = t_exp + t_imp + t_up + t_n
+    print(f"  {label}, {n:,} edges: export {t_exp:.1f} s; neo4j-admin {t_imp:.1f} s ({n / t_imp:,.0f} edges/s; its import "
+          f"{done_in:.1f} s = {n / done_in:,.0f} edges/s, of which the relationship step {rels_in:.1f} s = "
+          f"{n / rels_in:,.0f} edges/s); server up {t_up:.1f} s; counts equal in {t_n:.1f} s")
+    print(f"    end to end {total:.1f} s = {n / total:,.0f} edges/s (target >= 500,000); then schema.cypher's constraints and "
+          f"indexes online in {t_ix:.1f} s")
+
+
+def schema(info: dict, path: Path) -> None:
+    """Run an export's schema.cypher (what `cypher-shell -f` would) and wait for its indexes."""
+    from neo4j import GraphDatabase
+
+    from featgraph.graph.library import statements
+
+    with GraphDatabase.driver(info["uri"], auth=(info["user"], info["password"])) as d:
+        for st in statements(path.read_text()):
+            d.execute_query(st)
+        d.execute_query("CALL db.awaitIndexes(600)")
 
 
 def counts(uri: str, user: str, password: str) -> dict[str, int]:
@@ -261,6 +348,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-neo4j", action="store_true")
     ap.add_argument("--profile", action="store_true", help="print Neo4j PROFILE db hits and rows per query")
+    ap.add_argument("--bulk-edges", type=int, default=4_000_000, help="also time the bulk path on a run this big (0: skip)")
     ap.add_argument("--work", type=Path, help="keep the runs and stores here (default: a temporary folder)")
     a = ap.parse_args()
 
@@ -290,12 +378,17 @@ def main():
         batch = int(os.environ.get("FEATGRAPH_NEO4J_BATCH") or BATCH)
         with neo4j_server(work / "neo4j-online") as info:
             os.environ.update(NEO4J_URI=info["uri"], NEO4J_USERNAME=info["user"], NEO4J_PASSWORD=info["password"])
+            warm = fg.open_run(synthetic_run(work, 50_000, "warm-up-model", "warm-up"))  # the JIT warms up first, on other nodes
+            warm.load(neo4j=True)
             run = fg.open_run(one)
-            t, _ = timed(lambda: run.load(neo4j=True))
+            t, steps = timed_load(run)
             rate = n_one / t
-            floor = bare_create_floor(run, batch)
+            floor, floor_props = bare_create(run, batch, False), bare_create(run, batch, True)
             print(f"  neo4j     one layer {t:6.1f} s = {rate:>9,.0f} edges/s   bare-CREATE floor {floor:>9,.0f} edges/s   "
                   f"ratio {rate / floor:.2f} (target >= 0.8)")
+            print(f"            steps: {', '.join(f'{k} {v:.1f} s' for k, v in steps.items())}")
+            print(f"            the same bare CREATE with the edges' eight properties: {floor_props:,.0f} edges/s "
+                  f"(the load is {rate / floor_props:.2f} x that)")
             t2, _ = timed(lambda: run.load(neo4j=True))
             print(f"  neo4j     re-load of the same run {t2:6.1f} s ({t2 / t:.2f} x the first load; target <= 1)")
             q_one = query_table(one, True, a.repeat, a.profile)
@@ -309,26 +402,10 @@ def main():
             print(f"  neo4j     atlas     {t:6.1f} s = {n_atlas / t:>9,.0f} edges/s")
             q_atlas = query_table(atlas, True, a.repeat, a.profile)
 
-        print("\nbulk path (one layer): export-neo4j -> neo4j-admin database import full -> server up -> counts")
-        run = fg.open_run(one)
-        imp, home = work / "admin-csv", work / "admin-home"
-        shutil.rmtree(home, ignore_errors=True)
-        t_exp, cmd = timed(lambda: run.export_neo4j(imp, force=True))
-        t_imp, done = timed(lambda: admin_import(cmd, home))
-        if done.returncode != 0:
-            raise SystemExit(f"neo4j-admin failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
-        t0 = time.perf_counter()
-        with neo4j_server(work / "neo4j-bulk", store_home=home) as info:
-            t_up = time.perf_counter() - t0
-            t_n, got = timed(lambda: counts(info["uri"], info["user"], info["password"]))
-        e = run.edge_table
-        want = {"Feature": len(run.features), "QK": int((e["circuit"] == "QK").sum()), "OV": int((e["circuit"] == "OV").sum()),
-                "complete runs": 1}
-        assert all(got[k] == v for k, v in want.items()) and got["Degree"] > 0, (got, want)
-        total = t_exp + t_imp + t_up + t_n
-        print(f"  export {t_exp:.1f} s, import {t_imp:.1f} s ({n_one / t_imp:,.0f} edges/s), server up {t_up:.1f} s, "
-              f"counts {t_n:.1f} s (equal: {got})")
-        print(f"  end to end {total:.1f} s = {n_one / total:,.0f} edges/s (target >= 500,000)")
+        print("\nbulk path: export-neo4j -> neo4j-admin database import full -> server up -> counts checked")
+        bulk_path(one, work, "one layer")
+        if a.bulk_edges:
+            bulk_path(synthetic_run(work, a.bulk_edges, name="bulk"), work, "larger")
 
     q_one = q_one or query_table(one, False, a.repeat, False)
     q_atlas = q_atlas or query_table(atlas, False, a.repeat, False)

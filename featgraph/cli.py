@@ -399,7 +399,9 @@ def export_neo4j(
     from featgraph.run import open_run
 
     cmd = open_run(run).export_neo4j(out, run_name, force)
-    typer.echo(f"wrote {out}; import into an empty, stopped database with:\n  {shlex.join(cmd)}")
+    schema = shlex.quote(str(Path(out).resolve() / "schema.cypher"))
+    typer.echo(f"wrote {out}; import into an empty, stopped database with:\n  {shlex.join(cmd)}\n"
+               f"then, with the server up, create featgraph's constraints and indexes:\n  cypher-shell -f {schema}")
 
 
 @app.command(epilog="Example: featgraph tetrads exports/layer13 --head 7 --circuit ov --top 20")

@@ -298,6 +298,10 @@ def test_export_neo4j_csv(loaded, tmp_path):
     qk = pd.read_csv(out / "qk.csv")
     assert {":START_ID(Feature)", ":END_ID(Feature)", ":TYPE", "weight:double", "head:long"} <= set(qk.columns)
     assert len(qk) + len(pd.read_csv(out / "ov.csv")) == len(fg_api.open_run(loaded).edges)
+    # what an online load writes besides: the Degree rows (the command imports them) and the schema to create after
+    assert "--nodes=Degree=" in r.stdout and len(pd.read_csv(out / "degree.csv")) > len(nodes)
+    schema = (out / "schema.cypher").read_text()
+    assert "REQUIRE f.id IS UNIQUE;" in schema and "ON (r.circuit, r.layer, r.head);" in schema and "DROP" not in schema
 
 
 def test_query_errors(loaded):

@@ -1,7 +1,10 @@
-// Internal: the indexes the query library's plans use (one statement per block), created after a load's
-// edges. A head's edges are one seek on (circuit, layer, head); cross_layer_paths seeks the OV edges of
-// the strongest paths by rank; recurring_features reads the Degree rows of the whole run (layer -1) in rank
-// order, recurring_hubs those of the layers (layer >= 0) up to a rank.
+// Internal: featgraph's indexes (one statement per block), created after a load's rows: features by index and
+// SAE (for queries of your own), and those the query library's plans use. A head's edges are one seek on
+// (circuit, layer, head); cross_layer_paths seeks the OV edges of the strongest paths by rank;
+// recurring_features reads the Degree rows of the whole run (layer -1) in rank order, recurring_hubs those of
+// the layers (layer >= 0) up to a rank.
+CREATE INDEX feature_index IF NOT EXISTS FOR (f:Feature) ON (f.feature_index);
+CREATE INDEX feature_sae IF NOT EXISTS FOR (f:Feature) ON (f.sae);
 CREATE INDEX qk_layer_head IF NOT EXISTS FOR ()-[r:QK]-() ON (r.circuit, r.layer, r.head);
 CREATE INDEX ov_layer_head IF NOT EXISTS FOR ()-[r:OV]-() ON (r.circuit, r.layer, r.head);
 CREATE INDEX ov_path_rank IF NOT EXISTS FOR ()-[r:OV]-() ON (r.path_rank);
