@@ -4,6 +4,7 @@
 // |QK| × largest |OV|) is a real pair, so the `limit`-th strongest of those is a floor `cut` for the
 // answer; then only edges that can reach it (|w| × the other circuit's largest |w| >= cut) are paired.
 // (The UNWIND before min() keeps LadybugDB 0.22 from dropping the ORDER BY in front of an aggregation.)
+// The embedded store runs two_step.embedded.cypher, the same method with the circuits read apart.
 // @param head int: attention head
 // @param layer int = -1: the head's layer (-1: the run's only layer; give it when the run holds several)
 // @param limit int = 20: rows to return
