@@ -270,7 +270,8 @@ def _above(block: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, torch.Tens
     rows are screened by their maximum (one read of the block) and only the survivors are compared entry by entry."""
     rows = torch.nonzero(block.amax(dim=1) >= cutoff, as_tuple=True)[0]
     if len(rows) * 2 > block.shape[0]:
-        return torch.nonzero(block >= cutoff, as_tuple=True)
+        r_all, c_all = torch.nonzero(block >= cutoff, as_tuple=True)
+        return r_all, c_all
     r, c = torch.nonzero(block[rows] >= cutoff, as_tuple=True)
     return rows[r], c
 
