@@ -43,16 +43,9 @@ TINY = dict(
 def make_tiny_model(path: Path, seed: int = 0):
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    torch.manual_seed(seed)
     cfg = Gemma2Config(**TINY)
     cfg._attn_implementation = "eager"
-    model = Gemma2ForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.copy_(torch.randn_like(p) * 0.5)  # non-zero: the gain 1 + w matters
-            else:
-                p.copy_(torch.randn_like(p) * 0.2)
+    model = _randomise(Gemma2ForCausalLM(cfg).eval(), seed)
     # Small shards so the index and several shard files are exercised.
     model.save_pretrained(path, max_shard_size="20KB", safe_serialization=True)
     return model
