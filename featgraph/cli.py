@@ -51,11 +51,22 @@ class _Guarded(TyperGroup):
             except KeyboardInterrupt:
                 typer.echo("interrupted: nothing was written", err=True)
                 raise typer.Exit(130) from None
+            except ModuleNotFoundError as e:  # an optional dependency (pyproject's extras)
+                if _state["debug"] or not e.name:
+                    raise
+                top = e.name.split(".")[0]
+                extra = _EXTRAS.get(top)
+                fix = f"pip install 'featgraph[{extra}]'" if extra else f"pip install {top}"
+                typer.echo(f"error: this command needs the Python package {top!r}, which is not installed: {fix}", err=True)
+                raise typer.Exit(1) from None
             except Exception as e:  # unexpected: still one line unless --debug
                 if _state["debug"] or _is_usage_error(e):
                     raise
                 typer.echo(f"error: {e.__class__.__name__}: {e} (re-run with --debug for the traceback)", err=True)
                 raise typer.Exit(1) from None
+
+
+_EXTRAS = {"transformers": "validate"}  # optional packages and the pyproject extra that installs each
 
 
 def _is_usage_error(e: Exception) -> bool:
@@ -81,7 +92,7 @@ OneLayerOpt = Annotated[Optional[int], typer.Option(
 HeadOpt = Annotated[int, typer.Option(help="Attention head.", show_default=False)]
 CircuitOpt = Annotated[str, typer.Option(help="qk or ov.", show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", help="md, csv or json.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output that featgraph made.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output file, or an output folder featgraph made of the same kind.")]
 ModelOpt = Annotated[str, typer.Option(help="HF repo id[@revision] or local model directory.")]
 LayerOpt = Annotated[int, typer.Option(help="Attention layer.")]
 SaeInOpt = Annotated[Optional[str], typer.Option(
@@ -349,6 +360,7 @@ def query(
         raise BadInput("give either a query (text or name) or --file, not both")
     if file is None and cypher is None:
         raise BadInput("give a Cypher query, a library query name or --file FILE (see `featgraph query --list`)")
+    from featgraph.graph.library import resolve
     from featgraph.render.text import format_table
     from featgraph.run import open_run
 
@@ -359,8 +371,10 @@ def query(
             raise BadInput(f"--param takes NAME=VALUE, got {item!r}")
         params[k.strip()] = v
     target = file if file is not None else cypher
-    if file is None and any(c.isspace() for c in cypher.strip()):
-        params = {k: _guess(v) for k, v in params.items()}  # literal Cypher: no header to type the values
+    literal = file is None and any(c.isspace() for c in cypher.strip())
+    declared = set() if literal else {p.name for p in resolve(target).params}
+    # the header types what it declares; literal Cypher and a file's undeclared parameters are typed by their look
+    params = {k: v if k in declared else _guess(v) for k, v in params.items()}
     _out(format_table(open_run(run).query(target, neo4j=neo4j, write=write, **params), format))
 
 
@@ -503,7 +517,13 @@ def search(
     from featgraph.render.text import format_table
     from featgraph.run import open_run
 
-    _out(format_table(open_run(run).search(text, limit, layer=layer), format))
+    r = open_run(run)
+    found = r.search(text, limit, layer=layer)
+    if found.empty:
+        unlabelled = not r.features["description"].fillna("").astype(str).str.strip().any()
+        typer.echo(f"no feature matches {text!r}" + (": this run has no labels (featgraph labels RUN adds them)" if unlabelled
+                                                     else ""), err=True)
+    _out(format_table(found, format))
 
 
 VALIDATE_COLUMNS = ["head", "circuit", "pairs", "edges_active", "rho_selected", "rho_active_d0", "rho_active", "rho_active_bias",

@@ -66,12 +66,13 @@ def check_target(out: Path, force: bool, kind: str = "run") -> None:
     if out.exists():
         if not out.is_dir():
             raise BadInput(f"{out} exists and is not a directory: choose another --out")
-        if not force:
-            raise BadInput(f"{out} already exists: choose another --out or pass --force to replace it")
         made = marker_kind(out)
         if made != kind:
             what = f"a featgraph {made}" if made else "not something featgraph made"
-            raise BadInput(f"{out} is {what}, so --force will not replace it with a {kind}: choose another --out")
+            raise BadInput(f"{out} already exists and is {what}, so featgraph will not replace it with a {kind}: "
+                           "choose another --out")
+        if not force:
+            raise BadInput(f"{out} already exists: choose another --out or pass --force to replace it")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
         try:

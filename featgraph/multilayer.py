@@ -15,10 +15,11 @@ work at a time plus the combined edge table.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,23 @@ def _same_ref(have: object, want: str | Path) -> bool:
     return a.exists() and b.exists() and a.resolve() == b.resolve()
 
 
+@contextlib.contextmanager
+def _atlas_warnings() -> Iterator[None]:
+    """Re-issue extract's warnings in the atlas's terms: its SAE ids come from --sae-id-template, not --sae-in-id."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for w in caught:
+            text = str(w.message)
+            for flag in ("sae_in_id", "sae_out_id"):
+                text = text.replace(f"--{flag.replace('_', '-')} ({flag}= in Python)",
+                                    "--sae-id-template (sae_id_template= in Python)")
+            warnings.warn_explicit(text, w.category, w.filename, w.lineno)
+
+
 def atlas(
     model: Any = DEFAULT_MODEL,
     layers: Iterable[int] | str = range(1, 26),
@@ -232,12 +250,13 @@ def atlas(
     for L in todo:
         given_in = id_fn(L - 1) if id_fn else ids.get(L - 1)
         given_out = (id_fn(L) if id_fn else ids.get(L)) if "OV" in which else None
-        run = extract(model=model, layer=L, sae_in=sae_fn(L - 1), sae_out=sae_fn(L) if "OV" in which else None,
-                      heads=head_list, circuits=which, top_k=top_k, min_abs=min_abs, per_source_k=per_source_k,
-                      precision=precision, attn_scale=attn_scale, rope_offset=rope_offset, device=device,
-                      block_mb=block_mb, model_id=model_id, sae_in_id=given_in, sae_out_id=given_out,
-                      out=atlasdir.layer_dir(out, L), labels=labels and label_table is None, restart=force,
-                      progress=_layer_progress(progress, overall, per_layer, L))
+        with _atlas_warnings():
+            run = extract(model=model, layer=L, sae_in=sae_fn(L - 1), sae_out=sae_fn(L) if "OV" in which else None,
+                          heads=head_list, circuits=which, top_k=top_k, min_abs=min_abs, per_source_k=per_source_k,
+                          precision=precision, attn_scale=attn_scale, rope_offset=rope_offset, device=device,
+                          block_mb=block_mb, model_id=model_id, sae_in_id=given_in, sae_out_id=given_out,
+                          out=atlasdir.layer_dir(out, L), labels=labels and label_table is None, restart=force,
+                          progress=_layer_progress(progress, overall, per_layer, L))
         if label_table is not None:
             _attach_labels(run, label_table)
         del run

@@ -288,7 +288,7 @@ class Run:
         """Run a library query by name (`top_edges`), a .cypher file, or literal Cypher, with `params`.
 
         Library queries type their parameters from the file's header (strings are cast) and answer for
-        this run on a shared Neo4j; literal Cypher gets `params` as given.
+        this run on a shared Neo4j; literal Cypher gets `params` as given, and so does a file of your own for the ones its header does not declare.
         """
         from featgraph.graph import library
 
@@ -340,6 +340,9 @@ class Run:
                 raise BadValue("head", out["head"], f"has no edges in this run: heads present{where} are {', '.join(map(str, heads))}")
         if "top" in out and not 1 <= out["top"] <= HUB_RANKS:
             raise BadValue("top", out["top"], f"must be 1 to {HUB_RANKS} (a load keeps each layer's {HUB_RANKS} best-connected features)")
+        for key in ("limit", "min_heads", "min_layers"):
+            if isinstance(out.get(key), int) and out[key] < 0:
+                raise BadValue(key, out[key], "must be 0 or more")
         for key in ("feature", "other", "src", "dst", "query", "key"):
             if isinstance(out.get(key), str):
                 fid = out[key]

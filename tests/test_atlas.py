@@ -244,10 +244,13 @@ def test_invented_source_ids_are_shared_too(inputs, tmp_path):
     for L in WIDTHS:
         (plain / f"sae{L}").mkdir(parents=True)
         shutil.copy(template.format(layer=L), plain / f"sae{L}" / "params.npz")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FeatgraphWarning)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         run = fg.atlas(model=model, layers="1-2", sae_template=str(plain / "sae{layer}" / "params.npz"), top_k=20,
                        device="cpu", labels=False, out=tmp_path / "atlas")
+    said = [str(w.message) for w in seen if issubclass(w.category, FeatgraphWarning) and "no Neuronpedia id" in str(w.message)]
+    # the warnings name the atlas's own option, not extract's --sae-in-id that atlas does not have
+    assert said and all("--sae-id-template" in m and "--sae-in-id" not in m and "--sae-out-id" not in m for m in said), said
     e = run.edge_table
     out1 = set(e[(e["layer"] == 1) & (e["circuit"] == "OV")]["dst"].str.rsplit("/", n=1).str[0])
     in2 = set(e[e["layer"] == 2]["src"].str.rsplit("/", n=1).str[0])

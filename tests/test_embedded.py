@@ -109,6 +109,21 @@ def test_a_parameter_used_but_not_given_is_an_error(loaded, tmp_path):
                  "MATCH (f:Feature) WHERE f.layer = $layer RETURN f.id AS id LIMIT $limit\n")
     r = fg("query", loaded, "--file", q)
     assert r.exit_code == 2 and "--param layer=VALUE" in r.stderr
+    # and, as the error says, given it runs: the header types limit, layer is typed by its look
+    feats = fg_api.open_run(loaded).features
+    r = fg("query", loaded, "--file", q, "--param", "layer=1", "--param", "limit=1000", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    assert sorted(r.stdout.split()[1:]) == sorted(feats.loc[feats["layer"] == 1, "id"])
+    # a file of your own with no header at all takes its parameters the same way, from the CLI and from Python
+    bare = tmp_path / "bare.cypher"
+    bare.write_text("MATCH (f:Feature) WHERE f.layer = $l RETURN count(*) AS n\n")
+    r = fg("query", loaded, "--file", bare, "--param", "l=0", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.split() == ["n", str(int((feats["layer"] == 0).sum()))]
+    assert fg_api.open_run(loaded).query(bare, l=0)["n"][0] == (feats["layer"] == 0).sum() > 0
+    # a library query still refuses a parameter it does not take
+    r = fg("query", loaded, "top_edges", "--param", "head=0", "--param", "l=0")
+    assert r.exit_code == 2 and "top_edges has no parameter 'l'" in r.stderr
     # given, it runs; inside strings and comments a $name is no parameter
     r = fg("query", loaded, "MATCH (f:Feature) WHERE f.layer = $h AND f.id <> '$x' RETURN count(*) AS n // $y",
            "--param", "h=1", "--format", "csv")

@@ -197,6 +197,8 @@ def test_layer_is_checked(multilayer, loaded):
         run.query("two_step", head=5, layer=2)
     with pytest.raises(BadValue, match="top must be 1 to 1000"):
         run.query("recurring_hubs", top=1001)
+    with pytest.raises(BadValue, match="limit must be 0 or more, got -1"):
+        run.query("top_edges", head=0, layer=2, limit=-1)
     with pytest.raises(BadValue, match="other must be a feature id"):
         run.query("connecting_heads", feature=run.features["id"].iloc[0], other="nope")
     # a run of one layer needs none (-1 is its layer), and takes its own

@@ -67,6 +67,7 @@ def test_no_command_writes_over_a_run_or_an_unrelated_folder(run_dir, tmp_path):
                  ("report", run_dir, "--out", mine, "--force"), ("import", run_dir / "edges.parquet", "--out", mine, "--force")):
         r = fg(*args)
         assert r.exit_code == 2, (args, r.output)
+        assert "--force" not in r.stderr and "not something featgraph made" in r.stderr, r.stderr  # no hint that cannot work
     assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
     r = fg("report", run_dir, "--out", tmp_path / "rep", "--no-plots")
     assert r.exit_code == 0

@@ -77,3 +77,13 @@ def test_search_bad_input(demo_run):
     assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
     r = cli("search", demo_run, "court", "--limit", 0)
     assert r.exit_code == 2 and "--limit" in r.stderr
+
+
+def test_no_match_is_said(demo_run, tmp_path):
+    r = cli("search", demo_run, "zzzzqqq", "--format", "csv")
+    assert r.exit_code == 0 and r.stderr == "no feature matches 'zzzzqqq'\n", r.stderr
+    # an imported edge table has no labels: the line says so
+    edges = tmp_path / "e.csv"
+    pd.read_parquet(demo_run / "edges.parquet").to_csv(edges, index=False)
+    r = cli("search", edges, "court")
+    assert r.exit_code == 0 and "no feature matches 'court': this run has no labels" in r.stderr, r.stderr

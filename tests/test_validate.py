@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -489,8 +490,8 @@ def test_gemma3_cli_end_to_end(g3_dir, tmp_path):
 
 # ---------------------------------------------------------------- the command line
 
-def _one_line_error(r):
-    assert r.exit_code == 2, r.output
+def _one_line_error(r, code: int = 2):
+    assert r.exit_code == code, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     return lines[0]
@@ -556,3 +557,14 @@ def test_demo_validates_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     page = (tmp_path / "report" / "index.html").read_text()
     assert "Edges against real attention on prompts" in page and (tmp_path / "report" / "validation.png").stat().st_size > 10_000
+
+
+def test_without_transformers_the_error_names_the_extra(tmp_path, monkeypatch):
+    d = tmp_path / "demo"
+    assert fg("demo", "--out", d).exit_code == 0
+    for name in [m for m in sys.modules if m == "transformers" or m.startswith("transformers.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed: importing it raises ModuleNotFoundError
+    line = _one_line_error(fg("validate", d / "run", "--prompt", "the cat", "--device", "cpu"), code=1)
+    assert "'transformers'" in line and "pip install 'featgraph[validate]'" in line, line
+    assert not (d / "run" / "validation.parquet").exists()

@@ -15,6 +15,7 @@ its header says why.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class Query:
     params: tuple[Param, ...]
     text: str
     variants: dict[str, str] = field(default_factory=dict)  # store -> the text of NAME.STORE.cypher
+    library: bool = True  # False for a file of the user's own: parameters its header does not declare pass as given
 
     def text_for(self, store: str) -> str:
         """The text `store` runs: its variant if the library has one, else the shared text."""
@@ -54,7 +56,7 @@ class Query:
         """Typed parameters (strings are cast by the header's types) plus defaults; unknown or missing ones are errors."""
         known = {p.name: p for p in self.params}
         extra = sorted(set(given) - set(known))
-        if extra:
+        if extra and self.library:
             raise BadInput(f"query {self.name} has no parameter {extra[0]!r}; it takes {', '.join(known) or 'none'}")
         out = {}
         for p in self.params:
@@ -62,7 +64,7 @@ class Query:
             if raw is None:
                 raise MissingValue(p.name, f"by query {self.name}: {p.type}, {p.doc}")
             out[p.name] = cast(raw, p.type, p.name)
-        return out
+        return out | {k: given[k] for k in extra}
 
 
 def cast(raw, typ: str, name: str):
@@ -125,7 +127,7 @@ def resolve(name_or_file: str | Path) -> Query:
     """A library query by name (`top_edges`) or a .cypher file path."""
     p = Path(name_or_file)
     if p.is_file():
-        return parse(p)
+        return dataclasses.replace(parse(p), library=False)
     lib = library()
     if str(name_or_file) in lib:
         return lib[str(name_or_file)]

@@ -38,7 +38,7 @@ CAPTION = 30  # characters of a node caption
 def check_size(n_edges: int) -> None:
     if n_edges > MAX_EDGES:
         raise BadValue("top", n_edges, f"asks for more edges than a page can show legibly ({MAX_EDGES:,}): lower it, or centre "
-                       "the page on a feature (feature=ID or match=TEXT, with hops)", value_first=False)
+                       "the page on a feature (--feature ID or --match TEXT, with --hops; in Python feature=, match=, hops=)", value_first=False)
 
 
 def build_html(edges: pd.DataFrame, features: pd.DataFrame, title: str, centres: Sequence[str] = ()) -> str:
