@@ -179,11 +179,12 @@ def timed_load(run) -> tuple[float, dict[str, float]]:
 
 
 def admin_import(cmd: list[str], home: Path) -> subprocess.CompletedProcess:
-    """`neo4j-admin ...` with the Maven jars' AdminTool (the tool's entry point; it needs a home and a conf)."""
+    """`neo4j-admin ...` with the Maven jars' AdminTool (the tool's entry point; it needs a home and a conf), run in the
+    home: it writes its import.report into its working directory."""
     (home / "conf").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, NEO4J_HOME=str(home), NEO4J_CONF=str(home / "conf"))
     return subprocess.run(["java", "-Xmx2g", "-cp", str(ROOT / ".neo4j" / "lib" / "*"), "org.neo4j.cli.AdminTool", *cmd[1:]],
-                          env=env, capture_output=True, text=True, timeout=1800)
+                          env=env, cwd=home, capture_output=True, text=True, timeout=1800)
 
 
 def _tool_seconds(out: str, label: str) -> float:
@@ -358,7 +359,7 @@ def main():
 
     print(f"machine: {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; "
           f"load average {os.getloadavg()[0]:.1f} at start")
-    work = a.work or Path(tempfile.mkdtemp(prefix="featgraph-bench-load-"))
+    work = (a.work or Path(tempfile.mkdtemp(prefix="featgraph-bench-load-"))).resolve()  # neo4j-admin runs in another cwd
     work.mkdir(parents=True, exist_ok=True)
     t, one = timed(lambda: synthetic_run(work, a.edges))
     t2, atlas = timed(lambda: synthetic_atlas(work, a.edges))

@@ -103,7 +103,7 @@ def _admin(cmd: list[str], home) -> subprocess.CompletedProcess:
     assert cmd[0] == "neo4j-admin"
     env = dict(os.environ, NEO4J_HOME=str(home), NEO4J_CONF=str(home / "conf"))
     return subprocess.run(["java", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-cp", str(REPO / ".neo4j" / "lib" / "*"), "org.neo4j.cli.AdminTool",
-                           *cmd[1:]], env=env, capture_output=True, text=True, timeout=600)
+                           *cmd[1:]], env=env, cwd=home, capture_output=True, text=True, timeout=600)
 
 
 def _graph_dump(uri, user, password):
