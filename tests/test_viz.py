@@ -68,19 +68,30 @@ def test_hovering_an_edge_shows_its_weight_and_labels(demo_run, tmp_path):
     with browser() as b:
         _open(b, page)
         b.page.evaluate("window.hovered = []; featgraph.network.on('hoverEdge', p => hovered.push(p.edge))")
-        info = b.page.evaluate("featgraph.edges.get().map(e => [e.id, e.from, e.to])")
-        eid = next(x[0] for x in info if x[1] != x[2])
+        # an edge whose midpoint no other edge passes near: where edges cross, vis-network's popup and its hover
+        # event may each pick a different one of them
+        eid = b.page.evaluate("""() => { const n = featgraph.network, all = Object.values(n.body.edges);
+            for (const e of all) {
+                if (e.fromId === e.toId) continue;
+                const p = e.edgeType.getPoint(0.5), box = {left: p.x - 8, right: p.x + 8, top: p.y - 8, bottom: p.y + 8};
+                if (all.every(o => o === e || !o.isOverlappingWith(box))) return e.id;
+            }
+            return null; }""")
+        assert eid is not None, "every edge's midpoint is crossed by another edge"
         b.page.mouse.move(*_edge_point(b, eid))
         tip = b.page.wait_for_selector("div.vis-tooltip", state="visible", timeout=5000).inner_text()
         hovered = b.page.evaluate("hovered")
         assert hovered, "no edge reacted to the pointer"
-        src, dst = b.page.evaluate("(id) => { const e = featgraph.edges.get(id); return [e.from, e.to]; }", hovered[-1])
-        row = e[(e["src"] == src) & (e["dst"] == dst)].iloc[0]
         m = re.search(r"weight (\S+)\s+\(z (\S+)\), rank (\d+)", tip)
         assert m, tip
-        assert float(m[1]) == pytest.approx(float(row["weight"]), rel=1e-3) and float(m[2]) == pytest.approx(float(row["z"]), rel=1e-3)
-        assert int(m[3]) == int(row["rank"])
-        src_caption = short_caption(int(row["src_index"]), desc.get(src), 10_000)
+        # the tooltip is that of an edge the pointer hovered (on its way it may cross another edge first)
+        ends = b.page.evaluate("(ids) => ids.map(id => { const e = featgraph.edges.get(id); return [e.from, e.to]; })", hovered)
+        rows = [e[(e["src"] == s) & (e["dst"] == d)].iloc[0] for s, d in ends]
+        shown = [r for r in rows if float(m[1]) == pytest.approx(float(r["weight"]), rel=1e-3)]
+        assert shown, (tip, [float(r["weight"]) for r in rows])
+        row = shown[0]
+        assert float(m[2]) == pytest.approx(float(row["z"]), rel=1e-3) and int(m[3]) == int(row["rank"])
+        src_caption = short_caption(int(row["src_index"]), desc.get(row["src"]), 10_000)
         assert src_caption in tip and "value" in tip and "output" in tip
         assert b.console == []
 
