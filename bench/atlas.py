@@ -199,7 +199,7 @@ def measure(*args: str) -> dict:
 
 
 def parse_range(text: str) -> list[int]:
-    from featgraph.multilayer import parse_layers
+    from featgraph.api.multilayer import parse_layers
 
     return list(parse_layers(text))
 

@@ -85,7 +85,7 @@ def make_inputs(root: Path, n: int) -> dict:
 def _factors(inp, heads):
     import torch
 
-    from featgraph.circuits import circuit_factors
+    from featgraph.core.circuits import circuit_factors
     from featgraph.load import model as model_io
     from featgraph.load import sae as sae_io
 
@@ -158,7 +158,7 @@ def variant_featgraph(inp, heads):
 def variant_matmul(inp, heads):
     """The blocked products alone: the floor for any exact method."""
 
-    from featgraph.select import Selection
+    from featgraph.core.select import Selection
 
     sel = Selection()
     for f in _factors(inp, heads):
@@ -179,7 +179,7 @@ def compute_case(device: str, n: int, n_dst: int, heads: int, result: Path) -> N
     """Time featgraph's selection and (a'') on random head factors [n, 256] x [n_dst, 256] on `device` (a subprocess)."""
     import torch
 
-    from featgraph.select import Selection, select
+    from featgraph.core.select import Selection, select
 
     dev = torch.device(device)
     g = torch.Generator(device="cpu").manual_seed(0)

@@ -49,7 +49,7 @@ def _head_edges(rng, n: int, per: int, qk: bool) -> tuple[np.ndarray, np.ndarray
     """`per` distinct (src, dst) pairs with N(0, 1) float32 weights, in featgraph's edge order. Ends are drawn
     with a heavy tail (p ~ 1 / (index + 50)^0.7, the low indices the hubs in every head and layer), as real
     heads' degrees are: it gives the hubs, tetrads and recurring hubs the queries look for."""
-    from featgraph.select import order
+    from featgraph.core.select import order
 
     p = 1.0 / (np.arange(n) + 50.0) ** 0.7
     p /= p.sum()
@@ -73,9 +73,9 @@ def _frame(layer: int, h: int, c: str, s, d, w, src_sae: str, dst_sae: str, mode
 
 
 def _write(root: Path, name: str, frames: list[pd.DataFrame]) -> Path:
-    from featgraph.manifest import Manifest
-    from featgraph.rundir import write_run
-    from featgraph.schema import features_from_edges
+    from featgraph.core.schema import features_from_edges
+    from featgraph.runs.manifest import Manifest
+    from featgraph.runs.rundir import write_run
 
     edges = pd.concat(frames, ignore_index=True)
     return write_run(root / name, edges, features_from_edges(edges), Manifest(command="bench"))
@@ -354,8 +354,8 @@ def main():
     a = ap.parse_args()
 
     import featgraph as fg
+    from featgraph.api.run import Run
     from featgraph.graph.neo4j_store import BATCH
-    from featgraph.run import Run
 
     print(f"machine: {os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; "
           f"load average {os.getloadavg()[0]:.1f} at start")

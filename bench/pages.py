@@ -83,7 +83,7 @@ def main() -> None:
     shutil.rmtree(a.work, ignore_errors=True)
     a.work.mkdir(parents=True)
     import featgraph as fg
-    from featgraph.demo import run_demo
+    from featgraph.api.demo import run_demo
 
     run_demo(a.work / "demo")
     demo = fg.open_run(a.work / "demo" / "run")

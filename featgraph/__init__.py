@@ -13,14 +13,14 @@ Names are imported on first use, so `import featgraph` (and `featgraph --help`) 
 __version__ = "0.1.0"
 
 _API = {
-    "Run": "featgraph.run",
-    "open_run": "featgraph.run",
-    "import_edges": "featgraph.run",
-    "to_networkx": "featgraph.run",
-    "positional": "featgraph.run",
-    "extract": "featgraph.compute",
-    "atlas": "featgraph.multilayer",
-    "Manifest": "featgraph.manifest",
+    "Run": "featgraph.api.run",
+    "open_run": "featgraph.api.run",
+    "import_edges": "featgraph.api.run",
+    "to_networkx": "featgraph.api.run",
+    "positional": "featgraph.api.run",
+    "extract": "featgraph.api.compute",
+    "atlas": "featgraph.api.multilayer",
+    "Manifest": "featgraph.runs.manifest",
     "query_library": "featgraph.graph.library",
     "BadInput": "featgraph.errors",
     "BadValue": "featgraph.errors",

@@ -47,7 +47,7 @@ def neo4j_env(neo4j_server, monkeypatch):
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """The demo's run directory (synthetic model, planted antipodal features, labels)."""
-    from featgraph.demo import run_demo
+    from featgraph.api.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo") / "d"
     run_demo(out)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from featgraph.cli import app
+from featgraph.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

@@ -15,7 +15,7 @@ import torch
 
 import featgraph as fg
 from featgraph.errors import BadValue
-from featgraph.manifest import FORMAT_VERSION, Manifest
+from featgraph.runs.manifest import FORMAT_VERSION, Manifest
 
 from helpers import LAYER
 from helpers import fg as cli

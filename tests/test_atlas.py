@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import featgraph as fg
-from featgraph import compute
+from featgraph.api import compute
 from featgraph.errors import BadInput, FeatgraphWarning, MissingValue
 
 from helpers import TINY, make_tiny_model, write_sae

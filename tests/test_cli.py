@@ -138,7 +138,7 @@ def test_edge_file_missing_columns(tmp_path):
 
 
 def test_debug_shows_traceback(tmp_path):
-    cmd = [sys.executable, "-m", "featgraph.cli", "--debug", "tables", str(tmp_path / "none"), "--head", "0", "--circuit", "qk"]
+    cmd = [sys.executable, "-m", "featgraph", "--debug", "tables", str(tmp_path / "none"), "--head", "0", "--circuit", "qk"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" in r.stderr
     r = subprocess.run([c for c in cmd if c != "--debug"], capture_output=True, text=True)
@@ -165,7 +165,7 @@ def test_demo_model_loads_in_transformers(tmp_path):
     """The demo's synthetic checkpoint is in the real format: transformers loads it."""
     from transformers import Gemma2ForCausalLM
 
-    from featgraph.demo import write_inputs
+    from featgraph.api.demo import write_inputs
 
     inp = write_inputs(tmp_path)
     m = Gemma2ForCausalLM.from_pretrained(inp.model)
@@ -192,7 +192,7 @@ def test_single_circuit_option_rejects_lists_and_junk(tiny, tmp_path, circuit):
 
 
 def test_label_source_for_other_saes_is_refused_before_computing(tiny, tmp_path, monkeypatch):
-    import featgraph.compute as compute
+    import featgraph.api.compute as compute
 
     def never(*a, **k):
         raise AssertionError("computed before checking the labels")

@@ -6,7 +6,7 @@ import re
 
 import typer
 
-from featgraph.cli import app
+from featgraph.cli.app import app
 
 from helpers import fg
 

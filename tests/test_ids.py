@@ -177,11 +177,11 @@ def test_invented_ids_warn_once_each_naming_the_flag(tiny, tmp_path):
 
 
 def test_positional_title_uses_the_inferred_model_id(tiny, tmp_path, monkeypatch):
-    import featgraph.run as run_module
+    import featgraph.render.plots as plots_module
 
     model_dir, _, sae_in, _ = tiny
     snap = as_hf_cache(model_dir, tmp_path / "hub", "google/gemma-2-2b")
     titles = []
-    monkeypatch.setattr(run_module, "positional_figure", lambda df, out, name, layer: titles.append(name))
+    monkeypatch.setattr(plots_module, "positional_figure", lambda df, out, name, layer: titles.append(name))
     fg.positional(str(snap), LAYER, str(sae_in), max_distance=8, out=tmp_path / "p.png")
     assert titles == ["gemma-2-2b"]

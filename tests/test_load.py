@@ -298,7 +298,7 @@ GEMMA3_1B = {"architectures": ["Gemma3ForCausalLM"], "attn_logit_softcapping": N
 def test_gemma3_configs_read_as_transformers_reads_them():
     from transformers import Gemma3Config, Gemma3TextConfig
 
-    from featgraph.weights import ModelConfig, Rope
+    from featgraph.core.weights import ModelConfig, Rope
 
     for raw, hf in ((GEMMA3_4B, Gemma3Config(**GEMMA3_4B).text_config), (GEMMA3_1B, Gemma3TextConfig(**GEMMA3_1B))):
         c = ModelConfig.from_json(json.loads(json.dumps(raw)), "x")
@@ -316,9 +316,9 @@ def test_gemma3_configs_read_as_transformers_reads_them():
 
 
 def test_unknown_family_is_one_line_naming_the_supported_ones():
-    from featgraph.weights import ModelConfig
+    from featgraph.core.weights import ModelConfig
 
-    with pytest.raises(BadInput, match=r"^x: model_type is 'llama'; featgraph reads 'gemma2', 'gemma3_text', 'gemma3' models"):
+    with pytest.raises(BadInput, match=r"^x: model_type is 'llama'; featgraph reads 'gemma2' \(Gemma 2\)"):
         ModelConfig.from_json({"model_type": "llama", "hidden_size": 8}, "x")
     with pytest.raises(BadInput, match="layer_types"):
         ModelConfig.from_json(GEMMA3_1B | {"layer_types": ["sliding_attention"]}, "x")

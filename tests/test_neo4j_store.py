@@ -167,7 +167,7 @@ def test_reload_rewrites_only_what_changed(run_dir, neo4j_env):
     edges changed, are written again."""
     from neo4j import GraphDatabase
 
-    from featgraph.run import Run
+    from featgraph.api.run import Run
 
     run = fg_api.open_run(run_dir)
 

@@ -19,9 +19,9 @@ import torch
 
 import featgraph as fg
 from featgraph.analyse import positional as pos
+from featgraph.core.weights import Rope
 from featgraph.errors import BadInput
 from featgraph.load import model as model_io
-from featgraph.weights import Rope
 
 from helpers import TINY3, make_tiny_gemma3, oracle_layer, read_gs2, write_gs2_sae
 from helpers import fg as cli

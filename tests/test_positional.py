@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from featgraph.analyse import positional as pos
-from featgraph.cli import app
+from featgraph.cli.app import app
 from featgraph.load import model as model_io
 
 from helpers import LAYER, oracle, runner

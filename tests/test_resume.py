@@ -84,7 +84,7 @@ def test_broken_parts_are_recomputed_and_other_inputs_start_afresh(wide, tmp_pat
     out, partial = tmp_path / "run", tmp_path / ".run.partial"
     assert fresh.path is None and not partial.exists()
 
-    from featgraph import rundir
+    from featgraph.runs import rundir
 
     def crash(*a, **k):
         raise KeyboardInterrupt  # interrupted after every matrix was finished, before the run was written

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from featgraph.circuits import moments
+from featgraph.core.circuits import moments
+from featgraph.core.select import Selection, select
 from featgraph.errors import BadInput
-from featgraph.select import Selection, select
 
 
 def dense_reference(a, b, top_k=None, min_abs=None, per_source_k=None):
@@ -96,7 +96,7 @@ def test_block_edges(rows, precision):
 
 
 def test_auto_resolves_per_device():
-    from featgraph.select import CPU_BLOCK_BYTES
+    from featgraph.core.select import CPU_BLOCK_BYTES
 
     sel = Selection(precision="auto", block_bytes=None).resolve(torch.device("cpu"))
     assert (sel.precision, sel.block_bytes) == ("fp32", CPU_BLOCK_BYTES)

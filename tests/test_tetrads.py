@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from featgraph.analyse.tetrads import cosines, find_tetrads, summary
-from featgraph.cli import app
+from featgraph.cli.app import app
 
 from helpers import runner
 

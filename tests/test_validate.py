@@ -20,10 +20,10 @@ import pytest
 import torch
 
 import featgraph as fg_api
-from featgraph import circuits
-from featgraph import validate as val
-from featgraph.demo import write_tokenizer
-from featgraph.run import open_run
+from featgraph.api import validate as val
+from featgraph.api.demo import write_tokenizer
+from featgraph.api.run import open_run
+from featgraph.core import circuits
 
 from helpers import LAYER, TINY, TINY3, fg, make_tiny_gemma3, make_tiny_model, read_gs2, write_gs2_sae, write_sae
 

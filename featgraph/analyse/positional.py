@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from featgraph.circuits import circuit_factors, rope_rotate
-from featgraph.weights import AttentionWeights
+from featgraph.core.circuits import circuit_factors, rope_rotate
+from featgraph.core.weights import AttentionWeights
 
 
 def distances(max_distance: int = 8192, n: int = 64) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from featgraph.analyse.filters import check_top, head_circuit
-from featgraph.schema import ROLES, caption
+from featgraph.core.schema import ROLES, caption
 
 
 def head_table(edges: pd.DataFrame, features: pd.DataFrame, head: int, circuit: str,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from featgraph.schema import TETRAD_COLUMNS
+from featgraph.core.schema import TETRAD_COLUMNS
 
 COLUMNS = [*list(TETRAD_COLUMNS), "like_to_like"]
 

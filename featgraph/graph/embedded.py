@@ -28,8 +28,8 @@ from featgraph.graph.rows import (
     store_rel_table,
 )
 from featgraph.graph.tokens import Token, parameters, return_items, tokenize
+from featgraph.runs.files import DB_NAME
 
-DB_NAME = "graph.lbdb"
 _TMP_PREFIX = ".graph.tmp-"
 
 # A read-only LadybugDB still reads and writes files on request (COPY … TO, EXPORT DATABASE, LOAD FROM,

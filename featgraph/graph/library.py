@@ -78,6 +78,11 @@ def library_dir() -> Traversable:
     env = os.environ.get("FEATGRAPH_CYPHER")
     if env:
         return Path(env)
+    # Run from a source checkout (featgraph/ beside pyproject.toml, e.g. PYTHONPATH=checkout): its own cypher/,
+    # not the one an editable install of another checkout maps to featgraph.cypher.
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "cypher").is_dir():
+        return root / "cypher"
     return resources.files("featgraph.cypher")
 
 

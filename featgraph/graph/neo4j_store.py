@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
-from featgraph.files import staged_dir
 from featgraph.graph import library
 from featgraph.graph.rows import DEGREE_PROPS, NODE_PROPS, REL_TYPES, STORE_REL_PROPS, degree_table, node_table, path_ranks, store_rel_table
+from featgraph.runs.files import staged_dir
 
 BATCH = 50_000  # rows per transaction; measured faster than 10k on a 2-core machine
 LOAD_FORMAT = 3  # what a load writes (edge properties, Degree rows); part of the fingerprint, so a change rewrites

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from featgraph.files import staged_file
 from featgraph.graph.rows import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, rel_rows
+from featgraph.runs.files import staged_file
 
 
 def to_networkx(edges: pd.DataFrame, features: pd.DataFrame, run: str):

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featgraph.schema import CIRCUITS, GRAPH_FEATURE_INDEX
+from featgraph.core.schema import CIRCUITS, GRAPH_FEATURE_INDEX
 
 NODE_LABEL = "Feature"
 NODE_PROPS = {"id": "STRING", "sae": "STRING", "layer": "INT64", GRAPH_FEATURE_INDEX: "INT64",

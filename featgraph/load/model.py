@@ -18,9 +18,9 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from featgraph import families
+from featgraph.core.weights import AttentionWeights, ModelConfig, all_finite
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
-from featgraph.weights import AttentionWeights, ModelConfig, all_finite
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"

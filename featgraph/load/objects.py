@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from featgraph import families
+from featgraph.core.weights import SAE, AttentionWeights, ModelConfig, all_finite
 from featgraph.errors import BadInput
 from featgraph.load.sae import check_d_in, site_of_hook
-from featgraph.weights import SAE, AttentionWeights, ModelConfig, all_finite
 
 SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 

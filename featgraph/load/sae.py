@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from featgraph.core.weights import SAE, all_finite
 from featgraph.errors import BadInput, FeatgraphError
-from featgraph.files import sha256
 from featgraph.load import hub
-from featgraph.weights import SAE, all_finite
+from featgraph.runs.files import sha256
 
 KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 PARAMS = "params.npz"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from featgraph.schema import NEURONPEDIA, caption
+from featgraph.core.schema import NEURONPEDIA, caption
 
 SHORT = 48  # characters of a label shown in tables and captions
 

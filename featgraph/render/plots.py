@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featgraph.files import staged_file
+from featgraph.runs.files import staged_file
 
 
 def _plt():
@@ -149,3 +149,18 @@ def _save(fig, out: Path, plt) -> Path:
         fig.savefig(tmp, format=out.suffix.lstrip(".") or "png")
     plt.close(fig)
     return out
+
+
+def positional_figure(df, out: Path, model_name: str, layer: int) -> Path:
+    """The positional figure from `positional_frame`'s table (columns query, key, head, distance, score)."""
+    import numpy as np
+
+    lines, labels, heads = [], [], []
+    for (q, k, h), g in df.groupby(["query", "key", "head"], sort=False):
+        lines.append(g["score"].to_numpy())
+        heads.append(int(h))
+        labels.append(f"head {h}" if q == "b_dec" else f"head {h}: {q.rsplit('/', 1)[-1]}→{k.rsplit('/', 1)[-1]}")
+    dist = df["distance"].drop_duplicates().to_numpy()
+    title = f"{model_name} layer {layer}: rotary profile of the input SAE's b_dec" + \
+        (" and features" if (df["query"] != "b_dec").any() else "")
+    return positional_plot(np.array(lines), dist, out, title, heads, labels)

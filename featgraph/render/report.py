@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from featgraph.core.schema import ROLES
 from featgraph.render.html import esc, feature_link, number, sparkline
 from featgraph.render.plots import head_color
-from featgraph.schema import ROLES
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;padding:1.2em 2em 4em;max-width:1280px;color:#222;font-size:14px}

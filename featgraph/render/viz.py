@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featgraph.core.schema import NEURONPEDIA, ROLES, caption
 from featgraph.errors import BadValue
-from featgraph.files import staged_file
 from featgraph.render.html import short_caption
-from featgraph.schema import NEURONPEDIA, ROLES, caption
+from featgraph.runs.files import staged_file
 
 MAX_EDGES = 1000  # a bigger page is a hairball and slow to open; neighbourhoods are the way in
 POS_COLOR, NEG_COLOR = "#2166ac", "#b2182b"

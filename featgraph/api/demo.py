@@ -150,9 +150,9 @@ def run_demo(out: Path, force: bool = False) -> list[str]:
     """The whole pipeline on synthetic inputs, through the public API; returns the lines to show the user."""
     import shutil
 
-    from featgraph.compute import extract
-    from featgraph.files import check_target, write_marker
+    from featgraph.api.compute import extract
     from featgraph.render.text import markdown
+    from featgraph.runs.files import check_target, write_marker
 
     out = Path(out)
     # The run records absolute input paths, so the demo is built in place (not renamed into place):

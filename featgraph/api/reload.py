@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from featgraph import circuits
-from featgraph.circuits import Conventions
+from featgraph.core import circuits
+from featgraph.core.circuits import Conventions
+from featgraph.core.schema import parse_feature_id
+from featgraph.core.weights import SAE, AttentionWeights
 from featgraph.errors import BadInput, BadValue
 from featgraph.load import model as model_io
 from featgraph.load import sae as sae_io
-from featgraph.manifest import Manifest
-from featgraph.schema import parse_feature_id
-from featgraph.weights import SAE, AttentionWeights
+from featgraph.runs.manifest import Manifest
 
 
 def default_sae(layer: int, kind: str = "res") -> str:

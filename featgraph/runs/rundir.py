@@ -2,7 +2,7 @@
 
 A run holds `edges.parquet`, `features.parquet` and `manifest.json`; later
 stages add files (`tetrads.parquet`, the graph store). Writes go through
-`featgraph.files` (staged, renamed into place). Reading checks the files against
+`featgraph.runs.files` (staged, renamed into place). Reading checks the files against
 the checksums the manifest recorded.
 """
 
@@ -18,10 +18,7 @@ import numpy as np
 import pandas as pd
 
 from featgraph import __version__
-from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
-from featgraph.files import sha256, staged_dir, staged_file, write_text
-from featgraph.manifest import Manifest, new_run_id
-from featgraph.schema import (
+from featgraph.core.schema import (
     CIRCUITS,
     EDGE_REQUIRED,
     edges_frame,
@@ -30,6 +27,9 @@ from featgraph.schema import (
     parse_feature_id,
     rank_edges,
 )
+from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
+from featgraph.runs.files import sha256, staged_dir, staged_file, write_text
+from featgraph.runs.manifest import Manifest, new_run_id
 
 EDGES = "edges.parquet"
 FEATURES = "features.parquet"
@@ -136,7 +136,7 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
     if not path.is_dir():
         raise BadInput(f"{path} not found: pass a run directory made by `featgraph extract` or `featgraph import`")
     if not (path / EDGES).is_file():
-        from featgraph.files import marker_kind
+        from featgraph.runs.files import marker_kind
 
         if marker_kind(path) == "atlas":
             raise BadInput(f"{path} is an atlas with no finished layer yet: continue it with `featgraph atlas … --out {path}`")
@@ -286,7 +286,7 @@ def _id_index(fid: object) -> int | None:
 
 def import_edges(edge_file: Path, out: Path, force: bool = False) -> Path:
     """A run directory from an edge table computed elsewhere."""
-    from featgraph.files import check_target
+    from featgraph.runs.files import check_target
 
     check_target(Path(out), force, kind="run")
     edges = read_edge_file(Path(edge_file))

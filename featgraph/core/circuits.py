@@ -3,7 +3,7 @@
 Every (head, circuit) matrix is `S = src @ dst.T` with rows = source features
 (docs/maths.md: key for QK, value for OV) and columns = destination features (query
 for QK, output for OV), both factors [n, d_head]. Nothing here builds an
-n_src × n_dst matrix; `featgraph.select` walks S in blocks.
+n_src × n_dst matrix; `featgraph.core.select` walks S in blocks.
 
 Definitions (docs/maths.md), with g_in = 1 + input_layernorm.weight and
 g_post = 1 + post_attention_layernorm.weight:
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from featgraph import families
+from featgraph.core.weights import AttentionWeights, ModelConfig, Rope
 from featgraph.errors import BadInput, BadValue
-from featgraph.weights import AttentionWeights, ModelConfig, Rope
 
 OV_TARGETS = ("resid", "attn")  # what the OV destination SAE reads: the residual stream, or the heads' outputs
 OV_DEFINITIONS = {

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from featgraph.files import staged_file
-from featgraph.select import Selected
+from featgraph.core.select import Selected
+from featgraph.runs.files import staged_file
 
 FINGERPRINT = "fingerprint.json"
 

@@ -26,23 +26,43 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from featgraph import circuits, families, reload
+from featgraph import families
 from featgraph.analyse import decompose as dc
+from featgraph.api import reload
+from featgraph.core import circuits
+from featgraph.core.progress import ProgressFactory, no_progress
+from featgraph.core.weights import AttentionWeights
 from featgraph.errors import BadInput, BadValue, FeatgraphError
-from featgraph.files import check_output_file, staged_file
 from featgraph.load import model as model_io
 from featgraph.load import sae as sae_io
-from featgraph.progress import ProgressFactory, no_progress
-from featgraph.weights import AttentionWeights
+from featgraph.runs.files import check_output_file, staged_file
 
-if TYPE_CHECKING:
-    from featgraph.run import Run
+
+class RunLike(Protocol):
+    """What validate reads of a run (`Run` has it): a protocol, so this module does not import the run module."""
+
+    @property
+    def path(self) -> Path | None: ...
+
+    @property
+    def manifest(self) -> Any: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def edge_table(self) -> pd.DataFrame: ...
+
+    @property
+    def heads(self) -> list[int]: ...
+
+    def _describe(self, df: pd.DataFrame, id_columns: Sequence[str]) -> pd.DataFrame: ...
 
 FILE = "validation.parquet"
 CAPTURE = "featgraph_validate"  # the name our capture function is registered under
@@ -219,7 +239,7 @@ def _device(name: str) -> torch.device:
 class Session:
     """A run's model (in transformers), input SAE and per-head maps, ready to decompose prompts."""
 
-    def __init__(self, run: Run, heads: Sequence[int] | None = None, device: str = "auto"):
+    def __init__(self, run: RunLike, heads: Sequence[int] | None = None, device: str = "auto"):
         m = run.manifest
         if not m.has_weights:
             raise BadInput("validate needs the run's model and SAEs, which this run does not record (imported?): "
@@ -442,7 +462,7 @@ def _accumulate(acc: list, parts: tuple[torch.Tensor, ...]) -> None:
         acc[i] = acc[i] + x.cpu().numpy()
 
 
-def validate(run: Run, prompts: Sequence[str] = (), text_file: str | Path | None = None,
+def validate(run: RunLike, prompts: Sequence[str] = (), text_file: str | Path | None = None,
              token_ids: Sequence[Sequence[int]] | None = None, heads: Sequence[int] | None = None,
              max_tokens: int | None = None, device: str = "auto", out: str | Path | None = None, force: bool = False,
              progress: ProgressFactory | None = None) -> pd.DataFrame:

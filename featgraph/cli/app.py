@@ -195,7 +195,7 @@ def extract(
     force: ForceOpt = False,
 ):
     """Compute a run directory of per-head QK/OV edges between SAE features (an interrupted run resumes)."""
-    from featgraph.compute import extract as do_extract
+    from featgraph.api.compute import extract as do_extract
 
     default_k = top_k is None and min_abs is None and per_source_k is None
     with _progress() as progress:
@@ -243,8 +243,8 @@ def atlas(
     force: bool = typer.Option(False, "--force", help="Start the atlas in --out over (recompute every layer)."),
 ):
     """Every head of every chosen layer, QK and OV, in one graph (features shared across layers); resumes when interrupted."""
-    from featgraph.multilayer import atlas as do_atlas
-    from featgraph.multilayer import parse_layers
+    from featgraph.api.multilayer import atlas as do_atlas
+    from featgraph.api.multilayer import parse_layers
 
     default_k = top_k is None and min_abs is None and per_source_k is None
     wanted = parse_layers(layers)
@@ -267,8 +267,8 @@ def labels_cmd(
                                      show_default=False, metavar="MODEL"),
 ):
     """Attach Neuronpedia descriptions to a run's features (features a source does not cover keep theirs)."""
-    from featgraph.annotate import LabelCounts
-    from featgraph.run import open_run
+    from featgraph.api.run import open_run
+    from featgraph.core.annotate import LabelCounts
 
     with _progress() as progress:
         r = open_run(run).label(source, prefer, progress=progress)
@@ -283,7 +283,7 @@ def import_cmd(
     force: ForceOpt = False,
 ):
     """Make a run directory from an edge table computed elsewhere."""
-    from featgraph.run import import_edges
+    from featgraph.api.run import import_edges
 
     typer.echo(f"wrote {import_edges(edge_file, out, force).path}")
 
@@ -300,8 +300,8 @@ def tables(
     format: FormatOpt = "md",
 ):
     """The post's tables: rank, value, source and destination features with descriptions."""
+    from featgraph.api.run import open_run
     from featgraph.render.text import format_table
-    from featgraph.run import open_run
 
     _out(format_table(open_run(run).table(head, _circuit(circuit), distinct, positive, top, layer=layer), format))
 
@@ -312,7 +312,7 @@ def demo(
     force: ForceOpt = False,
 ):
     """Run the whole pipeline offline on a tiny synthetic Gemma 2 and SAEs (seconds)."""
-    from featgraph.demo import run_demo
+    from featgraph.api.demo import run_demo
 
     for line in run_demo(out, force=force):
         typer.echo(line)
@@ -326,7 +326,7 @@ def load(
                                            show_default=False),
 ):
     """Load a run into the embedded graph store (default) or Neo4j; re-running replaces, never duplicates."""
-    from featgraph.run import open_run
+    from featgraph.api.run import open_run
 
     with _progress() as progress:
         counts = open_run(run).load(neo4j=neo4j, name=run_name, progress=progress)
@@ -360,9 +360,9 @@ def query(
         raise BadInput("give either a query (text or name) or --file, not both")
     if file is None and cypher is None:
         raise BadInput("give a Cypher query, a library query name or --file FILE (see `featgraph query --list`)")
+    from featgraph.api.run import open_run
     from featgraph.graph.library import resolve
     from featgraph.render.text import format_table
-    from featgraph.run import open_run
 
     params = {}
     for item in param:
@@ -394,7 +394,7 @@ def export_cmd(
     force: ForceOpt = False,
 ):
     """Export a run's graph for other tools."""
-    from featgraph.run import open_run
+    from featgraph.api.run import open_run
 
     typer.echo(f"wrote {open_run(run).export_graphml(graphml, force)}")
 
@@ -410,7 +410,7 @@ def export_neo4j(
     """Write neo4j-admin bulk-import CSVs for graphs too large to load online."""
     import shlex
 
-    from featgraph.run import open_run
+    from featgraph.api.run import open_run
 
     cmd = open_run(run).export_neo4j(out, run_name, force)
     schema = shlex.quote(str(Path(out).resolve() / "schema.cypher"))
@@ -435,8 +435,8 @@ def tetrads(
     """Find mutual-exclusion tetrads (sign checkerboards). Unfiltered, the whole set is kept in the run as tetrads.parquet."""
     from featgraph.analyse.filters import check_top
     from featgraph.analyse.tetrads import summary
+    from featgraph.api.run import open_run
     from featgraph.render.text import format_table, markdown
-    from featgraph.run import open_run
 
     check_top(top)
     r = open_run(run)
@@ -461,7 +461,7 @@ def positional(
     force: ForceOpt = False,
 ):
     """Rotary positional profile per head: (R(Δ) q)·k of the input SAE's b_dec over token distance."""
-    from featgraph.run import positional as do_positional
+    from featgraph.api.run import positional as do_positional
 
     do_positional(model, layer, sae_in, feature, max_distance, out, force)
     typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
@@ -476,7 +476,7 @@ def correlation(
     force: ForceOpt = False,
 ):
     """QK–OV sender correlation: each key/value feature's mean QK as a key against its mean |OV|, per head."""
-    from featgraph.run import open_run
+    from featgraph.api.run import open_run
 
     df = open_run(run).correlation(_ints(heads, "--heads"), out, force, layer=layer)
     for h, r in df.attrs["pearson_r"].items():
@@ -500,7 +500,7 @@ def viz(
     force: ForceOpt = False,
 ):
     """An interactive page of a circuit: nodes `index: label`, arrows source → destination, hover and click for details."""
-    from featgraph.run import open_run
+    from featgraph.api.run import open_run
 
     typer.echo(f"wrote {open_run(run).viz(head, _circuit(circuit), out, top, feature, hops, match, force, layer=layer)}")
 
@@ -514,8 +514,8 @@ def search(
     format: FormatOpt = "md",
 ):
     """Find features by what their labels say, each with its strongest QK and OV edges per (layer, head)."""
+    from featgraph.api.run import open_run
     from featgraph.render.text import format_table
-    from featgraph.run import open_run
 
     r = open_run(run)
     found = r.search(text, limit, layer=layer)
@@ -545,8 +545,8 @@ def validate(
     format: FormatOpt = "md",
 ):
     """Do the weight-based edges predict the model's real attention? Spearman ρ and variance shares per head on prompts."""
+    from featgraph.api.run import open_run
     from featgraph.render.text import format_table
-    from featgraph.run import open_run
 
     r = open_run(run)
     with _progress() as progress:
@@ -567,7 +567,7 @@ def report(
     force: ForceOpt = False,
 ):
     """One HTML page per run: statistics, tables, tetrads, plots and links to per-head graphs."""
-    from featgraph.run import open_run
+    from featgraph.api.run import open_run
 
     with _progress() as progress:
         index = open_run(run).report(out, top, plots, force, progress)

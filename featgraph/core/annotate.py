@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from featgraph.core.schema import parse_feature_id
 from featgraph.errors import BadInput
-from featgraph.schema import parse_feature_id
 
 RULE = "preferred explainer models first (in the order given), then file order; empty descriptions skipped; whitespace stripped"
 

@@ -1,4 +1,4 @@
-"""`featgraph.compute`: load → circuits → select → a run.
+"""`featgraph.api.compute`: load → circuits → select → a run.
 
 Inputs are references (Hub ids, local files) or objects already in memory
 (transformers modules, state dicts, SAE tensors); the maths (`circuits`) and the
@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from featgraph import circuits, select
-from featgraph.circuits import OV_TARGETS, Conventions
-from featgraph.circuits import ov_target as _resolve_ov_target
+from featgraph.api.reload import check_heads, default_sae
+from featgraph.core import circuits, select
+from featgraph.core.circuits import OV_TARGETS, Conventions
+from featgraph.core.circuits import ov_target as _resolve_ov_target
+from featgraph.core.progress import ProgressFactory
+from featgraph.core.schema import CIRCUITS, EDGE_COLUMNS, feature_id, normalise_circuit
+from featgraph.core.select import Selection
+from featgraph.core.weights import SAE, AttentionWeights
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
 from featgraph.load import model as model_io
-from featgraph.manifest import Manifest
-from featgraph.progress import ProgressFactory
-from featgraph.reload import check_heads, default_sae
-from featgraph.schema import CIRCUITS, EDGE_COLUMNS, feature_id, normalise_circuit
-from featgraph.select import Selection
-from featgraph.weights import SAE, AttentionWeights
+from featgraph.runs.manifest import Manifest
 
 DEFAULT_MODEL = "google/gemma-2-2b"
 DEFAULT_LAYER = 13
@@ -253,10 +253,10 @@ def extract(
     Neuronpedia (offline: a warning); without, the run lives in memory. With `out`, each finished
     (head, circuit) is kept until the run is written, so an interrupted extract resumes (`restart`: start over).
     """
-    from featgraph import rundir
-    from featgraph.files import check_target
+    from featgraph.api.run import Run
     from featgraph.load import neuronpedia
-    from featgraph.run import Run
+    from featgraph.runs import rundir
+    from featgraph.runs.files import check_target
 
     if block_mb is not None and block_mb < 1:
         raise BadValue("block_mb", block_mb, "must be ≥ 1")
@@ -309,8 +309,8 @@ def extract(
     W_dec, W_enc = sae_i.part("W_dec"), (sae_o.part("W_enc") if sae_o else None)
     done: dict[tuple[int, str], CircuitEdges] = {}
     store = None
-    if out is not None:  # finished matrices are kept beside the output until the run is written (featgraph.resume)
-        from featgraph import resume
+    if out is not None:  # finished matrices are kept beside the output until the run is written (featgraph.runs.resume)
+        from featgraph.runs import resume
 
         weights = [v for v in vars(attn).values() if isinstance(v, torch.Tensor)] + [W_dec, W_enc]
         settings = {"layer": layer, "conventions": cfg.conventions.__dict__,
@@ -330,7 +330,7 @@ def extract(
         if not np.isfinite(p.selected.weight).all() or not np.isfinite([p.mean, p.std]).all():
             raise BadInput(f"head {p.head} {p.circuit} has non-finite values: the model or SAE weights contain NaN or inf")
     edges = edge_table(parts, layer, m_id, in_id, out_id)
-    from featgraph.schema import features_from_edges
+    from featgraph.core.schema import features_from_edges
 
     features = features_from_edges(edges)
     manifest = Manifest(
@@ -348,7 +348,7 @@ def extract(
         stats={f"{p.head}/{p.circuit}": p.stats() for p in parts},
     )
     if out is None:
-        from featgraph.schema import edges_frame, features_frame
+        from featgraph.core.schema import edges_frame, features_frame
 
         return Run(None, manifest.replace(run_id=f"in-memory-{id(edges):x}"), edges_frame(edges), features_frame(features))
     rundir.write_run(Path(out), edges, features, manifest, force=force, csv=csv)

@@ -2,7 +2,7 @@
 
 `DIR/layers/L{layer}` is each layer's `extract` run; `DIR`'s own edges.parquet, features.parquet and manifest.json
 (command "atlas") are rebuilt from the finished layers, so `open_run(DIR)` is one run over every layer. This module
-reads and writes that layout; `featgraph.multilayer` computes the layers.
+reads and writes that layout; `featgraph.api.multilayer` computes the layers.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from featgraph.core.schema import CIRCUITS
 from featgraph.errors import BadInput
-from featgraph.manifest import Manifest
-from featgraph.schema import CIRCUITS
+from featgraph.runs.manifest import Manifest
 
 KIND = "atlas"
 LAYERS_DIR = "layers"
@@ -29,7 +29,7 @@ def layer_dir(out: str | Path, layer: int) -> Path:
 
 def finished(out: Path) -> dict[int, Manifest]:
     """The layers whose runs are complete (a run directory appears whole or not at all): layer -> manifest."""
-    from featgraph import rundir
+    from featgraph.runs import rundir
 
     found = {}
     for d in sorted((out / LAYERS_DIR).glob("L*")):
@@ -42,7 +42,7 @@ def create(out: Path) -> None:
     """The atlas folder with its marker, appearing together (a folder without the marker would be refused later)."""
     import uuid
 
-    from featgraph.files import write_marker
+    from featgraph.runs.files import write_marker
 
     tmp = out.parent / f".{out.name}.new-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -55,8 +55,8 @@ def create(out: Path) -> None:
 
 def clear(out: Path) -> None:
     """Start an atlas over (force): its layers and combined tables go; the folder and its marker stay."""
-    from featgraph import rundir
-    from featgraph.graph.embedded import DB_NAME
+    from featgraph.runs import rundir
+    from featgraph.runs.files import DB_NAME
 
     shutil.rmtree(out / LAYERS_DIR, ignore_errors=True)
     for name in (rundir.EDGES, rundir.FEATURES, rundir.MANIFEST, rundir.TETRADS):
@@ -69,7 +69,8 @@ def relabel(out: Path, chosen: pd.DataFrame, record: dict, counts: dict) -> Mani
     """Labels (one per feature: load.neuronpedia.choose) attached to every layer's run that they cover, then the
     combined tables rebuilt, so the atlas and its layers agree and a later rebuild keeps the labels. `counts`:
     annotate.merge's over the combined features."""
-    from featgraph import annotate, rundir
+    from featgraph.core import annotate
+    from featgraph.runs import rundir
 
     done = finished(out)
     for L in done:
@@ -88,8 +89,8 @@ def relabel(out: Path, chosen: pd.DataFrame, record: dict, counts: dict) -> Mani
 def combine(out: Path, done: dict[int, Manifest], circuits: Sequence[str], requested: dict,
             labels: dict | None = None) -> None:
     """Rebuild DIR's edges.parquet, features.parquet and manifest.json from the finished layers' runs."""
-    from featgraph import rundir
-    from featgraph.manifest import new_run_id
+    from featgraph.runs import rundir
+    from featgraph.runs.manifest import new_run_id
 
     if not done:
         return

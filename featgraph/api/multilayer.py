@@ -5,8 +5,8 @@ Layer L pairs the residual SAE of layer L−1 (keys, queries and values) with th
 outputs) — exactly `extract`'s pairing — so the features of one SAE are the same nodes (the same ids) whether
 they are layer L's OV outputs or layer L+1's keys, queries and values, and Cypher can follow paths across layers.
 
-On disk (featgraph.atlasdir; docs/run-directory.md, "The atlas"): each layer is an `extract` run in
-`DIR/layers/L{layer}`, written whole or not at all (and resumed per matrix inside a layer by featgraph.resume);
+On disk (featgraph.runs.atlasdir; docs/run-directory.md, "The atlas"): each layer is an `extract` run in
+`DIR/layers/L{layer}`, written whole or not at all (and resumed per matrix inside a layer by featgraph.runs.resume);
 after each finished layer the combined `edges.parquet`, `features.parquet` and `manifest.json` of DIR are rebuilt
 from the finished layers, so `open_run(DIR)` is one run holding them all. An interrupted atlas continues where it
 stopped: finished layers are skipped once their manifests are checked against the request. Memory is one layer's
@@ -26,12 +26,12 @@ from typing import Any
 
 import pandas as pd
 
-from featgraph import atlasdir
-from featgraph.compute import DEFAULT_MODEL
+from featgraph.api.compute import DEFAULT_MODEL
+from featgraph.core.progress import ProgressFactory
+from featgraph.core.schema import CIRCUITS, normalise_circuit
 from featgraph.errors import BadInput, BadValue, FeatgraphWarning
-from featgraph.manifest import Manifest
-from featgraph.progress import ProgressFactory
-from featgraph.schema import CIRCUITS, normalise_circuit
+from featgraph.runs import atlasdir
+from featgraph.runs.manifest import Manifest
 
 _GEMMA_2_2B_D_MODEL = 2304
 _LAYERS_RE = re.compile(r"^\d+(-\d+)?$")
@@ -184,11 +184,11 @@ def atlas(
     applied to every layer. Resumes an interrupted atlas in `out` (its finished layers must match the request);
     `force` starts it over.
     """
-    from featgraph import rundir
-    from featgraph.compute import extract
-    from featgraph.files import check_target, marker_kind
+    from featgraph.api.compute import extract
+    from featgraph.api.run import Run
     from featgraph.load import neuronpedia
-    from featgraph.run import Run
+    from featgraph.runs import rundir
+    from featgraph.runs.files import check_target, marker_kind
 
     if out is None:
         raise BadInput("atlas needs out: the directory that holds every layer's run and the combined graph")
@@ -211,7 +211,7 @@ def atlas(
                        "start at layer 1", value_first=True)
     if wanted[-1] >= config.n_layers:
         raise BadValue("layers", wanted[-1], f"is beyond the model's layers 0..{config.n_layers - 1}", value_first=True)
-    from featgraph.reload import check_heads, default_sae
+    from featgraph.api.reload import check_heads, default_sae
 
     head_list = check_heads(tuple(heads) if heads is not None else None, config.n_heads, wanted[0])
     if sae_fn is None:
@@ -266,7 +266,7 @@ def atlas(
         atlasdir.combine(out, done, req.circuits, req.describe())
     _check_shared_ids(done)
     atlas_run = Run.open(out)
-    from featgraph.graph.embedded import DB_NAME
+    from featgraph.runs.files import DB_NAME
 
     if todo and (out / DB_NAME).exists():  # the store was built from fewer layers: rebuild it
         atlas_run.load()
@@ -283,9 +283,9 @@ def atlas(
 
 def _model_config(model: Any):
     """The model's config (n_layers, n_heads, …) without loading its weights when it is a reference."""
-    from featgraph.compute import _load_model
+    from featgraph.api.compute import _load_model
+    from featgraph.core.weights import AttentionWeights
     from featgraph.load import model as model_io
-    from featgraph.weights import AttentionWeights
 
     if isinstance(model, (str, Path)):
         return model_io.load_config(str(model))

@@ -1,7 +1,7 @@
-"""One description per model family: what featgraph needs to know to read a checkpoint and compute its circuits.
+"""What a model family description is (`Family`) and how a config.json is read through one.
 
-A family is chosen by config.json's `model_type` (`FAMILIES`); everything that differs between Gemma 2
-and Gemma 3 lives here, so a third family is one more entry: where the decoder layers' tensors sit in a
+Each family lives in its own module beside this one; `featgraph.families` chooses it by config.json's
+`model_type` (`FAMILIES`). A description says where the decoder layers' tensors sit in a
 checkpoint, the RMSNorm gain convention, whether queries and keys have their own RMSNorm (Gemma 3's
 `q_norm`/`k_norm`), the config fields and their defaults (transformers' config class defaults, since real
 configs omit fields that equal them), which layers rotate with which RoPE base, and where transformers keeps
@@ -11,7 +11,7 @@ the attention modules (for `featgraph validate`). Pure: no I/O, no heavy imports
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from featgraph.errors import BadInput
@@ -88,49 +88,8 @@ class Family:
                 "qk_norm": self.qk_norm, "tensor_prefix": self.prefixes[0]}
 
 
-# transformers' Gemma3TextConfig defaults (configuration_gemma3.py; the 4B+ checkpoints' text_config omits them).
-_GEMMA3_DEFAULTS = {
-    "hidden_size": 2304, "num_hidden_layers": 26, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
-    "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
-    "sliding_window_pattern": 6, "attn_logit_softcapping": None,
-}
-
-GEMMA2 = Family(
-    model_type="gemma2", name="Gemma 2", prefixes=("model.",), qk_norm=False,
-    # What featgraph has always assumed for a Gemma 2 config.json lacking a field (real ones have them all).
-    defaults={"rms_norm_eps": 1e-6, "rope_theta": 10_000.0, "attn_logit_softcapping": None},
-    required=("hidden_size", "num_attention_heads", "num_hidden_layers"),
-    hf_module="transformers.models.gemma2.modeling_gemma2",
-)
-GEMMA3_TEXT = Family(
-    model_type="gemma3_text", name="Gemma 3 (text, Gemma3ForCausalLM)", prefixes=("model.",), qk_norm=True,
-    defaults=_GEMMA3_DEFAULTS, local_rope=True, hf_module="transformers.models.gemma3.modeling_gemma3",
-)
-# The multimodal checkpoints (4B, 12B, 27B): the language model's tensors under `language_model.model.` on
-# disk (transformers' Gemma3ForConditionalGeneration writes the same names), its config under `text_config`.
-GEMMA3 = replace(
-    GEMMA3_TEXT, model_type="gemma3", name="Gemma 3 (multimodal, Gemma3ForConditionalGeneration)",
-    prefixes=("language_model.model.",), nested="text_config",
-    extra_prefixes=("model.language_model.", "language_model."), hf_layers=("model", "language_model", "layers"),
-)
-
-FAMILIES: dict[str, Family] = {f.model_type: f for f in (GEMMA2, GEMMA3_TEXT, GEMMA3)}
-
-
-def of(model_type: object, where: str = "the model") -> Family:
-    """The family of config.json's `model_type`; anything else is a one-line BadInput naming the supported ones."""
-    fam = FAMILIES.get(model_type) if isinstance(model_type, str) else None
-    if fam is None:
-        raise BadInput(f"{where}: model_type is {model_type!r}; featgraph reads {', '.join(repr(k) for k in FAMILIES)} "
-                       "models (Gemma 2, Gemma 3 text-only, Gemma 3 multimodal)")
-    return fam
-
-
-def config_fields(cfg: object, where: str) -> dict[str, Any]:
-    """ModelConfig's fields from a config.json (a dict); every bad field is a one-line BadInput naming it."""
-    if not isinstance(cfg, Mapping):
-        raise BadInput(f"{where}: config.json is not a JSON object; is this a transformers model directory?")
-    fam = of(cfg.get("model_type", ""), where)
+def fields_of(fam: Family, cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """ModelConfig's fields from family `fam`'s config.json (a dict); every bad field is a one-line BadInput naming it."""
     text = fam.text_config(cfg, where)
 
     def raw(key: str) -> Any:

@@ -23,12 +23,12 @@ from typing import Any, cast
 
 import pandas as pd
 
-from featgraph import rundir
+from featgraph.core.progress import ProgressFactory, no_progress
+from featgraph.core.schema import normalise_circuit, parse_feature_id
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning, MissingValue
-from featgraph.files import check_output_file, staged_dir, staged_file
-from featgraph.manifest import Manifest
-from featgraph.progress import ProgressFactory, no_progress
-from featgraph.schema import normalise_circuit, parse_feature_id
+from featgraph.runs import rundir
+from featgraph.runs.files import check_output_file, write_frame
+from featgraph.runs.manifest import Manifest
 
 
 def _required_circuit(circuit: str) -> str:
@@ -176,9 +176,9 @@ class Run:
                 warnings.warn(f"cosines not computed: {e}", FeatgraphWarning, stacklevel=2)
         t = self._describe(t, ("src_a", "src_b", "dst_x", "dst_y"))
         if out is not None:
-            _write_frame(t, out)
+            write_frame(t, out)
         elif head is None and circuit is None and layer is None and min_strength == 0 and self.path is not None:
-            _write_frame(t, self.path / rundir.TETRADS)
+            write_frame(t, self.path / rundir.TETRADS)
         return t
 
     @property
@@ -188,8 +188,8 @@ class Run:
 
     def _cosines(self, t: pd.DataFrame) -> pd.DataFrame:
         """Tetrad cosines (analyse.tetrads.cosines), each layer's from the weights its run records."""
-        from featgraph import reload
         from featgraph.analyse import tetrads as tt
+        from featgraph.api import reload
 
         parts = []
         for layer, g in t.groupby("layer", sort=False):
@@ -214,7 +214,7 @@ class Run:
         """
         import numpy as np
 
-        from featgraph import reload
+        from featgraph.api import reload
 
         manifest = self.layer_run(layer).manifest if self.is_atlas else self.manifest
         if out is not None:
@@ -227,7 +227,7 @@ class Run:
             from featgraph.render.plots import correlation_plot
 
             stats = {int(h): (g["mean_qk_as_key"].to_numpy(), g["mean_abs_ov"].to_numpy()) for h, g in df.groupby("head")}
-            _write_frame(df, out.with_suffix(".csv"))
+            write_frame(df, out.with_suffix(".csv"))
             correlation_plot(stats, out, f"layer {manifest.layer}: QK–OV sender correlation")
         return df
 
@@ -243,7 +243,7 @@ class Run:
         fields, `token_ids` lists of ids. `.attrs["edges"]` holds each edge's usage. Over all heads of a run
         directory the results are kept in the run as validation.parquet; `out` (.png) writes the figure.
         """
-        from featgraph import validate
+        from featgraph.api import validate
 
         if self.is_atlas:
             raise BadInput(f"validate runs one layer's run: validate {self.path}/layers/L{{layer}} (layers "
@@ -362,7 +362,7 @@ class Run:
         A source matching none of the run's features is an error that changes nothing; features a source
         does not cover keep their earlier label. An embedded store already built is rebuilt with the new labels.
         """
-        from featgraph import annotate
+        from featgraph.core import annotate
         from featgraph.load import neuronpedia
 
         directory = self._directory("labels")
@@ -390,13 +390,13 @@ class Run:
         feats, counts = annotate.merge(self.features, chosen, where=f"labels from {', '.join(used)}")
         record = {"sources": used, "rule": annotate.RULE, "prefer": list(prefer)}
         if self.is_atlas:  # labelled in each layer's run, then combined again: a later rebuild keeps them
-            from featgraph import atlasdir
+            from featgraph.runs import atlasdir
 
             manifest = atlasdir.relabel(directory, chosen, record, counts.__dict__)
         else:
             manifest = rundir.update_features(directory, rundir.read_manifest(directory), feats, record | counts.__dict__)
         run = Run(directory, manifest, self.edge_table, rundir.read_tables(directory, verify=False).features)
-        from featgraph.graph.embedded import DB_NAME
+        from featgraph.runs.files import DB_NAME
 
         if (directory / DB_NAME).exists():
             run.load()
@@ -498,259 +498,13 @@ class Run:
 
         It opens with a per-head overview, then figures, then each head's tables and tetrad cards; a search box
         finds features by label. `plots` reloads the run's weights for the positional and correlation figures.
+        The page is assembled in featgraph.api.report.
         """
-        from featgraph.analyse.filters import check_top, subgraph
-        from featgraph.analyse.tetrads import find_tetrads
-        from featgraph.render.report import ReportData, build_page
-        from featgraph.render.viz import build_html, write_page
+        from featgraph.api.report import build_report
 
-        check_top(top)
-        out = Path(out)
-        if self.path is not None and out.resolve() == self.path.resolve():
-            raise BadInput(f"{out} is the run itself: choose another directory for the report")
-        progress = progress or no_progress
-        e = self.edge_table
-        groups = sorted(e.groupby(["layer", "head", "circuit"]).groups)
-        with staged_dir(out, force, kind="report") as tmp:
-            tick = progress("tetrads", None)
-            tet = find_tetrads(e)
-            tick(1)
-            figures: list = []
-            corr = prof = None
-            if plots and self.is_atlas:
-                warnings.warn(f"the positional and correlation figures are per layer: make them with `featgraph report "
-                              f"{self.path}/layers/L{self.layers[0]} --out …` (one layer's run)", FeatgraphWarning, stacklevel=2)
-            elif plots and self.manifest.has_weights:
-                tick = progress("figures", 2)
-                try:
-                    figures, corr, prof = self._report_figures(tmp, tick)
-                except FeatgraphError as err:
-                    warnings.warn(f"plots skipped: {err}", FeatgraphWarning, stacklevel=2)
-            tick = progress("head pages", len(groups))
-            pages: dict[tuple[int, int], dict[str, str]] = {}
-            for layer, head, circ in groups:
-                name = f"layer{layer}_head{head}_{circ.lower()}.html" if e["layer"].nunique() > 1 else f"head{head}_{circ.lower()}.html"
-                page_edges = subgraph(e[e["layer"] == layer], int(head), circ, 100)
-                write_page(build_html(page_edges, self.features, f"layer {layer} head {head} {circ}, top {len(page_edges)} edges"),
-                           tmp / name)
-                pages.setdefault((int(layer), int(head)), {})[circ] = name
-                tick(1)
-            if plots and self._has_weights and len(tet):
-                tet = self._tetrad_cosines(tet)
-            data = ReportData(
-                name=self.name, facts=self._report_facts(tet), overview=self._report_overview(tet, corr),
-                heads=self._report_heads(pages, tet, top), figures=figures, features=self._report_features(),
-                meta={k: v for k, v in self.manifest.to_dict().items()
-                      if k in ("model", "sae_in", "sae_out", "conventions", "selection", "labels") and v is not None},
-                top=top, validation=self._report_validation(tmp),
-                positional={} if prof is None else {
-                    int(h): (g["distance"].tolist(), g["score"].tolist())
-                    for h, g in prof[prof["query"] == "b_dec"].groupby("head")},
-            )
-            (tmp / "index.html").write_text(build_page(data), encoding="utf-8")
-        return out / "index.html"
+        return build_report(self, out, top=top, plots=plots, force=force, progress=progress)
 
-    # The report's pieces: tables with the features' ids, labels and links beside each end.
-
-    def _ends(self, df: pd.DataFrame, ends: Sequence[str] = ("src", "dst")) -> pd.DataFrame:
-        f = self.features.drop_duplicates("id").set_index("id")
-        out = df.copy()
-        for end in ends:
-            ids = out[end]
-            out[f"{end}_id"] = ids
-            out[f"{end}_index"] = ids.map(lambda i: parse_feature_id(i)[2])
-            out[f"{end}_description"] = ids.map(f["description"])
-            out[f"{end}_url"] = ids.map(f["url"])
-        return out
-
-    def _report_facts(self, tet: pd.DataFrame) -> dict[str, str]:
-        m = self.manifest
-        e = self.edge_table
-        facts = {}
-        model = (m.model or {}).get("neuronpedia_id") or (m.model or {}).get("ref")
-        if model:
-            facts["model"] = str(model)
-        layers = sorted(e["layer"].unique())
-        facts["layer" if len(layers) == 1 else "layers"] = ", ".join(map(str, layers))
-        for key, what in (("sae_in", "input SAE"), ("sae_out", "output SAE")):
-            sid = (getattr(m, key) or {}).get("neuronpedia_id")
-            if sid:
-                facts[what] = str(sid)
-        sel = m.selection or {}
-        if sel:
-            facts["selection"] = ", ".join(f"{k} {sel[k]}" for k in ("top_k", "min_abs", "per_source_k") if sel.get(k) is not None)
-        labelled = int(self.features["description"].notna().sum())
-        facts["edges"] = f"{len(e):,}"
-        facts["features"] = f"{len(self.features):,} ({labelled:,} labelled)"
-        facts["tetrads"] = f"{len(tet):,}"
-        return facts
-
-    def _caption_link(self, fid: str, n: int = 36) -> str:
-        from featgraph.render.html import feature_link
-
-        row = self._feature_lookup.get(fid, {})
-        return feature_link(fid, parse_feature_id(fid)[2], row.get("description"), row.get("url"), n=n)
-
-    @cached_property
-    def _feature_lookup(self) -> dict[str, dict]:
-        """id -> {description, url}."""
-        return self.features.drop_duplicates("id").set_index("id")[["description", "url"]].to_dict("index")
-
-    def _report_overview(self, tet: pd.DataFrame, corr: pd.DataFrame | None) -> pd.DataFrame:
-        e = self.edge_table
-        r_by_head = (corr.attrs.get("pearson_r", {}) if corr is not None else {})
-        rows = []
-        for (layer, head), g in e.groupby(["layer", "head"], sort=True):
-            row: dict[str, Any] = {"layer": int(layer), "head": int(head)}
-            ids: list[str] = []
-            for circ, key in (("QK", "qk"), ("OV", "ov")):
-                c = g[g["circuit"] == circ]
-                row[f"{key}_edges"] = len(c) if len(c) else None
-                if circ == "QK" and len(c):
-                    row["qk_like_share"] = float((c["src"] == c["dst"]).mean())
-                distinct = c[c["src"] != c["dst"]].sort_values("rank")
-                if len(distinct):
-                    best = distinct.iloc[0]
-                    row[f"{key}_src"], row[f"{key}_dst"] = self._caption_link(best["src"]), self._caption_link(best["dst"])
-                    row[f"{key}_weight"] = float(best["weight"])
-                    ids += [best["src"], best["dst"]]
-                row[f"{key}_tetrads"] = int(((tet["layer"] == layer) & (tet["head"] == head) & (tet["circuit"] == circ)).sum())
-            t = tet[(tet["layer"] == layer) & (tet["head"] == head)]
-            if len(t):
-                b = t.iloc[0]
-                row["tetrad"] = (f"{b['circuit']}: {self._caption_link(b['src_a'], 18)}, {self._caption_link(b['src_b'], 18)} | "
-                                 f"{self._caption_link(b['dst_x'], 18)}, {self._caption_link(b['dst_y'], 18)}")
-            row["sender_r"] = r_by_head.get(int(head)) if e["layer"].nunique() == 1 else None
-            row["ids"] = " ".join(ids)
-            rows.append(row)
-        return pd.DataFrame(rows)
-
-    def _report_heads(self, pages: dict, tet: pd.DataFrame, top: int) -> list:
-        from featgraph.render.report import HeadDetail
-
-        e = self.edge_table
-        cols = ["rank", "weight", "z", "src", "dst"]
-        heads = []
-        for (layer, head), g in e.groupby(["layer", "head"], sort=True):
-            g = g.sort_values("rank", kind="stable")
-            if "z" not in g.columns:
-                g = g.assign(z=float("nan"))
-            qk, ov = g[g["circuit"] == "QK"], g[g["circuit"] == "OV"]
-            stats = {}
-            for circ, c in (("QK", qk), ("OV", ov)):
-                st = self._layer_stats(int(layer)).get(f"{head}/{circ}", {})
-                if len(c):
-                    stats[circ] = {"edges": len(c), "positive": int((c["weight"] > 0).sum()),
-                                   "min |w| kept": float(c["weight"].abs().min())} | \
-                                  ({"matrix mean": st["mean"], "matrix std": st["std"]} if st else {})
-            tt = {}
-            for circ in ("QK", "OV"):
-                t = tet[(tet["layer"] == layer) & (tet["head"] == head) & (tet["circuit"] == circ)].head(6)
-                if len(t):
-                    t = t.copy()
-                    for end in ("src_a", "src_b", "dst_x", "dst_y"):
-                        t[f"{end}_description"] = t[end].map(lambda i: self._feature_lookup.get(i, {}).get("description"))
-                        t[f"{end}_url"] = t[end].map(lambda i: self._feature_lookup.get(i, {}).get("url"))
-                    tt[circ] = t
-            heads.append(HeadDetail(
-                layer=int(layer), head=int(head), pages=pages.get((int(layer), int(head)), {}),
-                qk_top=self._ends(qk[cols].head(top)) if len(qk) else None,
-                qk_distinct=self._ends(qk[qk["src"] != qk["dst"]][cols].head(top)) if len(qk) else None,
-                ov_top=self._ends(ov[cols].head(top)) if len(ov) else None,
-                tetrads=tt, stats=stats))
-        return heads
-
-    @cached_property
-    def _stats_cache(self) -> dict[int, dict]:
-        return {}
-
-    def _layer_stats(self, layer: int) -> dict:
-        """The exact matrix moments of one layer's heads ({"HEAD/CIRCUIT": {mean, std, …}}), where the run records them."""
-        if not self.is_atlas:
-            return dict(self.manifest.stats) if len(self.layers) == 1 else {}
-        cache = self._stats_cache
-        if layer not in cache:
-            try:
-                cache[layer] = dict(self.layer_run(layer).manifest.stats)
-            except FeatgraphError:
-                cache[layer] = {}
-        return cache[layer]
-
-    def _report_features(self) -> list[list]:
-        """The search box's index: per feature id, index, caption, SAE, url, edge count and its three strongest edges."""
-        from featgraph.schema import caption
-
-        e = self.edge_table
-        ends = pd.concat([e.assign(feature=e["src"], other=e["dst"], arrow="→"),
-                          e.assign(feature=e["dst"], other=e["src"], arrow="←")], ignore_index=True)
-        ends = ends.assign(_a=ends["weight"].abs()).sort_values("_a", ascending=False, kind="stable")
-        counts = ends.groupby("feature").size()
-        best = ends.groupby("feature", sort=False).head(3)
-        look = self._feature_lookup
-        text: dict[str, list[str]] = {}
-        multi = len(self.layers) > 1
-        for f, L, h, c, w, arrow, o in zip(best["feature"], best["layer"], best["head"], best["circuit"], best["weight"],
-                                           best["arrow"], best["other"]):
-            od = look.get(o, {}).get("description")
-            where = f"L{L} h{h}" if multi else f"h{h}"
-            text.setdefault(f, []).append(f"{where} {c} {float(w):+.3g} {arrow} {caption(parse_feature_id(o)[2], od)[:40]}")
-        out = []
-        for fid, n in counts.items():
-            row = look.get(fid, {})
-            idx = parse_feature_id(fid)[2]
-            out.append([fid, idx, caption(idx, row.get("description")), fid.split("/")[1], row.get("url") or "",
-                        int(n), "; ".join(text.get(fid, []))])
-        return out
-
-    def _tetrad_cosines(self, tet: pd.DataFrame) -> pd.DataFrame:
-        """Cosines for the tetrads the report shows (the strongest six per head and circuit)."""
-        shown = tet.groupby(["layer", "head", "circuit"], sort=False).head(6)
-        try:
-            explained = self._cosines(shown)
-        except FeatgraphError as err:
-            warnings.warn(f"tetrad cosines not computed: {err}", FeatgraphWarning, stacklevel=3)
-            return tet
-        out = tet.copy()
-        out["cos_src"], out["cos_dst"] = float("nan"), float("nan")
-        out.loc[shown.index, ["cos_src", "cos_dst"]] = explained[["cos_src", "cos_dst"]].to_numpy()
-        return out
-
-    def _report_validation(self, tmp: Path):
-        """The validation section, when the run keeps a validation.parquet (`featgraph validate`)."""
-        if self.path is None or not (self.path / "validation.parquet").is_file():
-            return None
-        from featgraph import validate
-        from featgraph.render.report import Figure
-
-        heads, edges = validate.read(self.path / "validation.parquet")
-        validate.figure(heads, edges, tmp / "validation.png", f"{self.name}: layer {self.manifest.layer}")
-        cols = ["head", "circuit", "pairs", "rho_selected", "rho_active_d0", "rho_active", "rho_active_bias",
-                "r2_selected", "r2_active_d0", "r2_active", "r2_active_bias", "r2_exact"]
-        return heads[cols], Figure("Edges against real attention on prompts", "validation.png", "")
-
-    def _report_figures(self, tmp: Path, tick) -> tuple[list, pd.DataFrame | None, pd.DataFrame | None]:
-        from featgraph import reload
-        from featgraph.load.model import model_short_id
-        from featgraph.render.report import Figure
-
-        m = self.manifest
-        model, sae_in = m.model or {}, m.sae_in or {}
-        figures = []
-        prof = reload.positional_frame(str(model["ref"]), int(m.layer or 0), str(sae_in["ref"]))
-        _write_frame(prof, tmp / "positional.csv")
-        positional_figure(prof, tmp / "positional.png", str(model.get("neuronpedia_id") or model_short_id(str(model["ref"]))),
-                          int(m.layer or 0))
-        figures.append(Figure("Rotary positional profile of the input SAE's b_dec", "positional.png", "positional.csv"))
-        tick(1)
-        corr = None
-        if (m.sae_out or {}).get("ref"):
-            corr = self.correlation(out=tmp / "correlation.png", force=True)
-            figures.append(Figure("QK–OV sender correlation", "correlation.png", "correlation.csv"))
-        tick(1)
-        return figures, corr, prof
-
-
-# ---------------------------------------------------------------- module-level API
+    # ---------------------------------------------------------------- module-level API
 
 def open_run(path: str | Path, verify: bool = True) -> Run:
     """Open a run directory (or an edge table file) as a `Run`."""
@@ -774,7 +528,7 @@ def positional(model: str, layer: int, sae_in: str | None = None, features: Sequ
 
     With `out` (.png), writes the figure and the table as CSV beside it.
     """
-    from featgraph import reload
+    from featgraph.api import reload
 
     if out is not None:
         out = check_output_file(Path(out), (".png",), force)
@@ -782,26 +536,11 @@ def positional(model: str, layer: int, sae_in: str | None = None, features: Sequ
     df = reload.positional_frame(model, layer, sae_in, features, max_distance)
     if out is not None:
         from featgraph.load.model import model_short_id
+        from featgraph.render.plots import positional_figure
 
-        _write_frame(df, out.with_suffix(".csv"))
+        write_frame(df, out.with_suffix(".csv"))
         positional_figure(df, out, model_short_id(model), layer)
     return df
-
-
-def positional_figure(df: pd.DataFrame, out: Path, model_name: str, layer: int) -> Path:
-    import numpy as np
-
-    from featgraph.render.plots import positional_plot
-
-    lines, labels, heads = [], [], []
-    for (q, k, h), g in df.groupby(["query", "key", "head"], sort=False):
-        lines.append(g["score"].to_numpy())
-        heads.append(int(h))
-        labels.append(f"head {h}" if q == "b_dec" else f"head {h}: {q.rsplit('/', 1)[-1]}→{k.rsplit('/', 1)[-1]}")
-    dist = df["distance"].drop_duplicates().to_numpy()
-    title = f"{model_name} layer {layer}: rotary profile of the input SAE's b_dec" + \
-        (" and features" if (df["query"] != "b_dec").any() else "")
-    return positional_plot(np.array(lines), dist, out, title, heads, labels)
 
 
 def _ranges(layers: Sequence[int]) -> str:
@@ -813,12 +552,3 @@ def _ranges(layers: Sequence[int]) -> str:
         else:
             spans.append([x, x])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-
-
-def _write_frame(df: pd.DataFrame, out: Path) -> Path:
-    with staged_file(out) as tmp:
-        if out.suffix.lower() == ".csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-    return out

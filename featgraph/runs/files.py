@@ -18,13 +18,18 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featgraph.errors import BadInput, FeatgraphError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MARKER = ".featgraph"
+DB_NAME = "graph.lbdb"  # the embedded store inside a run directory
 # The files a run directory owns; no output may be written over them.
 RUN_FILES = frozenset({"edges.parquet", "features.parquet", "manifest.json", "edges.csv", "tetrads.parquet",
-                       "validation.parquet", "graph.lbdb", MARKER})
+                       "validation.parquet", DB_NAME, MARKER})
 
 
 def _umask() -> int:
@@ -159,3 +164,13 @@ def sha256(path: Path) -> str:
     except OSError as e:
         raise FeatgraphError(f"cannot read {path}: {e.strerror}") from None
     return h.hexdigest()
+
+
+def write_frame(df: pd.DataFrame, out: Path) -> Path:
+    """Write a table whole or not at all: CSV for a .csv name, Parquet otherwise."""
+    with staged_file(out) as tmp:
+        if out.suffix.lower() == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    return out
