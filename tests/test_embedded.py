@@ -57,6 +57,10 @@ ATTACKS = [
     ("CALL `READ_PARQUET`('{run}/edges.parquet') RETURN *", "CALL READ_PARQUET"),
     ("MATCH (f:Feature) CALL file_info() RETURN *", "CALL file_info"),
     ("RETURN 1 AS one; RETURN 2 AS two", "one statement per query"),
+    # a `*` inside /* */ takes the next character with it, so `**/` ends no comment: the engine reads COPY here
+    ("/* **/ ' */ COPY (MATCH (f:Feature) RETURN f.id) TO \"{out}/ids.csv\" // '", "COPY"),
+    ("/* **/ ' */ LOAD FROM \"{secret}\" (file_format='csv') RETURN * // '", "LOAD"),
+    ("/* **/ ' */ CHECKPOINT // '", "CHECKPOINT"),
 ]
 
 
@@ -81,6 +85,12 @@ def test_refused_from_a_file_too(loaded, tmp_path):
     q.write_text(f"// Looks like a library query.\n// @param limit int = 3: rows\nEXPORT DATABASE '{tmp_path}/export'\n")
     r = fg("query", loaded, "--file", q)
     assert r.exit_code == 2 and "EXPORT" in r.stderr and not (tmp_path / "export").exists()
+    q.write_text(f"// Looks like a library query.\n/* **/ ' */ COPY (MATCH (f:Feature) RETURN f.id) TO '{tmp_path}/x.csv' // '\n")
+    r = fg("query", loaded, "--file", q)
+    assert r.exit_code == 2 and "COPY" in r.stderr and not (tmp_path / "x.csv").exists()
+    with pytest.raises(BadInput, match="COPY"):
+        fg_api.open_run(loaded).query(f"/* **/ ' */ COPY (MATCH (f:Feature) RETURN f.id) TO '{tmp_path}/y.csv' // '")
+    assert not (tmp_path / "y.csv").exists()
 
 
 def test_keywords_in_strings_comments_and_names_are_fine(loaded):
@@ -148,8 +158,19 @@ def test_tokenizer():
         ("name", "a`b"), ("string", "'it\\'s $no'"), ("param", "yes"), ("param", "q r"), ("param", "0"), ("number", "1.5e-3")]
     assert [t.text for t in toks if t.kind == "word"][-1] == "a$b"  # `$` continues a name, as in the grammar
     assert parameters(toks) == ["yes", "q r", "0"]
-    for bad in ("RETURN 'abc", 'RETURN "a\\"', "RETURN 1 /* open", "RETURN `open"):
+    for bad in ("RETURN 'abc", 'RETURN "a\\"', "RETURN 1 /* open", "RETURN `open", "RETURN 1 /* **/"):
         with pytest.raises(BadInput, match="unterminated"):
+            tokenize(bad)
+    # comments end where LadybugDB's grammar ends them: stars pair up inside /* */
+    assert [t.text for t in tokenize("RETURN 1 /* **/ + 2 */ AS a")] == ["RETURN", "1", "AS", "a"]
+    assert [t.text for t in tokenize("RETURN 1 /* ***/ + 2 AS a")] == ["RETURN", "1", "+", "2", "AS", "a"]
+    assert [t.text for t in tokenize("RETURN 1 /**/ + 2 // x\r\n AS a")] == ["RETURN", "1", "+", "2", "AS", "a"]
+    assert [t.text for t in tokenize("RETURN '\\x41\\u00e9\\\\\\'' AS a")][1] == "'\\x41\\u00e9\\\\\\''"
+    # what the engine cannot read is refused rather than guessed at: a lone CR in a // comment, an unknown escape
+    with pytest.raises(BadInput, match="carriage return"):
+        tokenize("RETURN 1 // x\rCOPY")
+    for bad in ("RETURN 'a\\q'", "RETURN '\\x4'", "RETURN \"\\u12\" AS a"):
+        with pytest.raises(BadInput, match="escape"):
             tokenize(bad)
     text = "WITH 1 AS x RETURN x, [1, 2] AS l, f(x, 2) ORDER BY x"
     assert return_items(text, tokenize(text)) == [("x", False), ("l", True), ("f(x, 2)", False)]

@@ -1,9 +1,19 @@
 """Cypher text as tokens, for checks that strings, comments and quoted names must not fool.
 
-The lexer follows LadybugDB's openCypher grammar: '…' and "…" strings with backslash escapes,
-`…` names (a doubled backtick is one backtick), // and /* */ comments (whitespace to the engine),
-parameters $name, $`name` and $0. Keywords are words compared case-insensitively; whether a word
-is a keyword or a name is left to the caller, which errs on the side of refusing.
+The lexer follows LadybugDB's grammar (src/antlr4/Cypher.g4 of LadybugDB/ladybug, the Kùzu fork) rule by rule
+where a difference could hide a word from the caller:
+
+- `/* … */`: `'/*' ( ~[*] | '*' ~[/] )* '*/'` — a `*` inside always takes the next character with it unless
+  that is `/`, so stars pair up and `/* **/ x */` is one comment (it does not end at `**/`).
+- `// …`: `'//' ~[\n\r]* CR? (LF | EOF)` — a carriage return not followed by a newline ends no comment (the
+  engine then reads `/`, `/` and fails); such a comment is refused rather than guessed at.
+- '…' and "…" strings: a backslash takes only \\ \' \" b f n r t, xHH, uHHHH or uHHHHHHHH (either case);
+  any other escape makes the engine read the quote as an unknown character, so it is refused.
+- `…` names: a doubled backtick is one backtick; no backslash escapes.
+- parameters $name, $`name` and $0.
+
+Keywords are words compared case-insensitively; whether a word is a keyword or a name is left to the caller,
+which errs on the side of refusing.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from dataclasses import dataclass
 from featgraph.errors import BadInput
 
 _OPEN, _CLOSE = "([{", ")]}"
+_HEX = frozenset("0123456789abcdefABCDEF")
+_ESCAPES = frozenset("\\'\"bBfFnNrRtT")
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ def tokenize(text: str) -> list[Token]:
         while j < n:
             c = text[j]
             if c == "\\" and quote != "`":
-                j += 2
+                j += 1 + _escape_length(text, j + 1, at)
                 continue
             if c == quote:
                 if quote == "`" and text.startswith("``", j):
@@ -68,12 +80,13 @@ def tokenize(text: str) -> list[Token]:
             i += 1
         elif text.startswith("//", i):
             j = text.find("\n", i)
-            i = n if j < 0 else j + 1
+            j = n if j < 0 else j
+            if "\r" in text[i + 2 : j - 1]:  # only the last character before the newline (or the end) may be CR
+                raise BadInput(f"the // comment at character {i + 1} holds a carriage return that does not end "
+                               "its line: end the line with a newline")
+            i = j + 1
         elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
-                raise BadInput(f"the query has an unterminated /* comment starting at character {i + 1}: close it with */")
-            i = j + 2
+            i = _comment_end(text, i)
         elif c in "'\"":
             j = closing(c, i, "string")
             out.append(Token("string", text[i:j], i, j))
@@ -119,6 +132,34 @@ def tokenize(text: str) -> list[Token]:
             out.append(Token("punct", c, i, i + 1))
             i += 1
     return out
+
+
+def _comment_end(text: str, at: int) -> int:
+    """Index just past the /* comment opening at `at`, as the grammar ends it: `*` pairs with the next character
+    unless that is `/`."""
+    j, n = at + 2, len(text)
+    while j < n:
+        if text[j] == "*":
+            if j + 1 < n and text[j + 1] == "/":
+                return j + 2
+            j += 2  # the star and whatever follows it (another star included)
+        else:
+            j += 1
+    raise BadInput(f"the query has an unterminated /* comment starting at character {at + 1}: close it with */")
+
+
+def _escape_length(text: str, j: int, at: int) -> int:
+    """Characters the escape after a backslash takes (text[j:]), as the grammar's EscapedChar; BadInput otherwise."""
+    c = text[j : j + 1]
+    if c and c in _ESCAPES:
+        return 1
+    digits = {"x": 2, "X": 2, "u": 4, "U": 4}.get(c, 0)  # \uHHHHHHHH: the last four are plain characters
+    hexes = text[j + 1 : j + 1 + digits]
+    if digits and len(hexes) == digits and all(h in _HEX for h in hexes):
+        return 1 + digits
+    shown = text[j - 1 : j + 1] if c else "\\"
+    raise BadInput(f"the string starting at character {at + 1} holds the escape {shown!r}, which the engine does not "
+                   "read: write \\\\ for a backslash")
 
 
 def parameters(tokens: list[Token]) -> list[str]:
