@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,6 +99,39 @@ class Manifest:
     def layer(self) -> int | None:
         layer = (self.model or {}).get("layer")
         return None if layer is None else int(layer)
+
+    def anchored(self, run_dir: Path) -> Manifest:
+        """This manifest as written into `run_dir`: each local model/SAE `ref` (a path that exists now, typed
+        relative to the working directory or not) becomes its absolute resolved path, and `ref_from_run` records
+        it relative to the run folder, so the run reloads its weights from any directory and after a move of the
+        folder tree that holds both. Hub ids and objects in memory are left as they are."""
+        base = Path(os.path.abspath(run_dir))
+        changes = {}
+        for name in REF_ENTRIES:
+            entry = getattr(self, name)
+            ref = (entry or {}).get("ref")
+            if not isinstance(ref, str) or not ref or not Path(ref).expanduser().exists():
+                continue
+            path = Path(ref).expanduser().resolve()
+            changes[name] = dict(entry or {}) | {"ref": str(path), "ref_from_run": os.path.relpath(path, base)}
+        return self.replace(**changes) if changes else self
+
+    def located(self, run_dir: Path) -> Manifest:
+        """This manifest read from `run_dir`: a local `ref` that no longer exists where it was recorded is found
+        again through `ref_from_run` (the folder moved with its inputs). Anything else is left as recorded."""
+        changes = {}
+        for name in REF_ENTRIES:
+            entry = getattr(self, name) or {}
+            ref, rel = entry.get("ref"), entry.get("ref_from_run")
+            if not isinstance(ref, str) or not isinstance(rel, str) or Path(ref).expanduser().exists():
+                continue
+            found = Path(run_dir) / rel
+            if found.exists():
+                changes[name] = dict(entry) | {"ref": str(found.resolve())}
+        return self.replace(**changes) if changes else self
+
+
+REF_ENTRIES = ("model", "sae_in", "sae_out")
 
 
 def new_run_id(name: str) -> str:

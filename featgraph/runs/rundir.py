@@ -60,6 +60,7 @@ def write_run(out: Path, edges: pd.DataFrame, features: pd.DataFrame, manifest: 
     edges, features = edges_frame(edges), features_frame(features)
     if manifest.run_id is None:
         manifest = manifest.replace(run_id=new_run_id(out.name))
+    manifest = manifest.anchored(out)
     with staged_dir(out, force, kind="run") as tmp:
         edges.to_parquet(tmp / EDGES, index=False)
         features.to_parquet(tmp / FEATURES, index=False)
@@ -84,6 +85,7 @@ def write_in_place(directory: Path, edges: pd.DataFrame, features: pd.DataFrame,
     rebuild repairs it).
     """
     directory = Path(directory)
+    manifest = manifest.anchored(directory)
     edges, features = edges_frame(edges), features_frame(features)
     for name, table in ((EDGES, edges), (FEATURES, features)):
         with staged_file(directory / name) as tmp:
@@ -142,6 +144,10 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
             raise BadInput(f"{path} is an atlas with no finished layer yet: continue it with `featgraph atlas … --out {path}`")
         raise BadInput(f"{path} is not a run directory (no {EDGES}): make one with `featgraph extract` or `featgraph import`")
     manifest = read_manifest(path)
+    gone = [name for name in manifest.files if not (path / name).is_file()]
+    if gone:
+        raise BadInput(f"{path / gone[0]} is missing: the run's manifest lists it, so the run is incomplete; re-create the "
+                       "run (featgraph extract or import), or restore the file")
     if verify:
         for name, entry in manifest.files.items():
             f = path / name
@@ -172,7 +178,7 @@ def read_manifest(path: Path) -> Manifest:
     if manifest.run_id is None:  # runs made before run ids: derive a stable one from the edge file's checksum
         digest = (manifest.files.get(EDGES) or {}).get("sha256") or sha256(path / EDGES)
         manifest = manifest.replace(run_id=f"{path.name}-{digest[:12]}")
-    return manifest
+    return manifest.located(path)
 
 
 def read_edge_file(path: Path) -> pd.DataFrame:
