@@ -58,11 +58,13 @@ def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str)
 
     import ladybug as lb
 
+    from featgraph.runs.files import open_lock, remove_stale
+
     directory = Path(directory)
-    with open(directory / ".graph.lock", "w") as lock:
+    lock = open_lock(directory / ".graph.lock")  # never through a link: it is not truncated or followed
+    try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for stale in directory.glob(_TMP_PREFIX + "*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_stale(directory.glob(_TMP_PREFIX + "*"))
         tmpdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=directory))
         try:
             db = lb.Database(str(tmpdir / DB_NAME))
@@ -96,6 +98,8 @@ def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str)
                 os.replace(tmpdir / name, directory / name)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
+    finally:
+        os.close(lock)
     return counts
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from featgraph.errors import BadInput, FeatgraphError
+from featgraph.runs.files import staged_file
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +158,11 @@ def download(model_id: str, source_id: str, base: str | None = None,
     for i, key in enumerate(keys):
         target = dest / key.rsplit("/", 1)[-1]
         if not target.is_file():
-            tmp = target.with_suffix(".part")
             try:
-                tmp.write_bytes(_get(f"{base}/{urllib.parse.quote(key)}"))
-                os.replace(tmp, target)
+                data = _get(f"{base}/{urllib.parse.quote(key)}")
+                with staged_file(target) as tmp:  # a fresh name (O_EXCL), renamed into place: no link is followed
+                    tmp.write_bytes(data)
             except (urllib.error.URLError, OSError) as e:
-                tmp.unlink(missing_ok=True)
                 raise FeatgraphError(f"download of {key} failed ({e.__class__.__name__}); re-run to resume") from None
         if progress:
             progress(i + 1, len(keys))

@@ -11,12 +11,14 @@ user's umask gives ordinary files (the temporary-file functions use 0600/0700).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -174,3 +176,62 @@ def write_frame(df: pd.DataFrame, out: Path) -> Path:
         else:
             df.to_parquet(tmp, index=False)
     return out
+
+
+def open_lock(path: Path) -> int:
+    """A descriptor of the lock file `path`, made if missing; never opened through a symbolic link, never truncated
+    (a link or hard link planted there cannot make featgraph write to its target), and refused unless a plain file."""
+    path = Path(path)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BadInput(f"{path} is a symbolic link: featgraph does not write through links there; remove it") from None
+        raise BadInput(f"cannot open the lock file {path}: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadInput(f"{path} is not a plain file: featgraph keeps its lock there; remove it")
+    return fd
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold `out` for this process for the block: an exclusive lock on `.NAME.lock` beside it, so a second
+    featgraph writing the same output stops at once with one line instead of mixing its results in. The lock file
+    is removed on the way out."""
+    import fcntl
+
+    out = Path(out)
+    path = out.parent / f".{out.name}.lock"
+    while True:
+        fd = open_lock(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise BadInput(f"{out} is being written by another featgraph process: wait for it to finish or choose "
+                           "another --out") from None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us removed the file we opened: lock the new one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def remove_stale(paths: Iterable[Path]) -> None:
+    """Remove staging leftovers of killed runs (the caller holds the lock that makes them stale): a folder with what
+    it holds, a file or a symbolic link itself (never what a link points to)."""
+    for p in paths:
+        if p.is_symlink() or not p.is_dir():
+            p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(p, ignore_errors=True)

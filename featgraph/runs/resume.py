@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from featgraph.core.select import Selected
-from featgraph.runs.files import staged_file
+from featgraph.errors import BadInput
+from featgraph.runs.files import staged_file, write_text
 
 FINGERPRINT = "fingerprint.json"
 
@@ -47,11 +48,13 @@ class Parts:
 
     def load(self, restart: bool = False) -> dict[tuple[int, str], dict]:
         """Matrices a previous, interrupted run of the same inputs finished: {(head, circuit): fields}."""
+        if self.dir.is_symlink() or (self.dir.exists() and not self.dir.is_dir()):
+            raise BadInput(f"{self.dir} is a link or a file, not the folder featgraph keeps finished matrices in: remove it")
         if self.dir.exists() and (restart or self._key() != self.key):
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         if self._key() != self.key:
-            (self.dir / FINGERPRINT).write_text(json.dumps({"fingerprint": self.key}))
+            write_text(self.dir / FINGERPRINT, json.dumps({"fingerprint": self.key}))
         done = {}
         for f in sorted(self.dir.glob("head*.npz")):
             try:
