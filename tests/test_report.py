@@ -134,8 +134,31 @@ def test_report_on_edge_file_without_weights(tmp_path):
     e.to_csv(f, index=False)
     r = cli("report", f, "--out", tmp_path / "rep")
     assert r.exit_code == 0, r.output
+    assert "warning: report: the positional and correlation figures were not made" in r.stderr, r.stderr
     index = (tmp_path / "rep" / "index.html").read_text()
-    assert "need the run's model and SAEs" in index and "id='L13h1'" in index
+    assert "Not in this report: the positional and correlation figures were not made: they need the run" in index and "id='L13h1'" in index
+
+
+def test_a_report_whose_figures_cannot_be_made_says_which_and_why(demo_run, tmp_path):
+    """The run's inputs are gone: the page is written, but stderr and the page both say what is missing."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    m = json.loads((run / "manifest.json").read_text())
+    m["model"]["ref"], m["model"]["ref_from_run"] = str(tmp_path / "gone"), "../gone"
+    (run / "manifest.json").write_text(json.dumps(m))
+    r = cli("report", run, "--out", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    said = [line for line in r.stderr.splitlines() if line.startswith("warning: report:")]
+    assert any("positional and correlation figures were not made" in s and "gone" in s for s in said), r.stderr
+    assert any("tetrad cards have no cosines" in s for s in said), r.stderr
+    index = (tmp_path / "rep" / "index.html").read_text()
+    assert index.count("class='note missing'") == 2 and "Not in this report: the positional and correlation figures" in index
+    assert not (tmp_path / "rep" / "positional.png").exists()
+    r = cli("report", run, "--out", tmp_path / "rep2", "--no-plots")
+    assert r.exit_code == 0 and "warning" not in r.stderr, r.stderr  # asked for: a note on the page, no warning
+    assert "not asked for (--no-plots)" in (tmp_path / "rep2" / "index.html").read_text()
 
 
 def test_refuses_to_overwrite_without_force(demo_run, report):

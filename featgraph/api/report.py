@@ -58,16 +58,22 @@ class _Assembly:
             tet = find_tetrads(e)
             tick(1)
             figures: list = []
+            missing: list[str] = []  # figures not made, and why: a warning each, and a note on the page
             corr = prof = None
-            if plots and self.run.is_atlas:
-                warnings.warn(f"the positional and correlation figures are per layer: make them with `featgraph report "
-                              f"{self.run.path}/layers/L{self.run.layers[0]} --out …` (one layer's run)", FeatgraphWarning, stacklevel=2)
-            elif plots and self.run.manifest.has_weights:
+            if not plots:
+                missing.append("the positional and correlation figures were not asked for (--no-plots)")
+            elif self.run.is_atlas:
+                self._missing(missing, f"the positional and correlation figures are per layer: make them with `featgraph report "
+                              f"{self.run.path}/layers/L{self.run.layers[0]} --out …` (one layer's run)")
+            elif not self.run.manifest.has_weights:
+                self._missing(missing, "the positional and correlation figures were not made: they need the run's model and SAEs, "
+                              "which this run does not record (an imported run or an edge table)")
+            else:
                 tick = progress("figures", 2)
                 try:
                     figures, corr, prof = self._report_figures(tmp, tick)
                 except FeatgraphError as err:
-                    warnings.warn(f"plots skipped: {err}", FeatgraphWarning, stacklevel=2)
+                    self._missing(missing, f"the positional and correlation figures were not made: {err}")
             tick = progress("head pages", len(groups))
             pages: dict[tuple[int, int], dict[str, str]] = {}
             for layer, head, circ in groups:
@@ -78,13 +84,13 @@ class _Assembly:
                 pages.setdefault((int(layer), int(head)), {})[circ] = name
                 tick(1)
             if plots and self.run._has_weights and len(tet):
-                tet = self._tetrad_cosines(tet)
+                tet = self._tetrad_cosines(tet, missing)
             data = ReportData(
                 name=self.run.name, facts=self._report_facts(tet), overview=self._report_overview(tet, corr),
                 heads=self._report_heads(pages, tet, top), figures=figures, features=self._report_features(),
                 meta={k: v for k, v in self.run.manifest.to_dict().items()
                       if k in ("model", "sae_in", "sae_out", "conventions", "selection", "labels") and v is not None},
-                top=top, validation=self._report_validation(tmp),
+                top=top, validation=self._report_validation(tmp), missing=missing,
                 positional={} if prof is None else {
                     int(h): (g["distance"].tolist(), g["score"].tolist())
                     for h, g in prof[prof["query"] == "b_dec"].groupby("head")},
@@ -244,13 +250,18 @@ class _Assembly:
                         int(n), "; ".join(text.get(fid, []))])
         return out
 
-    def _tetrad_cosines(self, tet: pd.DataFrame) -> pd.DataFrame:
+    @staticmethod
+    def _missing(notes: list[str], note: str) -> None:
+        notes.append(note)
+        warnings.warn(f"report: {note}", FeatgraphWarning, stacklevel=4)
+
+    def _tetrad_cosines(self, tet: pd.DataFrame, missing: list[str]) -> pd.DataFrame:
         """Cosines for the tetrads the report shows (the strongest six per head and circuit)."""
         shown = tet.groupby(["layer", "head", "circuit"], sort=False).head(6)
         try:
             explained = self.run._cosines(shown)
         except FeatgraphError as err:
-            warnings.warn(f"tetrad cosines not computed: {err}", FeatgraphWarning, stacklevel=3)
+            self._missing(missing, f"the tetrad cards have no cosines: {err}")
             return tet
         out = tet.copy()
         out["cos_src"], out["cos_dst"] = float("nan"), float("nan")

@@ -116,6 +116,7 @@ class ReportData:
     top: int
     validation: tuple[pd.DataFrame, Figure] | None = None
     positional: dict[int, tuple[list[float], list[float]]] = field(default_factory=dict)  # head -> (distances, scores)
+    missing: list[str] = field(default_factory=list)  # what the page lacks and why (figures not made, cosines)
 
 
 PLURAL = {"key": "keys", "query": "queries", "value": "values", "output": "outputs"}
@@ -235,8 +236,8 @@ def build_page(data: ReportData) -> str:
     facts = " · ".join(f"{esc(k)} <b>{esc(v)}</b>" for k, v in data.facts.items())
     figs = "".join(f"<h3>{esc(f.title)}</h3><img src='{esc(f.image)}' alt='{esc(f.title)}'>"
                    + (f"<p><a href='{esc(f.data)}'>data (CSV)</a></p>" if f.data else "") for f in data.figures)
-    if not data.figures:
-        figs = "<p class='note'>Positional and correlation plots need the run's model and SAEs (an extracted run).</p>"
+    if data.missing:
+        figs = "".join(f"<p class='note missing'>Not in this report: {esc(m)}.</p>" for m in data.missing) + figs
     if data.validation is not None:
         table, fig = data.validation
         figs += (f"<h3>Edges against real attention on prompts</h3><p class='note'>{esc(VALIDATION_NOTE)}</p>{_plain(table)}"
