@@ -553,6 +553,21 @@ def test_demo_validates_end_to_end(tmp_path):
     r = fg("validate", run, "--prompt", "the first line", "--heads", "1", "--device", "cpu", "--format", "csv")
     assert r.exit_code == 0 and pd.read_csv(__import__("io").StringIO(r.stdout))["head"].tolist() == [1, 1]
     assert (run / "validation.parquet").stat().st_mtime_ns == before
+    # an empty prompt is refused; a whole-run validation from other prompts does not replace this one unasked
+    for args in (("--prompt", ""), ("--prompt", "the man", "--prompt", "  ")):
+        line = _one_line_error(fg("validate", run, *args, "--device", "cpu"))
+        assert "is empty" in line, line
+    line = _one_line_error(fg("validate", run, "--prompt", "the first line", "--device", "cpu"))
+    assert "validation.parquet holds a validation made from other prompts" in line and "--force" in line, line
+    assert (run / "validation.parquet").stat().st_mtime_ns == before
+    r = fg("validate", run, "--prompt", "two words and three more words made the first line .", "--text-file", prompts,
+           "--device", "cpu")  # the same prompts: made again, in place
+    assert r.exit_code == 0 and (run / "validation.parquet").stat().st_mtime_ns != before, r.output
+    r = fg("validate", run, "--prompt", "the first line", "--device", "cpu", "--force")
+    assert r.exit_code == 0 and r.stdout.startswith("1 prompts"), r.output
+    r = fg("validate", run, "--prompt", "two words and three more words made the first line .", "--text-file", prompts,
+           "--device", "cpu", "--force")
+    assert r.exit_code == 0, r.output
     r = fg("report", run, "--out", tmp_path / "report", "--no-plots")
     assert r.exit_code == 0, r.output
     page = (tmp_path / "report" / "index.html").read_text()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import importlib
 import json
 import math
@@ -476,31 +477,49 @@ def validate(run: RunLike, prompts: Sequence[str] = (), text_file: str | Path | 
     if out is not None:
         out = check_output_file(Path(out), (".png",), force)
     texts = list(prompts)
+    blank = [n for n, t in enumerate(texts, 1) if not str(t).strip()]
+    if blank:
+        raise BadInput(f"prompt {blank[0]} is empty: give the text to run the model on (an empty text file is refused likewise)")
     if text_file is not None:
         texts += read_prompts(Path(text_file))
     if not texts and not token_ids:
         raise BadInput("no prompts: give prompt text, a text file or token ids")
     session = Session(run, heads, device)
     ids = prompt_ids(session, texts, token_ids, max_tokens)
+    keep = run.path / FILE if heads is None and run.path is not None else None
+    prompt_set = hashlib.sha256(json.dumps(ids).encode()).hexdigest()[:16]
+    if keep is not None and keep.is_file() and not force and stored_prompt_set(keep) != prompt_set:
+        raise BadInput(f"{keep} holds a validation made from other prompts: pass force=True (--force) to replace it, "
+                       "or name heads (--heads), which keeps nothing in the run")
     table, edges = compute(session, ids, progress)
     edges = run._describe(edges, ("src", "dst"))
     if out is not None:
         figure(table, edges, out, f"{run.name}: layer {session.layer}, {len(ids)} prompts, {int(table['tokens'].max())} tokens")
-    if heads is None and run.path is not None:
-        write(table, edges, run.path / FILE)
+    if keep is not None:
+        write(table, edges, keep, prompt_set)
     table.attrs["edges"] = edges
     return table
 
 
 # ---------------------------------------------------------------- the stored results and the figure
 
-def write(table: pd.DataFrame, edges: pd.DataFrame, path: Path) -> Path:
-    """Both tables in one Parquet file, told apart by `kind` (head or edge)."""
+def write(table: pd.DataFrame, edges: pd.DataFrame, path: Path, prompt_set: str | None = None) -> Path:
+    """Both tables in one Parquet file, told apart by `kind` (head or edge); `prompt_set` (a digest of the prompts'
+    token ids) is kept in the file's metadata, so a validation from other prompts is not replaced unasked."""
     both = pd.concat([table.assign(kind="head"), edges.assign(kind="edge")], ignore_index=True)
     both = both[["kind", *[c for c in both.columns if c != "kind"]]]
+    both.attrs = {"prompt_set": prompt_set} if prompt_set else {}
     with staged_file(path) as tmp:
         both.to_parquet(tmp, index=False)
     return path
+
+
+def stored_prompt_set(path: Path) -> str | None:
+    """The digest of the prompts a kept validation was made from (None: unknown, a file from before it was kept)."""
+    try:
+        return pd.read_parquet(path, columns=["kind"]).attrs.get("prompt_set")
+    except Exception:
+        return None
 
 
 def read(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
