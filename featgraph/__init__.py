@@ -16,6 +16,7 @@ _API = {
     "Run": "featgraph.api.run",
     "open_run": "featgraph.api.run",
     "import_edges": "featgraph.api.run",
+    "import_graph": "featgraph.api.attribution",
     "to_networkx": "featgraph.api.run",
     "positional": "featgraph.api.run",
     "extract": "featgraph.api.compute",

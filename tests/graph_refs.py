@@ -149,12 +149,44 @@ def ref_recurring_hubs(e, top, min_layers, limit):
     return _described(out[["feature", "hub_layers", "hub_degree", "layer", "degree", "rank"]], e, "feature")
 
 
+# ---------------------------------------------------------------- attribution graphs (tests/test_attribution.py)
+
+def ref_link_heads(nodes, links, edges, limit=50):
+    """link_heads over an attribution graph's nodes.parquet and links.parquet and the run's edge table."""
+    n = nodes.set_index("node_id")
+    f = links.join(n.add_prefix("a_"), on="source").join(n.add_prefix("b_"), on="target")
+    f = f[(f["a_kind"] == "feature") & (f["b_kind"] == "feature") & (f["a_ctx_idx"] < f["b_ctx_idx"])]
+    ov = edges[edges["circuit"] == "OV"]
+    m = f.merge(ov, left_on=["a_feature_id", "b_feature_id"], right_on=["src", "dst"])
+    m = m[(m["layer"] > m["a_layer"]) & (m["layer"] <= m["b_layer"])]
+    out = pd.DataFrame({"source_node": m["source"], "target_node": m["target"], "link_weight": m["weight_x"],
+                        "layer": m["layer"], "head": m["head"], "ov_weight": m["weight_y"]})
+    out = out.assign(_a=out["ov_weight"].abs()).sort_values(["_a", "source_node", "target_node", "layer", "head"],
+                                                              ascending=[False, True, True, True, True])
+    return out.drop(columns="_a").head(limit).reset_index(drop=True)
+
+
+def ref_attended_keys(nodes, edges, node, limit=50):
+    """attended_keys for feature node `node` of a graph (its nodes.parquet) and the run's edge table."""
+    q = nodes[nodes["node_id"] == node].iloc[0]
+    keys = nodes[(nodes["kind"] == "feature") & (nodes["ctx_idx"] < q["ctx_idx"])]
+    qk = edges[(edges["circuit"] == "QK") & (edges["dst"] == q["feature_id"])]
+    m = keys.merge(qk, left_on="feature_id", right_on="src", suffixes=("_k", ""))
+    m = m[(m["layer"] > q["layer"]) & (m["layer"] > m["layer_k"])]
+    out = pd.DataFrame({"layer": m["layer"], "head": m["head"], "key_node": m["node_id"], "key_position": m["ctx_idx"],
+                        "qk_weight": m["weight"]})
+    out = out.assign(_a=out["qk_weight"].abs()).sort_values(["layer", "head", "_a", "key_node"], ascending=[True, True, False, True])
+    return out.drop(columns="_a").head(limit).reset_index(drop=True)
+
+
 REFS = {
     "top_edges": ref_top_edges, "like_to_like": ref_like_to_like, "distinct_positive_qk": ref_distinct_positive_qk,
     "attends_to": ref_attends_to, "writes": ref_writes, "two_step": ref_two_step,
     "recurring_features": ref_recurring_features, "hubs": ref_hubs, "tetrads": ref_tetrads,
     "connecting_heads": ref_connecting_heads, "cross_layer_paths": ref_cross_layer_paths, "recurring_hubs": ref_recurring_hubs,
 }
+# The attribution-graph queries: references over a graph's own tables, checked in tests/test_attribution.py.
+ATTRIBUTION_REFS = {"attribution_graphs": None, "link_heads": ref_link_heads, "attended_keys": ref_attended_keys}
 
 
 def normalised(df):

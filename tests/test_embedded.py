@@ -104,7 +104,7 @@ def test_keywords_in_strings_comments_and_names_are_fine(loaded):
     assert list(got.columns) == ["copy", "load"]
     assert got["copy"].tolist() == want["id"].tolist() and got["load"].tolist() == want["layer"].tolist()
     tables = run.query("CALL show_tables() RETURN name ORDER BY name")
-    assert tables["name"].tolist() == ["Degree", "Feature", "OV", "QK"]
+    assert tables["name"].tolist() == ["ATTRIBUTION", "AttributionGraph", "Degree", "Feature", "OF", "OV", "PromptNode", "QK"]
 
 
 def test_a_parameter_used_but_not_given_is_an_error(loaded, tmp_path):

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-from graph_refs import REFS, edges_of, ref_cross_layer_paths, ref_recurring_features, ref_recurring_hubs, ref_tetrads, ref_top_edges
+from graph_refs import ATTRIBUTION_REFS, REFS, edges_of, ref_cross_layer_paths, ref_recurring_features, ref_recurring_hubs, ref_tetrads, ref_top_edges
 from graph_refs import assert_same as _assert_same
 
 import featgraph as fg_api
@@ -68,7 +68,7 @@ def _multi_cases(run):
 
 
 def test_library_covers_every_reference():
-    assert set(library.library()) == set(REFS)
+    assert set(library.library()) == set(REFS) | set(ATTRIBUTION_REFS)
     for q in library.library().values():
         assert q.description and all(p.doc for p in q.params), q.name
         # every column aliased (or a bare variable), so both stores name it alike whatever their expression names

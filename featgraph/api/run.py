@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarnin
 from featgraph.runs import rundir
 from featgraph.runs.files import check_output_file, write_frame
 from featgraph.runs.manifest import Manifest
+
+if TYPE_CHECKING:
+    from featgraph.graph.rows import GraphFiles
 
 
 def _required_circuit(circuit: str) -> str:
@@ -86,6 +89,14 @@ class Run:
     @property
     def layers(self) -> list[int]:
         return sorted(int(x) for x in self.edge_table["layer"].unique())
+
+    @property
+    def graphs(self) -> list[GraphFiles]:
+        """The attribution graphs imported into this run (`featgraph import GRAPH.json --out RUN`), by id."""
+        from featgraph.graph.rows import GraphFiles
+        from featgraph.runs.graphs import list_graphs
+
+        return [GraphFiles(g.id, g.info, g.nodes_path, g.links_path) for g in list_graphs(self.path)]
 
     @property
     def is_atlas(self) -> bool:
@@ -261,7 +272,8 @@ class Run:
         one = self._layer(layer, needed=head is not None)
         e = head_circuit(self.edge_table, head, circuit_param(circuit), layer=one)
         ids = set(e["src"]) | set(e["dst"])
-        return to_networkx(e, self.features[self.features["id"].isin(ids)], self.run_id)
+        whole = head is None and circuit is None and layer is None  # the whole run holds its attribution graphs too
+        return to_networkx(e, self.features[self.features["id"].isin(ids)], self.run_id, self.graphs if whole else ())
 
     def load(self, neo4j: bool = False, name: str | None = None, progress: ProgressFactory | None = None) -> dict[str, int]:
         """Load into the run's embedded store (default) or Neo4j (NEO4J_* environment); re-loading replaces.
@@ -275,14 +287,14 @@ class Run:
             advance = (progress or no_progress)("Neo4j load", len(self.edge_table))
             settings = Neo4jSettings.from_env()
             with Neo4jStore(settings) as store:
-                counts = store.load(self.edge_table, self.features, run, advance)
+                counts = store.load(self.edge_table, self.features, run, advance, graphs=self.graphs)
             if self.path is not None:  # so `label` can say this copy goes stale
                 rundir.record_store(self.path, rundir.read_manifest(self.path), "neo4j", {
                     "uri": redact(settings.uri), "database": settings.database, "run": run, "loaded": rundir.now()})
             return counts
         from featgraph.graph import embedded
 
-        return embedded.load(self._directory("the embedded store"), self.edge_table, self.features, run)
+        return embedded.load(self._directory("the embedded store"), self.edge_table, self.features, run, self.graphs)
 
     def query(self, query: str | Path, *, neo4j: bool = False, write: bool = False, **params: Any) -> pd.DataFrame:
         """Run a library query by name (`top_edges`), a .cypher file, or literal Cypher, with `params`.

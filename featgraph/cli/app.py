@@ -66,7 +66,7 @@ class _Guarded(TyperGroup):
                 raise typer.Exit(1) from None
 
 
-_EXTRAS = {"transformers": "validate"}  # optional packages and the pyproject extra that installs each
+_EXTRAS = {"transformers": "validate", "ijson": "attribution"}  # optional packages and the pyproject extra that installs each
 
 
 def _is_usage_error(e: Exception) -> bool:
@@ -276,13 +276,38 @@ def labels_cmd(
     typer.echo(counts.describe())
 
 
-@app.command("import", epilog="Example: featgraph import my_edges.csv --out exports/mine")
+@app.command("import", epilog="Examples: featgraph import my_edges.csv --out exports/mine\n\n"
+             "featgraph import dallas.json --out exports/layer13 --source-set gemmascope-transcoder-16k   (an attribution graph "
+             "beside the run's edges; then featgraph load exports/layer13)")
 def import_cmd(
-    edge_file: Path = typer.Argument(..., help="Edge table (.parquet or .csv) in featgraph's schema.", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Run directory to create.", show_default=False),
+    edge_file: Path = typer.Argument(..., help="Edge table (.parquet or .csv) in featgraph's schema, or an attribution graph "
+                                     "(circuit-tracer / Neuronpedia graph JSON, .json or .json.gz).", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Run directory to create; for a graph, an existing run to add it to.", show_default=False),
     force: ForceOpt = False,
+    source_set: Optional[str] = typer.Option(None, "--source-set", help="Graph: Neuronpedia source set of its transcoder features "
+                                             "(e.g. gemmascope-transcoder-16k) [default: the file's feature_details].", show_default=False),
+    lorsa_source_set: Optional[str] = typer.Option(None, "--lorsa-source-set", help="Graph: source set of its Lorsa (attention) "
+                                                   "features.", show_default=False),
+    model_id: Optional[str] = typer.Option(None, "--model-id", help="Graph: Neuronpedia model id of its features [default: "
+                                           "metadata.scan].", show_default=False),
 ):
-    """Make a run directory from an edge table computed elsewhere."""
+    """Make a run directory from an edge table computed elsewhere, or add an attribution graph to a run."""
+    name = edge_file.name.lower()
+    if name.endswith((".json", ".json.gz")):
+        from featgraph.api.attribution import import_graph
+
+        if force:
+            from featgraph.errors import BadInput
+
+            raise BadInput("--force does not apply to a graph: each import adds a new graph beside the others")
+        g = import_graph(edge_file, out, model_id=model_id, source_set=source_set, lorsa_source_set=lorsa_source_set)
+        typer.echo(f"imported graph {g.id} ({g.nodes} nodes, {g.links} links) into {g.run}; "
+                   f"load it with `featgraph load {g.run}`")
+        return
+    if source_set or lorsa_source_set or model_id:
+        from featgraph.errors import BadInput
+
+        raise BadInput("--source-set, --lorsa-source-set and --model-id apply to an attribution graph (.json), not an edge table")
     from featgraph.api.run import import_edges
 
     typer.echo(f"wrote {import_edges(edge_file, out, force).path}")

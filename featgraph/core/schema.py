@@ -144,3 +144,12 @@ def rank_edges(edges: pd.DataFrame) -> pd.DataFrame:
                       ascending=[True, True, True, False, True, True], kind="stable")
     e["rank"] = e.groupby(["layer", "head", "circuit"]).cumcount() + 1
     return e.drop(columns="_abs").reset_index(drop=True)
+
+# Attribution graphs (circuit-tracer / Neuronpedia graph JSON): an imported graph's nodes.parquet and links.parquet
+# (docs/graph.md, "Attribution graphs"), typed in the stores' vocabulary. Links name their ends by node_id.
+ATTRIBUTION_NODE_COLUMNS: dict[str, str] = {
+    "node_id": "STRING", "kind": "STRING", "feature_type": "STRING", "layer": "INT64", "ctx_idx": "INT64",
+    "feature": "INT64", "feature_index": "INT64", "feature_id": "STRING", "activation": "DOUBLE", "influence": "DOUBLE",
+    "clerp": "STRING", "token": "STRING", "token_prob": "DOUBLE", "is_target_logit": "BOOL", "qk_tracing_results": "STRING",
+}
+ATTRIBUTION_LINK_COLUMNS: dict[str, str] = {"source": "STRING", "target": "STRING", "weight": "DOUBLE"}

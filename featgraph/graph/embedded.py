@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -18,14 +19,26 @@ from featgraph.errors import BadInput, FeatgraphError, MissingValue
 from featgraph.graph.rows import (
     DEGREE_LABEL,
     DEGREE_PROPS,
+    GRAPH_LABEL,
+    GRAPH_PROPS,
+    LINK_PROPS,
+    LINK_TYPE,
     NODE_LABEL,
     NODE_PROPS,
+    OF_TYPE,
+    PROMPT_LABEL,
+    PROMPT_PROPS,
     REL_TYPES,
     STORE_REL_PROPS,
+    GraphFiles,
     degree_table,
+    graph_table,
     node_table,
+    of_table,
     path_ranks,
+    prompt_node_table,
     store_rel_table,
+    with_graph_features,
 )
 from featgraph.graph.tokens import Token, parameters, return_items, tokenize
 from featgraph.runs.files import DB_NAME
@@ -49,8 +62,9 @@ _CALLABLE = frozenset([
 ])
 
 
-def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str) -> dict[str, int]:
-    """(Re)build the embedded graph in `directory` (a run directory) from its tables; returns counts.
+def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str, graphs: Sequence[GraphFiles] = ()) -> dict[str, int]:
+    """(Re)build the embedded graph in `directory` (a run directory) from its tables and attribution graphs; returns
+    counts.
 
     One load at a time per directory (a lock file); leftovers of a killed load are removed first.
     """
@@ -76,7 +90,9 @@ def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str)
                 conn.execute(f"CREATE REL TABLE {rel}(FROM {NODE_LABEL} TO {NODE_LABEL}, {rprops})")
             dprops = ", ".join(f"{k} {t}" for k, t in DEGREE_PROPS.items())
             conn.execute(f"CREATE NODE TABLE {DEGREE_LABEL}({dprops}, PRIMARY KEY(key))")
-            nodes = node_table(features)
+            _create_graph_tables(conn)
+            graph_nodes = {g.id: g.nodes() for g in graphs}
+            nodes = node_table(with_graph_features(features, list(graph_nodes.values())))
             _copy(conn, NODE_LABEL, nodes)
             counts = {"nodes": nodes.num_rows}
             ranks = path_ranks(edges)
@@ -88,6 +104,8 @@ def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str)
             degrees = degree_table(edges, run)
             if degrees.num_rows:
                 _copy(conn, DEGREE_LABEL, degrees)
+            if graphs:
+                counts |= _copy_graphs(conn, graphs, graph_nodes)
             conn.close()
             db.close()
             fresh = {p.name for p in tmpdir.iterdir()}
@@ -101,6 +119,41 @@ def load(directory: Path, edges: pd.DataFrame, features: pd.DataFrame, run: str)
     finally:
         os.close(lock)
     return counts
+
+
+def _create_graph_tables(conn) -> None:
+    """The attribution-graph tables (rows.py), made in every store so the library's queries run on any run."""
+    def props(p: dict) -> str:
+        return ", ".join(f"{k} {t}" for k, t in p.items())
+
+    conn.execute(f"CREATE NODE TABLE {GRAPH_LABEL}({props(GRAPH_PROPS)}, PRIMARY KEY(id))")
+    conn.execute(f"CREATE NODE TABLE {PROMPT_LABEL}({props(PROMPT_PROPS)}, PRIMARY KEY(key))")
+    conn.execute(f"CREATE REL TABLE {LINK_TYPE}(FROM {PROMPT_LABEL} TO {PROMPT_LABEL}, {props(LINK_PROPS)})")
+    conn.execute(f"CREATE REL TABLE {OF_TYPE}(FROM {PROMPT_LABEL} TO {NODE_LABEL})")
+
+
+def _copy_graphs(conn, graphs: Sequence[GraphFiles], graph_nodes: dict) -> dict[str, int]:
+    """Copy each graph's row, prompt nodes, OF ties and links; the links straight from their Parquet file, the
+    prompt-node keys made by the engine as it reads (the file is never held in memory)."""
+    _copy(conn, GRAPH_LABEL, graph_table([{**g.info, "id": g.id} for g in graphs]))
+    counts = {"graphs": len(graphs), "prompt_nodes": 0, "links": 0}
+    for g in graphs:
+        nodes = graph_nodes[g.id]
+        _copy(conn, PROMPT_LABEL, prompt_node_table(nodes, g.id))
+        of = of_table(nodes, g.id)
+        if of.num_rows:
+            _copy(conn, OF_TYPE, of)
+        if int(g.info.get("links", 1)):
+            conn.execute(f"COPY {LINK_TYPE} FROM (LOAD FROM {_literal(g.links_path)} "
+                         "RETURN concat($graph, '/', source), concat($graph, '/', target), $graph, weight)", {"graph": g.id})
+        counts["prompt_nodes"] += nodes.num_rows
+        counts["links"] += int(g.info.get("links", 0))
+    return counts
+
+
+def _literal(path: Path) -> str:
+    """A path as a Cypher string literal (backslash escapes)."""
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _copy(conn, table: str, rows) -> None:

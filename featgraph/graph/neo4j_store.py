@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,23 @@ import pandas as pd
 
 from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.graph import library
-from featgraph.graph.rows import DEGREE_PROPS, NODE_PROPS, REL_TYPES, STORE_REL_PROPS, degree_table, node_table, path_ranks, store_rel_table
+from featgraph.graph.rows import (
+    DEGREE_PROPS,
+    GRAPH_PROPS,
+    NODE_PROPS,
+    REL_TYPES,
+    STORE_REL_PROPS,
+    GraphFiles,
+    degree_table,
+    graph_table,
+    link_batches,
+    node_table,
+    of_table,
+    path_ranks,
+    prompt_node_table,
+    store_rel_table,
+    with_graph_features,
+)
 from featgraph.runs.files import staged_dir
 
 BATCH = 50_000  # rows per transaction; measured faster than 10k on a 2-core machine
@@ -100,11 +116,14 @@ class Neo4jStore:
         return self._driver.session(database=self.settings.database, default_access_mode=READ_ACCESS if read else WRITE_ACCESS)
 
     def load(self, edges: pd.DataFrame, features: pd.DataFrame, run: str,
-             progress: Callable[[int], None] | None = None) -> dict[str, int]:
+             progress: Callable[[int], None] | None = None, graphs: Sequence[GraphFiles] = ()) -> dict[str, int]:
         """Upsert features, replace the edges and Degree rows of run `run` (its id); safe to re-run, and to run
         twice at once. A re-load of the same edges that the store still holds as they were written rewrites
-        only the features (their labels may have changed)."""
+        only the features (their labels may have changed). Each attribution graph's nodes and links are replaced
+        (by the graph's id), its feature nodes tied to the Features."""
         batch = self.settings.batch
+        graph_nodes = {g.id: g.nodes() for g in graphs}
+        features = with_graph_features(features, list(graph_nodes.values()))
         ranks = path_ranks(edges)
         rels = {rel: store_rel_table(edges, rel, run, ranks) for rel in REL_TYPES}
         degrees = degree_table(edges, run)
@@ -125,6 +144,10 @@ class Neo4jStore:
                 s.execute_write(lambda tx: tx.run(library.internal("neo4j_run_complete"), run=run, features=counts["nodes"],
                                                   QK=counts["QK"], OV=counts["OV"], degrees=degrees.num_rows,
                                                   fingerprint=fingerprint).consume())
+                for g in graphs:
+                    counts["links"] = counts.get("links", 0) + self._write_graph(s, g, graph_nodes[g.id], element, batch)
+                if graphs:
+                    counts["graphs"] = len(graphs)
             # Outside the lock: creating an index waits for open transactions, and a second load of this run
             # holds one open while it waits for the lock.
             _schema(s, "neo4j_indexes")
@@ -162,6 +185,35 @@ class Neo4jStore:
         for b in degrees.to_batches(batch):
             cols = b.drop_columns(["run"]).to_pydict() | {"run": run}
             s.execute_write(lambda tx, c=cols: tx.run(write_degrees, c).consume())
+
+    @staticmethod
+    def _write_graph(s, g: GraphFiles, nodes, element: dict[str, str], batch: int) -> int:
+        """Replace attribution graph g: its node (status 'loading' until the end), prompt nodes, OF ties, links."""
+        props = {k: v for k, v in graph_table([{**g.info, "id": g.id}]).to_pylist()[0].items() if k in GRAPH_PROPS and k != "id"}
+        s.execute_write(lambda tx: tx.run(library.internal("neo4j_graph_loading"), id=g.id, props=props).consume())
+        for name in ("neo4j_graph_delete_links", "neo4j_graph_delete_nodes"):
+            s.run(library.internal(name), graph=g.id).consume()
+        prompt: dict[str, str] = {}
+        rows = prompt_node_table(nodes, g.id)
+        for b in rows.to_batches(batch):
+            maps = [{k: v for k, v in r.items() if v is not None} for r in b.to_pylist()]
+            prompt.update(s.execute_write(lambda tx, m=maps: [tuple(r.values()) for r in tx.run(library.internal("neo4j_prompt_nodes"), rows=m)]))
+        of = of_table(nodes, g.id)
+        for b in of.to_batches(batch):
+            c = {"src": [prompt[k] for k in b.column("src").to_pylist()], "dst": [element[f] for f in b.column("dst").to_pylist()]}
+            s.execute_write(lambda tx, c=c: tx.run(library.internal("neo4j_of"), c).consume())
+        n = 0
+        create = library.internal("neo4j_attribution_links")
+        for b in link_batches(g.links_path, g.id, batch):
+            c = {"src": [prompt[k] for k in b.column("src").to_pylist()], "dst": [prompt[k] for k in b.column("dst").to_pylist()],
+                 "weight": b.column("weight").to_pylist(), "graph": g.id}
+            made = s.execute_write(lambda tx, c=c: tx.run(create, c).consume().counters.relationships_created)
+            if made != b.num_rows:
+                raise FeatgraphError(f"the Neo4j load of attribution graph {g.id} wrote {made} of a batch of {b.num_rows} links: "
+                                     "a prompt node was deleted during the load; re-run `featgraph load RUN --neo4j`")
+            n += made
+        s.execute_write(lambda tx: tx.run(library.internal("neo4j_graph_complete"), id=g.id).consume())
+        return n
 
     @contextmanager
     def _run_lock(self, run: str) -> Iterator[None]:

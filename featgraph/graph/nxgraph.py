@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from featgraph.graph.rows import NODE_PROPS, REL_PROPS, REL_TYPES, node_rows, rel_rows
+from featgraph.graph.rows import (
+    LINK_TYPE,
+    NODE_PROPS,
+    OF_TYPE,
+    PROMPT_LABEL,
+    REL_PROPS,
+    REL_TYPES,
+    GraphFiles,
+    link_batches,
+    node_rows,
+    of_table,
+    prompt_node_table,
+    rel_rows,
+    with_graph_features,
+)
 from featgraph.runs.files import staged_file
 
 
-def to_networkx(edges: pd.DataFrame, features: pd.DataFrame, run: str):
+def to_networkx(edges: pd.DataFrame, features: pd.DataFrame, run: str, graphs: Sequence[GraphFiles] = ()):
     """MultiDiGraph: nodes keyed by feature id (a missing description is None); edges keyed
     `CIRCUIT/L{layer}/h{head}/r{rank}` (e.g. `QK/L13/h0/r17`), unique in the graph, type in `circuit`.
 
     The key is also the edge's GraphML id, and readers such as Gephi keep one edge per id, so it must
     be unique across the whole graph: a table made elsewhere that repeats a rank gets `/2`, `/3`, …
     on the repeats.
+
+    Attribution `graphs` add their prompt nodes, keyed `graph/node_id` with `label` "PromptNode" (a missing
+    property is left out), their links (`circuit` "ATTRIBUTION", keyed `ATTRIBUTION/graph/i`) and each feature
+    node's tie to its Feature (`circuit` "OF", keyed `OF/graph/node_id`); the graphs' features join the nodes.
     """
     import networkx as nx
 
     g = nx.MultiDiGraph(run=run)
+    graph_nodes = {gr.id: gr.nodes() for gr in graphs}
+    features = with_graph_features(features, list(graph_nodes.values()))
     nodes = node_rows(features)
     nodes = nodes.astype(object).where(nodes.notna(), None)
     for row in nodes.to_dict("records"):
@@ -34,7 +55,21 @@ def to_networkx(edges: pd.DataFrame, features: pd.DataFrame, run: str):
             if seen[key] > 1:
                 key = f"{key}/{seen[key]}"
             g.add_edge(row["src"], row["dst"], key=key, **{k: row[k] for k in REL_PROPS})
+    for gr in graphs:
+        _add_attribution(g, gr, graph_nodes[gr.id])
     return g
+
+
+def _add_attribution(g, gr: GraphFiles, nodes) -> None:
+    for row in prompt_node_table(nodes, gr.id).to_pylist():
+        g.add_node(row.pop("key"), label=PROMPT_LABEL, **{k: v for k, v in row.items() if v is not None})
+    for row in of_table(nodes, gr.id).to_pylist():
+        g.add_edge(row["src"], row["dst"], key=f"{OF_TYPE}/{row['src']}", circuit=OF_TYPE, graph=gr.id)
+    i = 0
+    for batch in link_batches(gr.links_path, gr.id):
+        for s, d, w in zip(batch.column("src").to_pylist(), batch.column("dst").to_pylist(), batch.column("weight").to_pylist()):
+            g.add_edge(s, d, key=f"{LINK_TYPE}/{gr.id}/{i}", circuit=LINK_TYPE, graph=gr.id, weight=w)
+            i += 1
 
 
 def write_graphml(g, out: Path) -> Path:

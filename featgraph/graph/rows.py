@@ -20,11 +20,22 @@ reads instead of scanning every edge, derived from the run's edges at load time:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from featgraph.core.schema import CIRCUITS, GRAPH_FEATURE_INDEX
+from featgraph.core.schema import (
+    ATTRIBUTION_NODE_COLUMNS,
+    CIRCUITS,
+    FEATURE_COLUMNS,
+    GRAPH_FEATURE_INDEX,
+    feature_url,
+    parse_feature_id,
+    source_layer,
+)
 
 NODE_LABEL = "Feature"
 NODE_PROPS = {"id": "STRING", "sae": "STRING", "layer": "INT64", GRAPH_FEATURE_INDEX: "INT64",
@@ -122,3 +133,97 @@ def _ranked(frame: pd.DataFrame, names: np.ndarray, keys: list[str]) -> pd.DataF
     frame = frame.assign(feature=names[frame["f"].to_numpy()])
     frame = frame.sort_values(["layer", *keys, "feature"], ascending=[True] + [False] * len(keys) + [True], kind="stable")
     return frame.assign(rank=frame.groupby("layer").cumcount() + 1)
+
+
+# ---------------------------------------------------------------- attribution graphs (docs/graph.md, "Attribution graphs")
+# An imported graph is `(:AttributionGraph)`; its nodes `(:PromptNode)` (a feature at a position, an error, an embedding,
+# a logit) keyed `graph/node_id`; its links `(:PromptNode)-[:ATTRIBUTION {graph, weight}]->(:PromptNode)`; each feature
+# node `(:PromptNode)-[:OF]->(:Feature {id})`, the node featgraph's QK/OV edges use. The prompt nodes' properties are
+# the columns of the graph's nodes.parquet (core/schema.py) plus `key` and `graph`.
+GRAPH_LABEL = "AttributionGraph"
+GRAPH_PROPS = {"id": "STRING", "slug": "STRING", "scan": "STRING", "model_id": "STRING", "source_set": "STRING",
+               "lorsa_source_set": "STRING", "prompt": "STRING", "prompt_tokens": "STRING[]", "schema_version": "INT64",
+               "nodes": "INT64", "links": "INT64", "sha256": "STRING", "file": "STRING", "imported": "STRING"}
+PROMPT_LABEL = "PromptNode"
+PROMPT_PROPS = {"key": "STRING", "graph": "STRING"} | ATTRIBUTION_NODE_COLUMNS
+LINK_TYPE = "ATTRIBUTION"
+LINK_PROPS = {"graph": "STRING", "weight": "DOUBLE"}
+OF_TYPE = "OF"  # (:PromptNode)-[:OF]->(:Feature): no properties
+_ARROW_ALL = _ARROW | {"BOOL": pa.bool_(), "STRING[]": pa.list_(pa.string())}
+
+
+
+@dataclass(frozen=True)
+class GraphFiles:
+    """An imported attribution graph as the stores take it: its id, its graph.json contents and its Parquet files
+    (nodes: ATTRIBUTION_NODE_COLUMNS, links: ATTRIBUTION_LINK_COLUMNS)."""
+
+    id: str
+    info: dict
+    nodes_path: Path
+    links_path: Path
+
+    def nodes(self) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self.nodes_path)
+
+
+def graph_table(infos: list[dict]) -> pa.Table:
+    """One row per imported graph (GRAPH_PROPS) from their graph.json contents."""
+    return pa.table({k: pa.array([i.get(k) if k != "prompt_tokens" else list(i.get(k) or []) for i in infos], type=_ARROW_ALL[t])
+                     for k, t in GRAPH_PROPS.items()})
+
+
+def prompt_node_table(nodes: pa.Table, graph: str) -> pa.Table:
+    """A graph's nodes.parquet as PROMPT_PROPS rows: `key` = `graph/node_id`, `graph` = the graph's id."""
+    import pyarrow.compute as pc
+
+    key = pc.binary_join_element_wise(pa.repeat(graph, nodes.num_rows), nodes.column("node_id"), "/")
+    cols = {"key": key, "graph": pa.repeat(graph, nodes.num_rows).cast(pa.string())}
+    return pa.table(cols | {k: nodes.column(k) for k in ATTRIBUTION_NODE_COLUMNS})
+
+
+def link_batches(links_path, graph: str, batch: int = 1_000_000):
+    """A graph's links.parquet as ATTRIBUTION rows, `src`, `dst` (prompt-node keys), then LINK_PROPS, a batch at a time."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    for b in pq.ParquetFile(links_path).iter_batches(batch_size=batch):
+        g = pa.repeat(graph, b.num_rows).cast(pa.string())
+        yield pa.table({"src": pc.binary_join_element_wise(g, b.column("source"), "/"),
+                        "dst": pc.binary_join_element_wise(g, b.column("target"), "/"), "graph": g, "weight": b.column("weight")})
+
+
+def of_table(nodes: pa.Table, graph: str) -> pa.Table:
+    """OF rows `src` (prompt-node key), `dst` (feature id) for the graph's feature nodes."""
+    import pyarrow.compute as pc
+
+    f = nodes.filter(pc.is_valid(nodes.column("feature_id")))
+    return pa.table({"src": pc.binary_join_element_wise(pa.repeat(graph, f.num_rows).cast(pa.string()), f.column("node_id"), "/"),
+                     "dst": f.column("feature_id")})
+
+
+def graph_features(nodes: pa.Table) -> pd.DataFrame:
+    """The Feature rows (FEATURE_COLUMNS of core/schema.py: id, sae, layer, index, description, url) of a graph's
+    feature nodes, one per feature id; `sae` is the id's source (`{layer}-{source set}`)."""
+    ids = pd.unique(nodes.column("feature_id").drop_null().to_pandas())
+    rows = []
+    for fid in ids:
+        _, source, index = parse_feature_id(fid)
+        layer = source_layer(source)
+        rows.append({"id": fid, "sae": source, "layer": -1 if layer is None else layer, "index": index, "description": None, "url": feature_url(fid)})
+    return pd.DataFrame(rows, columns=list(FEATURE_COLUMNS))
+
+
+def with_graph_features(features: pd.DataFrame, graph_nodes: list[pa.Table]) -> pd.DataFrame:
+    """The run's features plus those of its graphs' feature nodes that the run lacks (the run's rows win)."""
+    extra = [graph_features(n) for n in graph_nodes]
+    extra = [e for e in extra if len(e)]
+    if not extra:
+        return features
+    more = pd.concat(extra, ignore_index=True).drop_duplicates("id")
+    more = more[~more["id"].isin(features["id"])]
+    if more.empty:
+        return features
+    return pd.concat([features, more.astype(features.dtypes.to_dict())], ignore_index=True)

@@ -31,7 +31,7 @@ MARKER = ".featgraph"
 DB_NAME = "graph.lbdb"  # the embedded store inside a run directory
 # The files a run directory owns; no output may be written over them.
 RUN_FILES = frozenset({"edges.parquet", "features.parquet", "manifest.json", "edges.csv", "tetrads.parquet",
-                       "validation.parquet", DB_NAME, MARKER})
+                       "validation.parquet", DB_NAME, MARKER, "attribution"})
 
 
 def _umask() -> int:

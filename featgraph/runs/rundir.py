@@ -29,6 +29,7 @@ from featgraph.core.schema import (
 )
 from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.runs.files import sha256, staged_dir, staged_file, write_text
+from featgraph.runs.graphs import GRAPHS_DIR
 from featgraph.runs.manifest import Manifest, new_run_id
 
 EDGES = "edges.parquet"
@@ -162,7 +163,7 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
     missing = [c for c in EDGE_REQUIRED if c not in edges.columns]
     if missing:
         raise BadInput(f"{path / EDGES} lacks column(s) {', '.join(missing)}: re-create the run with `featgraph extract`")
-    if edges.empty:
+    if edges.empty and not (path / GRAPHS_DIR).is_dir():  # a run made by importing an attribution graph has none
         raise BadInput(f"{path} has no edges: re-run extract with a lower --min-abs or a larger --top-k")
     return Tables(path, edges, features, manifest)
 

@@ -1,0 +1,93 @@
+"""Benchmark `featgraph import GRAPH.json` on a large synthetic attribution graph (issue 19), and the embedded load.
+
+A graph in the real schema, laid out as circuit-tracer 0.5.0 writes it (indent 2: about 110 bytes a link), of
+--gb gigabytes (or --links links): --features feature nodes at random (layer, index, position) over 26 layers
+and --positions tokens, one embedding per position, links between random nodes. It is written as a stream
+(tests/attribution_files.py's write_large). Then, each in a fresh subprocess so its peak RSS is its own:
+
+- `featgraph import FILE --out RUN` (the streamed reader: wall time, peak RSS, MB/s of the file);
+- with --load, `featgraph load RUN` (the embedded store: the links copied from Parquet by the engine).
+
+Counts are checked against what was written. Usage:
+    python bench/attribution.py [--gb 2] [--links N] [--features 10000] [--gz] [--load] [--work DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+BYTES_PER_LINK = 127  # write_large's layout (indent 2) with 10,000 feature nodes: 0.0254 GB for 200,000 links
+
+
+def _timed(code: str) -> dict:
+    """Run Python `code` in a fresh interpreter; its wall time and peak RSS (MiB)."""
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"failed:\n{p.stderr[-3000:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    return out | {"wall_s": wall}
+
+
+_PEAK = "import resource, json; peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gb", type=float, default=2.0, help="file size in GB (10^9 bytes) [2]")
+    ap.add_argument("--links", type=int, default=None, help="links (overrides --gb)")
+    ap.add_argument("--features", type=int, default=10_000, help="feature nodes [10000]")
+    ap.add_argument("--positions", type=int, default=40, help="prompt tokens [40]")
+    ap.add_argument("--gz", action="store_true", help="write the file gzipped")
+    ap.add_argument("--load", action="store_true", help="also time `featgraph load` (embedded store)")
+    ap.add_argument("--work", type=Path, default=None, help="folder for the file and the run [a temporary one]")
+    ap.add_argument("--keep", action="store_true", help="keep the file and the run")
+    a = ap.parse_args()
+
+    from attribution_files import write_large
+
+    work = Path(a.work or tempfile.mkdtemp(prefix="featgraph-bench-attribution-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    n_links = a.links or int(a.gb * 1e9 / BYTES_PER_LINK)
+    path = work / ("graph.json.gz" if a.gz else "graph.json")
+    try:
+        t0 = time.perf_counter()
+        counts = write_large(path, n_links, n_pos=a.positions, n_features=a.features, gz=a.gz)
+        size = path.stat().st_size
+        print(f"wrote {path.name}: {size / 1e9:.3f} GB, {counts['nodes']:,} nodes, {counts['links']:,} links "
+              f"in {time.perf_counter() - t0:.0f} s")
+        run = work / "run"
+        shutil.rmtree(run, ignore_errors=True)
+        r = _timed(f"from featgraph.api.attribution import import_graph\n"
+                   f"g = import_graph({str(path)!r}, {str(run)!r})\n"
+                   f"{_PEAK}\nprint(json.dumps({{'nodes': g.nodes, 'links': g.links, 'peak_mib': peak}}))")
+        assert (r["nodes"], r["links"]) == (counts["nodes"], counts["links"]), (r, counts)
+        print(f"import: {r['wall_s']:.1f} s ({size / 1e6 / r['wall_s']:.1f} MB/s of the file), peak RSS {r['peak_mib']:.0f} MiB, "
+              f"{r['nodes']:,} nodes and {r['links']:,} links as written")
+        if a.load:
+            r = _timed(f"from featgraph.api.run import open_run\n"
+                       f"c = open_run({str(run)!r}).load()\n"
+                       f"{_PEAK}\nprint(json.dumps(c | {{'peak_mib': peak}}))")
+            assert r["links"] == counts["links"], r
+            print(f"load (embedded): {r['wall_s']:.1f} s, peak RSS {r['peak_mib']:.0f} MiB, {r['prompt_nodes']:,} prompt nodes, "
+                  f"{r['links']:,} links")
+        print(f"this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    finally:
+        if not a.keep and a.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

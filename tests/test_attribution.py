@@ -1,0 +1,390 @@
+"""Attribution graphs (circuit-tracer / Neuronpedia graph JSON) imported beside a run's QK/OV edges: the streaming
+reader against the file, bad files as one-line errors with nothing written, several graphs per run, the stores'
+rows and the joined queries against a pandas reference, and files written by circuit-tracer's own writer checked
+against Neuronpedia's published schema (tests/data/neuronpedia-schema/graph-schema.json)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from attribution_files import cantor, graph_dict, write
+from graph_refs import ref_attended_keys, ref_link_heads
+
+from helpers import DATA, fg
+
+pytest.importorskip("ijson", reason="the attribution reader needs ijson: pip install 'featgraph[attribution]'")
+
+SCHEMA = DATA / "neuronpedia-schema" / "graph-schema.json"
+
+
+def _digests(d):
+    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _schema_errors(doc):
+    import jsonschema
+
+    v = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in v.iter_errors(doc)]
+
+
+def _import(tmp_path, graph, name="g.json", out=None, *args, gz=False):
+    path = write(tmp_path / name, graph, gz=gz)
+    out = out or tmp_path / "run"
+    return fg("import", path, "--out", out, *args), out
+
+
+# ---------------------------------------------------------------- the reader against the file
+
+def test_cantor_decoding_inverts_the_pairing():
+    from featgraph.load.attribution import cantor_pair, cantor_unpair
+
+    for layer in range(0, 42):
+        for index in (0, 1, 2, 7, 255, 16383, 65535, 262143, 10**9):
+            z = cantor_pair(layer, index)
+            assert z == cantor(layer, index)
+            assert cantor_unpair(z) == (layer, index)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_import_reads_the_whole_graph(tmp_path, gz):
+    g = graph_dict()
+    assert _schema_errors(g) == []
+    r, out = _import(tmp_path, g, "g.json.gz" if gz else "g.json", gz=gz)
+    assert r.exit_code == 0, r.output
+    from featgraph.runs.graphs import list_graphs
+
+    (stored,) = list_graphs(out)
+    nodes = pq.read_table(stored.nodes_path).to_pandas()
+    links = pq.read_table(stored.links_path).to_pandas()
+    assert list(nodes["node_id"]) == [n["node_id"] for n in g["nodes"]]
+    assert list(links["source"]) == [x["source"] for x in g["links"]]
+    assert list(links["target"]) == [x["target"] for x in g["links"]]
+    np.testing.assert_array_equal(links["weight"].to_numpy(), [x["weight"] for x in g["links"]])
+    info = stored.info
+    assert (info["nodes"], info["links"]) == (len(g["nodes"]), len(g["links"]))
+    assert info["prompt"] == g["metadata"]["prompt"] and info["prompt_tokens"] == g["metadata"]["prompt_tokens"]
+    assert info["scan"] == "gemma-2-2b" and info["source_set"] == "gemmascope-transcoder-16k" and info["slug"] == "tiny"
+    assert info["kinds"] == {"feature": 4, "error": 3, "embedding": 4, "logit": 1}
+    assert info["sha256"] == hashlib.sha256((tmp_path / ("g.json.gz" if gz else "g.json")).read_bytes()).hexdigest()
+    feats = nodes[nodes["kind"] == "feature"]
+    assert list(feats["feature_index"]) == [5, 7, 9, 5]
+    assert list(feats["feature_id"]) == [f"gemma-2-2b/{L}-gemmascope-transcoder-16k/{i}" for L, i in ((0, 5), (1, 7), (2, 9), (1, 5))]
+    emb = nodes[nodes["kind"] == "embedding"]
+    assert list(emb["token"]) == g["metadata"]["prompt_tokens"] and emb["layer"].isna().all()
+    logit = nodes[nodes["kind"] == "logit"].iloc[0]
+    assert logit["is_target_logit"] and logit["token_prob"] == 0.7 and logit["clerp"] == 'Output " mat" (p=0.700)'
+    for col in ("activation", "influence"):
+        np.testing.assert_array_equal(nodes[col].to_numpy(dtype=float), [np.nan if n[col] is None else n[col] for n in g["nodes"]])
+
+
+def test_reader_streams_links_in_batches_and_parts_after_links(tmp_path):
+    """Links written in several row groups; metadata and nodes placed after the links (other writers) still read."""
+    from featgraph.load.attribution import read_graph
+
+    g = graph_dict()
+    reordered = {"links": g["links"], "qParams": g["qParams"], "nodes": g["nodes"], "metadata": g["metadata"]}
+    path = write(tmp_path / "late.json", reordered, indent=None)
+    out = tmp_path / "o"
+    out.mkdir()
+    info = read_graph(path, out, batch=5)
+    f = pq.ParquetFile(out / "links.parquet")
+    assert f.metadata.num_row_groups == -(-len(g["links"]) // 5)
+    assert info.links == len(g["links"]) and info.nodes == len(g["nodes"]) and info.prompt == g["metadata"]["prompt"]
+    assert f.read().column("weight").to_pylist() == [x["weight"] for x in g["links"]]
+
+
+def test_source_set_options_and_legacy_encoding(tmp_path):
+    """Without feature_details the source set is required (one line naming --source-set); --model-id renames the
+    model; a file without schema_version uses the older `{layer}{index:05d}` encoding."""
+    g = graph_dict(source_set=None)
+    r, out = _import(tmp_path, g)
+    assert r.exit_code == 2 and "--source-set is required" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not out.exists()
+    r, out = _import(tmp_path, g, "g.json", tmp_path / "run2", "--source-set", "clt-hp", "--model-id", "gemma-2-2b-x")
+    assert r.exit_code == 0, r.output
+    from featgraph.runs.graphs import list_graphs
+
+    nodes = pq.read_table(list_graphs(out)[0].nodes_path).to_pandas()
+    assert nodes["feature_id"].dropna().iloc[0] == "gemma-2-2b-x/0-clt-hp/5"
+    legacy = graph_dict()
+    del legacy["metadata"]["schema_version"]
+    for n in legacy["nodes"]:
+        if n["feature_type"] == "cross layer transcoder":
+            n["feature"] = int(f"{n['layer']}{int(n['node_id'].split('_')[1]):05d}")
+    r, out = _import(tmp_path, legacy, "legacy.json", tmp_path / "run3")
+    assert r.exit_code == 0, r.output
+    nodes = pq.read_table(list_graphs(out)[0].nodes_path).to_pandas()
+    assert list(nodes["feature_index"].dropna().astype(int)) == [5, 7, 9, 5]
+
+
+# ---------------------------------------------------------------- bad files
+
+def _bad_cases():
+    def node(i, **kw):
+        def f(g):
+            g["nodes"][i].update(kw)
+        return f
+
+    def link(i, **kw):
+        def f(g):
+            g["links"][i].update(kw)
+        return f
+
+    def drop(key):
+        def f(g):
+            del g[key]
+        return f
+
+    def put(key, value):
+        def f(g):
+            g[key] = value
+        return f
+
+    def dup(g):
+        g["nodes"][1]["node_id"] = g["nodes"][0]["node_id"]
+        g["links"] = [x for x in g["links"] if x["source"] != "1_7_2" and x["target"] != "1_7_2"]
+
+    return {
+        "unknown kind": (node(2, feature_type="attention head"), ["nodes[2] (node_id 2_9_3)", "unknown node kind", "'attention head'"]),
+        "ctx_idx string": (node(1, ctx_idx="2"), ["nodes[1] (node_id 1_7_2)", "ctx_idx must be a non-negative integer"]),
+        "layer bad": (node(0, layer="x"), ["nodes[0] (node_id 0_5_1)", "layer must be"]),
+        "feature float": (node(3, feature=2.5), ["nodes[3] (node_id 1_5_3)", "feature must be an integer"]),
+        "cantor mismatch": (node(0, feature=cantor(1, 5)), ["nodes[0] (node_id 0_5_1)", "decodes (Cantor pairing", "layer 1"]),
+        "activation string": (node(0, activation="high"), ["nodes[0] (node_id 0_5_1)", "activation must be a number"]),
+        "weight string": (link(3, weight="0.5"), ["links[3] (", "weight must be a number", "'0.5'"]),
+        "source missing": (link(0, source=None), ["links[0]", "source must be a node_id string"]),
+        "unknown end": (link(2, target="9_9_9"), ["links[2] (", "target 9_9_9 is not a node of the graph"]),
+        "duplicate node": (dup, ["nodes[1] (node_id 0_5_1) repeats the node_id of nodes[0]"]),
+        "no links": (drop("links"), ["has no links"]),
+        "no metadata": (drop("metadata"), ["has no metadata"]),
+        "nodes object": (put("nodes", {"a": 1}), ["nodes must be an array"]),
+        "links number": (put("links", 5), ["links must be an array"]),
+        "tokens not strings": (lambda g: g["metadata"].update(prompt_tokens=[1, 2]), ["metadata.prompt_tokens must be a list of strings"]),
+        "ctx past prompt": (node(0, ctx_idx=9), ["nodes[0] (node_id 0_5_1)", "ctx_idx 9 is past the prompt's 4 tokens"]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_cases()))
+def test_bad_file_is_one_line_naming_the_node_or_link_and_writes_nothing(tmp_path, case):
+    change, needles = _bad_cases()[case]
+    g = graph_dict()
+    change(g)
+    r, out = _import(tmp_path, g)
+    assert r.exit_code == 2, (r.output, r.stderr)
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    for n in needles:
+        assert n in r.stderr, (n, r.stderr)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.json"]  # no staged leftovers
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("cut", [0.3, 0.7, 0.999])
+def test_truncated_file_into_an_existing_run_changes_nothing(tmp_path, gz, cut):
+    good = write(tmp_path / "good.json", graph_dict(slug="first"))
+    run = tmp_path / "run"
+    assert fg("import", good, "--out", run).exit_code == 0
+    before = _digests(run)
+    raw = json.dumps(graph_dict(), indent=2).encode()
+    data = gzip.compress(raw) if gz else raw
+    bad = tmp_path / ("bad.json.gz" if gz else "bad.json")
+    bad.write_bytes(data[: int(len(data) * cut)])
+    r = fg("import", bad, "--out", run)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "truncated" in r.stderr and "nothing was imported" in r.stderr, r.stderr
+    assert _digests(run) == before
+    assert [p.name for p in (run / "attribution").iterdir() if p.name.startswith(".")] == []
+
+
+def test_several_graphs_per_run_each_its_own(tmp_path):
+    a = write(tmp_path / "a.json", graph_dict(slug="dallas"))
+    b = write(tmp_path / "b.json", graph_dict(slug="dallas", seed=3))
+    run = tmp_path / "run"
+    assert fg("import", a, "--out", run).exit_code == 0
+    first = _digests(run / "attribution")
+    r = fg("import", b, "--out", run)
+    assert r.exit_code == 0, r.output
+    from featgraph.runs.graphs import list_graphs
+
+    ids = [s.id for s in list_graphs(run)]
+    assert len(ids) == 2 and len(set(ids)) == 2 and all(i.startswith("dallas-") for i in ids)
+    after = _digests(run / "attribution")
+    assert all(after[k] == v for k, v in first.items())  # the first graph's files are untouched
+    assert fg("import", a, "--out", tmp_path / "a.json").exit_code == 2  # not a run: refused
+
+
+# ---------------------------------------------------------------- stores and queries
+
+A, B, C, D = (f"gemma-2-2b/{L}-gemmascope-transcoder-16k/{i}" for L, i in ((0, 5), (1, 7), (2, 9), (1, 5)))
+
+
+def _joined_run(tmp_path):
+    """A run of QK/OV edges between the tiny graph's transcoder features (and one the graph lacks), with the
+    graph imported into it."""
+    from featgraph.api.run import import_edges
+
+    E = "gemma-2-2b/1-gemmascope-transcoder-16k/99"
+    rows = [  # layer, head, circuit, src, dst, weight
+        (1, 0, "OV", A, B, 0.9), (1, 1, "OV", A, B, -0.4), (2, 0, "OV", A, C, 0.3), (2, 1, "OV", B, C, 1.2),
+        (2, 1, "OV", D, C, -2.0), (1, 0, "OV", A, D, 0.2), (3, 0, "OV", A, B, 5.0),  # layer 3 > B's layer: not a carrier
+        (2, 0, "QK", A, B, 0.7), (1, 0, "QK", A, B, 0.3),  # a head at B's own layer cannot read B: not an answer
+        (3, 0, "QK", B, C, 0.5), (3, 0, "QK", A, C, -0.6), (3, 2, "QK", A, C, 0.05), (2, 0, "QK", A, C, 0.9),
+        (3, 1, "QK", D, C, 0.1),  # D is at C's own position, not earlier
+        (3, 0, "QK", E, C, 0.8),  # E is not in the graph
+    ]
+    pd.DataFrame(rows, columns=["layer", "head", "circuit", "src", "dst", "weight"]).to_csv(tmp_path / "edges.csv", index=False)
+    run = import_edges(tmp_path / "edges.csv", tmp_path / "run")
+    g = graph_dict(links=[("0_5_1", "1_7_2", 0.5), ("0_5_1", "2_9_3", -0.25), ("1_7_2", "2_9_3", 1.5), ("1_5_3", "2_9_3", 0.75),
+                          ("0_5_1", "1_5_3", 0.1), ("E_100_0", "0_5_1", 2.0), ("2_9_3", "4_42_3", 3.0), ("0_1_3", "2_9_3", 0.2)])
+    write(tmp_path / "g.json", g)
+    r = fg("import", tmp_path / "g.json", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    return run.path, g
+
+
+def _check_queries(run, g, **store):
+    from featgraph.runs.graphs import list_graphs
+
+    (stored,) = list_graphs(run.path)
+    nodes = pq.read_table(stored.nodes_path).to_pandas()
+    links = pq.read_table(stored.links_path).to_pandas()
+    edges = run.edge_table
+    graphs = run.query("attribution_graphs", **store)
+    assert list(graphs["graph"]) == [stored.id] and int(graphs["links"][0]) == len(g["links"])
+    got = run.query("link_heads", graph=stored.id, **store)
+    want = ref_link_heads(nodes, links, edges)
+    assert len(want) == 5  # A->B (two heads at layer 1), A->C, B->C, D->C at layer 2; not layer 3
+    cols = list(want.columns)
+    pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want, check_dtype=False)
+    for node in ("2_9_3", "1_7_2", "0_5_1"):
+        got = run.query("attended_keys", graph=stored.id, node=node, **store)
+        want = ref_attended_keys(nodes, edges, node)
+        pd.testing.assert_frame_equal(got[list(want.columns)].reset_index(drop=True), want, check_dtype=False)
+    assert len(run.query("attended_keys", graph=stored.id, node="2_9_3", **store)) == 3
+    assert len(run.query("attended_keys", graph=stored.id, node="1_7_2", **store)) == 1
+    # every node and link, with its weight, and the features shared with the QK/OV edges
+    n = run.query("MATCH (p:PromptNode) RETURN p.node_id AS node_id, p.kind AS kind ORDER BY node_id", **store)
+    assert sorted(n["node_id"]) == sorted(x["node_id"] for x in g["nodes"])
+    w = run.query("MATCH (a:PromptNode)-[l:ATTRIBUTION]->(b:PromptNode) RETURN a.node_id AS s, b.node_id AS t, l.weight AS w", **store)
+    assert sorted(map(tuple, w.to_numpy().tolist())) == sorted((x["source"], x["target"], x["weight"]) for x in g["links"])
+    of = run.query("MATCH (p:PromptNode)-[:OF]->(f:Feature) RETURN p.node_id AS node_id, f.id AS feature ORDER BY node_id", **store)
+    assert dict(zip(of["node_id"], of["feature"])) == {"0_5_1": A, "1_7_2": B, "2_9_3": C, "1_5_3": D}
+    shared = run.query("MATCH (p:PromptNode)-[:OF]->(f:Feature)-[e:OV]->() RETURN count(DISTINCT f) AS n", **store)
+    assert int(shared["n"][0]) == 3  # A, B, D have OV out-edges
+
+
+def test_embedded_store_joins_graph_and_edges(tmp_path):
+    from featgraph.api.run import open_run
+
+    path, g = _joined_run(tmp_path)
+    r = fg("load", path)
+    assert r.exit_code == 0, r.output
+    _check_queries(open_run(path), g)
+
+
+@pytest.mark.neo4j
+def test_neo4j_joins_graph_and_edges(tmp_path, neo4j_env):
+    from featgraph.api.run import open_run
+
+    path, g = _joined_run(tmp_path)
+    run = open_run(path)
+    for _ in range(2):  # a re-load replaces the graph's nodes and links, never duplicates them
+        r = fg("load", path, "--neo4j")
+        assert r.exit_code == 0, r.output
+    _check_queries(run, g, neo4j=True)
+
+
+def test_networkx_and_graphml_hold_the_graph(tmp_path):
+    import networkx as nx
+
+    from featgraph.api.run import open_run
+
+    path, g = _joined_run(tmp_path)
+    G = open_run(path).to_networkx()
+    prompt = [n for n, d in G.nodes(data=True) if d.get("label") == "PromptNode"]
+    assert len(prompt) == len(g["nodes"])
+    links = [(u, v, d) for u, v, d in G.edges(data=True) if d.get("circuit") == "ATTRIBUTION"]
+    assert sorted((u.split("/", 1)[1], v.split("/", 1)[1], d["weight"]) for u, v, d in links) == \
+        sorted((x["source"], x["target"], x["weight"]) for x in g["links"])
+    assert sum(1 for *_, d in G.edges(data=True) if d.get("circuit") == "OF") == 4
+    out = tmp_path / "g.graphml"
+    assert fg("export", path, "--graphml", out).exit_code == 0
+    H = nx.read_graphml(out)
+    assert H.number_of_nodes() == G.number_of_nodes() and H.number_of_edges() == G.number_of_edges()
+
+
+# ---------------------------------------------------------------- circuit-tracer's own writer
+
+def _circuit_tracer_graph(tmp_path):
+    """A circuit-tracer Graph on the demo's tiny Gemma 2 (its config and tokenizer), built without running a
+    model: active transcoder features, a causal adjacency matrix, two logit targets; then its own writer."""
+    pytest.importorskip("circuit_tracer", reason="circuit-tracer is installed by scripts/setup (pip install --no-deps circuit-tracer==0.5.0)")
+    import torch
+    from circuit_tracer.attribution.targets import LogitTarget
+    from circuit_tracer.graph import Graph
+    from circuit_tracer.utils.create_graph_files import create_graph_files
+    from circuit_tracer.utils.tl_nnsight_mapping import UnifiedConfig
+    from transformers import AutoTokenizer
+
+    from featgraph.api.demo import DEMO_CONFIG, write_tokenizer
+
+    model = tmp_path / "model"
+    model.mkdir()
+    write_tokenizer(model, DEMO_CONFIG["vocab_size"])
+    (model / "config.json").write_text(json.dumps(DEMO_CONFIG))
+    c = DEMO_CONFIG
+    cfg = UnifiedConfig(n_layers=c["num_hidden_layers"], d_model=c["hidden_size"], d_head=c["head_dim"], n_heads=c["num_attention_heads"],
+                        d_mlp=c["intermediate_size"], d_vocab=c["vocab_size"], tokenizer_name=str(model), model_name="featgraph-demo",
+                        original_architecture="Gemma2ForCausalLM")
+    text = "the cat sat on the mat"
+    ids = AutoTokenizer.from_pretrained(model)(text)["input_ids"]
+    T, L = len(ids), cfg.n_layers
+    g = torch.Generator().manual_seed(0)
+    nf = 14
+    active = torch.stack([torch.randint(0, L, (nf,), generator=g), torch.randint(0, T, (nf,), generator=g),
+                          torch.randint(0, 96, (nf,), generator=g)], 1)
+    n_logits = 2
+    layer = torch.cat([active[:, 0], torch.arange(L).repeat_interleave(T), torch.full((T,), -1), torch.full((n_logits,), L)])
+    pos = torch.cat([active[:, 1], torch.arange(T).repeat(L), torch.arange(T), torch.full((n_logits,), T - 1)])
+    n = len(layer)
+    causal = (layer[None, :] < layer[:, None]) & (pos[None, :] <= pos[:, None])  # rows: targets, columns: sources
+    adj = torch.randn(n, n, generator=g) * (torch.rand(n, n, generator=g) < 0.6) * causal
+    graph = Graph(text, torch.tensor(ids), active, adj, cfg, torch.arange(nf), torch.rand(nf, generator=g) * 5,
+                  [LogitTarget(" mat", 9), LogitTarget(" cat", 12)], torch.tensor([0.6, 0.3]), scan="featgraph-demo",
+                  vocab_size=c["vocab_size"])
+    create_graph_files(graph, "demo-graph", str(tmp_path / "graphs"), node_threshold=0.95, edge_threshold=0.99)
+    return tmp_path / "graphs" / "demo-graph.json"
+
+
+def test_circuit_tracer_file_imports_whole_and_matches_neuronpedia_schema(tmp_path):
+    path = _circuit_tracer_graph(tmp_path)
+    doc = json.loads(path.read_text())
+    assert _schema_errors(doc) == []
+    assert {n["feature_type"] for n in doc["nodes"]} >= {"cross layer transcoder", "embedding", "logit"}
+    r = fg("import", path, "--out", tmp_path / "run", "--source-set", "demo-transcoder-96")
+    assert r.exit_code == 0, r.output
+    from featgraph.runs.graphs import list_graphs
+
+    (stored,) = list_graphs(tmp_path / "run")
+    nodes = pq.read_table(stored.nodes_path).to_pandas()
+    links = pq.read_table(stored.links_path).to_pandas()
+    assert len(nodes) == len(doc["nodes"]) and len(links) == len(doc["links"])
+    np.testing.assert_array_equal(links["weight"].to_numpy(), [x["weight"] for x in doc["links"]])
+    assert stored.info["prompt"] == doc["metadata"]["prompt"] and stored.info["prompt_tokens"] == doc["metadata"]["prompt_tokens"]
+    for n, row in zip(doc["nodes"], nodes.itertuples()):
+        if n["feature_type"] == "cross layer transcoder":
+            layer, index, ctx = map(int, n["node_id"].split("_"))  # circuit-tracer's own id: {layer}_{index}_{ctx}
+            assert (row.layer, row.feature_index, row.ctx_idx) == (layer, index, ctx)
+            assert row.feature_id == f"featgraph-demo/{layer}-demo-transcoder-96/{index}"
+    assert fg("load", tmp_path / "run").exit_code == 0
+    from featgraph.api.run import open_run
+
+    got = open_run(tmp_path / "run").query("MATCH (a:PromptNode)-[l:ATTRIBUTION]->(b:PromptNode) RETURN a.node_id AS s, b.node_id AS t, l.weight AS w")
+    assert sorted(map(tuple, got.to_numpy().tolist())) == sorted((x["source"], x["target"], x["weight"]) for x in doc["links"])
