@@ -16,6 +16,7 @@ work at a time plus the combined edge table.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import re
 import warnings
@@ -173,6 +174,9 @@ def atlas(
     label_sources: Sequence[str | Path] = (),
     force: bool = False,
     progress: ProgressFactory | None = None,
+    ray: bool | str | None = None,
+    heads_per_task: int | None = None,
+    cpus_per_task: int = 1,
 ):
     """Every head of every layer in `layers`, QK and OV, in one run directory `out`; returns its `Run`.
 
@@ -183,12 +187,15 @@ def atlas(
     of a layer's SAE, the same way (None: inferred as `extract` does). The other parameters are `extract`'s,
     applied to every layer. Resumes an interrupted atlas in `out` (its finished layers must match the request);
     `force` starts it over.
+
+    ray: run the layers as Ray tasks (featgraph.api.ray_atlas; needs `featgraph[ray]`): True or "local" starts a
+    local Ray runtime on this machine, an address ("auto", "HOST:PORT", "ray://HOST:PORT") joins that cluster. Each
+    (layer, head set) is one task asking for a GPU (device cuda, or auto on a cluster with GPUs) or `cpus_per_task`
+    CPUs; `heads_per_task` sizes the head sets (None: a layer per task, split further when the cluster runs more
+    tasks at once than there are layers). The model and SAEs must then be references every node can read.
+    The atlas written is the same as without Ray.
     """
-    from featgraph.api.compute import extract
-    from featgraph.api.run import Run
     from featgraph.load import neuronpedia
-    from featgraph.runs import rundir
-    from featgraph.runs.files import check_target, marker_kind
 
     if out is None:
         raise BadInput("atlas needs out: the directory that holds every layer's run and the combined graph")
@@ -223,7 +230,34 @@ def atlas(
     req = _Request(model, wanted, head_list, which, top_k, min_abs, per_source_k, attn_scale, rope_offset, model_id, sae_fn, id_fn)
     _check_sae_refs(req, wanted)
     label_table = neuronpedia.read_labels([Path(s) for s in label_sources]) if (labels and label_sources) else None
+    cluster = None
+    if ray is not None and ray is not False:
+        from featgraph.api import ray_atlas
 
+        req = _for_ray(req, wanted)
+        cluster = ray_atlas.connect(ray, device, cpus_per_task)  # no GPU for --device cuda: an error, nothing written
+    elif heads_per_task is not None:
+        raise BadInput("heads_per_task sizes the Ray tasks of an atlas: pass ray (--ray) too")
+    try:
+        return _build(req, out, force, precision, device, block_mb, labels, label_table, progress, cluster, heads_per_task)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _build(req: _Request, out: Path, force: bool, precision: str, device: str, block_mb: int | None, labels: bool,
+           label_table: pd.DataFrame | None, progress: ProgressFactory | None, cluster: Any, heads_per_task: int | None):
+    """The atlas in `out` once every check has passed: its finished layers kept, the others computed (in this
+    process, or as Ray tasks on `cluster`) and each written whole, the combined run rebuilt after each."""
+    from featgraph.api.compute import extract
+    from featgraph.api.run import Run
+    from featgraph.runs import rundir
+    from featgraph.runs.files import check_target, marker_kind
+
+    model, wanted, head_list, which, sae_fn, id_fn = req.model, req.layers, req.heads, req.circuits, req.sae, req.sae_id
+    top_k, min_abs, per_source_k, attn_scale, rope_offset = req.top_k, req.min_abs, req.per_source_k, req.attn_scale, req.rope_offset
+    model_id = req.model_id
+    engine = cluster.describe() if cluster is not None else {"name": "process"}
     if marker_kind(out) == atlasdir.KIND:
         if force:
             atlasdir.clear(out)
@@ -247,7 +281,11 @@ def atlas(
         overall((len(wanted) - len(todo)) * per_layer)
     ids = _known_ids(done)
     atlasdir.combine(out, done, req.circuits, req.describe())  # what an interrupted rebuild left is made whole first
-    for L in todo:
+    if cluster is not None:
+        _ray_layers(cluster, req, out, todo, ids, {"precision": precision, "block_mb": block_mb}, labels, label_table,
+                    progress, overall, heads_per_task, engine)
+        done = atlasdir.finished(out)
+    for L in todo if cluster is None else ():
         given_in = id_fn(L - 1) if id_fn else ids.get(L - 1)
         given_out = (id_fn(L) if id_fn else ids.get(L)) if "OV" in which else None
         with _atlas_warnings():
@@ -263,7 +301,7 @@ def atlas(
         gc.collect()  # one layer's tensors at a time
         done = atlasdir.finished(out)
         ids = _known_ids(done)
-        atlasdir.combine(out, done, req.circuits, req.describe())
+        atlasdir.combine(out, done, req.circuits, req.describe(), engine=engine)
     _check_shared_ids(done)
     atlas_run = Run.open(out)
     from featgraph.runs.files import DB_NAME
@@ -277,6 +315,73 @@ def atlas(
         warnings.warn(f"the copy of this atlas loaded into Neo4j at {neo.get('uri')} on {neo.get('loaded')} lacks the layers "
                       f"computed since: refresh it with `featgraph load {out} --neo4j`", FeatgraphWarning, stacklevel=2)
     return atlas_run
+
+
+# ---------------------------------------------------------------- the layers as Ray tasks
+
+def _for_ray(req: _Request, layers: Sequence[int]) -> _Request:
+    """The request with references every Ray node can read: local paths made absolute (a worker's working directory
+    is not the driver's); objects in memory are refused (a task loads its own layer's tensors)."""
+    if not isinstance(req.model, (str, Path)):
+        raise BadInput("with ray the model must be a reference every node can read (a Hub id or a path), not an object in memory")
+    needed = sorted({L - 1 for L in layers} | ({L for L in layers} if "OV" in req.circuits else set()))
+    refs = {s: req.sae(s) for s in needed}
+    bad = [s for s, r in refs.items() if not isinstance(r, (str, Path))]
+    if bad:
+        raise BadInput(f"with ray the SAE of layer {bad[0]} must be a reference every node can read (a Hub id, a path or a "
+                       "SAELens-style id), not an object in memory")
+
+    def where(ref: str | Path) -> str:
+        p = Path(ref).expanduser()
+        return str(p.absolute()) if p.exists() else str(ref)
+
+    fixed = {s: where(r) for s, r in refs.items()}
+    return dataclasses.replace(req, model=where(req.model), sae=lambda s: fixed[s] if s in fixed else req.sae(s))
+
+
+def _ray_layers(cluster, req: _Request, out: Path, todo: Sequence[int], ids: dict[int, str], extract_args: dict,
+                labels: bool, label_table: pd.DataFrame | None, progress: ProgressFactory | None, overall,
+                heads_per_task: int | None, engine: dict) -> None:
+    """Every layer of `todo` as Ray tasks (featgraph.api.ray_atlas); each layer written whole as its head sets return,
+    labelled as `extract` labels a run, and the combined run rebuilt after it."""
+    from featgraph.api import ray_atlas
+    from featgraph.api.run import Run
+    from featgraph.errors import FeatgraphError
+
+    id_fn, which = req.sae_id, req.circuits
+    jobs = [ray_atlas.Job(L, str(req.model), str(req.sae(L - 1)), str(req.sae(L)) if "OV" in which else None,
+                          id_fn(L - 1) if id_fn else ids.get(L - 1),
+                          (id_fn(L) if id_fn else ids.get(L)) if "OV" in which else None) for L in todo]
+    settings = {"circuits": which, "top_k": req.top_k, "min_abs": req.min_abs, "per_source_k": req.per_source_k,
+                "attn_scale": req.attn_scale, "rope_offset": req.rope_offset, "model_id": req.model_id} | extract_args
+    per_layer = len(req.heads) * len(which)
+    for job, results in ray_atlas.run(cluster, jobs, req.heads, settings, heads_per_task, overall):
+        L = job.layer
+        rename = None
+        m = results[0]["manifest"]
+        # The single-process atlas computes layer L−1 first and names an SAE it had to invent an id for after its
+        # role there (layer L−1's output): the same name here, where the layers ran at once.
+        if job.sae_in_id is None and (m.sae_in or {}).get("id_source") == "invented" and "OV" in which and L - 1 in todo:
+            rename = f"{L - 1}-sae-out-{(m.sae_in or {}).get('d_sae')}"
+        old_in = (m.sae_in or {}).get("neuronpedia_id")
+        with _atlas_warnings():
+            for text in dict.fromkeys(w for r in results for w in r["warnings"]):
+                if rename is None or f"{old_in!r}" not in text:
+                    warnings.warn(text, FeatgraphWarning, stacklevel=2)
+            d = atlasdir.layer_dir(out, L)
+            ray_atlas.write_layer(d, results, rename, engine)
+            run = Run.open(d)
+            if labels and label_table is None:
+                try:
+                    run = run.label(progress=_layer_progress(progress, overall, per_layer, L))
+                except FeatgraphError as e:
+                    if isinstance(e, BadInput):
+                        raise
+                    warnings.warn(f"labels not attached ({e}); run `featgraph labels {d}` later", FeatgraphWarning, stacklevel=2)
+        if label_table is not None:
+            _attach_labels(run, label_table)
+        done = atlasdir.finished(out)
+        atlasdir.combine(out, done, req.circuits, req.describe(), engine=engine)
 
 
 # ---------------------------------------------------------------- checks before anything is written

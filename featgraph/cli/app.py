@@ -21,6 +21,9 @@ _state = {"debug": False}
 class _Guarded(TyperGroup):
     """Every command runs inside this one guard (as huggingface_hub's CLI does)."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _optional_values(args))
+
     def invoke(self, ctx: typer.Context):
         import warnings
 
@@ -66,7 +69,18 @@ class _Guarded(TyperGroup):
                 raise typer.Exit(1) from None
 
 
-_EXTRAS = {"transformers": "validate", "ijson": "attribution"}  # optional packages and the pyproject extra that installs each
+_EXTRAS = {"transformers": "validate", "ijson": "attribution", "ray": "ray"}  # optional packages and the pyproject extra that installs each
+
+
+def _optional_values(args: list[str]) -> list[str]:
+    """`--ray` given without an address (last, or before another option) means `--ray local`: typer's options
+    cannot take an optional value."""
+    out: list[str] = []
+    for i, a in enumerate(args):
+        out.append(a)
+        if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            out.append("local")
+    return out
 
 
 def _is_usage_error(e: Exception) -> bool:
@@ -241,6 +255,14 @@ def atlas(
     label_source: list[Path] = typer.Option([], help="Local label export(s) instead of downloading.", show_default=False,
                                             metavar="PATH"),
     force: bool = typer.Option(False, "--force", help="Start the atlas in --out over (recompute every layer)."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", help="Run the layers as Ray tasks: alone, a local Ray runtime on this machine's GPUs or CPUs; with "
+        "an address (auto, HOST:PORT, ray://HOST:PORT), that cluster. Needs featgraph[ray].", show_default=False,
+        metavar="[ADDRESS]"),
+    heads_per_task: Optional[int] = typer.Option(
+        None, help="Heads per Ray task [default: a layer per task, split when the cluster has more slots than layers].",
+        show_default=False),
+    cpus_per_task: int = typer.Option(1, help="CPUs each Ray task asks for when the tasks run on CPUs."),
 ):
     """Every head of every chosen layer, QK and OV, in one graph (features shared across layers); resumes when interrupted."""
     from featgraph.api.multilayer import atlas as do_atlas
@@ -253,7 +275,7 @@ def atlas(
                        top_k=1000 if default_k else top_k, min_abs=min_abs, per_source_k=per_source_k, precision=precision,
                        attn_scale=attn_scale, rope_offset=rope_offset, device=device, block_mb=block_mb, model_id=model_id,
                        sae_template=sae_template, sae_id_template=sae_id_template, labels=labels, label_sources=label_source, force=force,
-                       progress=progress)
+                       progress=progress, ray=ray, heads_per_task=heads_per_task, cpus_per_task=cpus_per_task)
     typer.echo(f"wrote {run.path}: layers {', '.join(map(str, run.layers))}, {len(run.edge_table):,} edges, "
                f"{len(run.features):,} features")
 

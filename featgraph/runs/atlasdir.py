@@ -87,8 +87,11 @@ def relabel(out: Path, chosen: pd.DataFrame, record: dict, counts: dict) -> Mani
 
 
 def combine(out: Path, done: dict[int, Manifest], circuits: Sequence[str], requested: dict,
-            labels: dict | None = None) -> None:
-    """Rebuild DIR's edges.parquet, features.parquet and manifest.json from the finished layers' runs."""
+            labels: dict | None = None, engine: dict | None = None) -> None:
+    """Rebuild DIR's edges.parquet, features.parquet and manifest.json from the finished layers' runs.
+
+    engine: what computed the layers of this call ({"name": "process"}, or Ray's cluster: featgraph.api.ray_atlas);
+    None keeps the record there is. Each layer's part records its own device and engine."""
     from featgraph.runs import rundir
     from featgraph.runs.manifest import new_run_id
 
@@ -106,7 +109,8 @@ def combine(out: Path, done: dict[int, Manifest], circuits: Sequence[str], reque
     first = next(iter(done.values()))
     parts = {str(L): {"path": f"{LAYERS_DIR}/L{L}", "run_id": m.run_id, "created": m.created,
                       "sae_in": (m.sae_in or {}).get("neuronpedia_id"), "sae_out": (m.sae_out or {}).get("neuronpedia_id"),
-                      "heads": list(m.heads), "rows": dict(m.rows), "labels": (m.labels or {}).get("labelled")}
+                      "heads": list(m.heads), "rows": dict(m.rows), "labels": (m.labels or {}).get("labelled"),
+                      "device": m.device, "engine": (m.extra.get("engine") or {}).get("name", "process")}
              for L, m in done.items()}
     model = {k: v for k, v in (first.model or {}).items() if k != "layer"}
     manifest = Manifest(
@@ -121,7 +125,8 @@ def combine(out: Path, done: dict[int, Manifest], circuits: Sequence[str], reque
         device=first.device,
         stores=dict(old.stores) if old is not None else {},
         labels=_label_record(labels or (old.labels if old is not None else None), feats),
-        extra={"layers": sorted(done), "atlas": {"requested": requested, "parts": parts}},
+        extra={"layers": sorted(done), "atlas": {"requested": requested, "parts": parts, "engine": engine or (
+            ((old.extra.get("atlas") or {}).get("engine") if old is not None else None) or {"name": "process"})}},
     )
     rundir.write_in_place(out, edges, feats, manifest)
 
