@@ -388,3 +388,46 @@ def test_circuit_tracer_file_imports_whole_and_matches_neuronpedia_schema(tmp_pa
 
     got = open_run(tmp_path / "run").query("MATCH (a:PromptNode)-[l:ATTRIBUTION]->(b:PromptNode) RETURN a.node_id AS s, b.node_id AS t, l.weight AS w")
     assert sorted(map(tuple, got.to_numpy().tolist())) == sorted((x["source"], x["target"], x["weight"]) for x in doc["links"])
+
+
+def _graph_rows(uri, user, password):
+    """The attribution part of a Neo4j store: graphs, prompt nodes, links and OF ties, as sorted plain values."""
+    from neo4j import GraphDatabase
+
+    with GraphDatabase.driver(uri, auth=(user, password)) as d:
+        def rows(q):
+            return sorted(json.dumps(r.data(), sort_keys=True, default=str) for r in d.execute_query(q).records)
+
+        return {"graphs": rows("MATCH (g:AttributionGraph) RETURN g {.*, loaded_at: null} AS g"),
+                "nodes": rows("MATCH (p:PromptNode) RETURN p {.*} AS p"),
+                "links": rows("MATCH (a:PromptNode)-[l:ATTRIBUTION]->(b:PromptNode) RETURN a.key AS a, b.key AS b, l {.*} AS l"),
+                "of": rows("MATCH (p:PromptNode)-[:OF]->(f:Feature) RETURN p.key AS p, f.id AS f")}
+
+
+@pytest.mark.neo4j
+def test_bulk_csv_path_equals_online_load(tmp_path, neo4j_env):
+    import sys
+
+    from test_exports import _admin
+
+    from featgraph.api.run import open_run
+
+    from helpers import REPO
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from neo4j_server import neo4j_server
+
+    path, g = _joined_run(tmp_path)
+    run = open_run(path)
+    cmd = run.export_neo4j(tmp_path / "imp")
+    assert "--array-delimiter=U+001F" in cmd and any(c.startswith("--relationships=ATTRIBUTION=") for c in cmd)
+    done = _admin(cmd, tmp_path / "home")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert fg("load", path, "--neo4j").exit_code == 0
+    online = _graph_rows(neo4j_env["uri"], neo4j_env["user"], neo4j_env["password"])
+    with neo4j_server(tmp_path / "served", store_home=tmp_path / "home") as srv:
+        offline = _graph_rows(srv["uri"], srv["user"], srv["password"])
+    assert len(online["links"]) == len(g["links"]) and len(online["nodes"]) == len(g["nodes"]) and len(online["of"]) == 4
+    assert json.loads(online["graphs"][0])["g"]["prompt_tokens"] == g["metadata"]["prompt_tokens"]
+    for k in ("graphs", "nodes", "links", "of"):
+        assert offline[k] == online[k], k

@@ -431,7 +431,7 @@ class Run:
         """CSV files for `neo4j-admin database import full`; returns the command to run."""
         from featgraph.graph.neo4j_store import export_admin_csv
 
-        return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force)
+        return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force, self.graphs)
 
     def viz(self, head: int | None, circuit: str, out: str | Path, top: int = 100, feature: str | Sequence[str] | None = None,
             hops: int = 1, match: str | None = None, force: bool = False, layer: int | None = None) -> Path:

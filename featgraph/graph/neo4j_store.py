@@ -30,6 +30,7 @@ from featgraph.graph.rows import (
     DEGREE_PROPS,
     GRAPH_PROPS,
     NODE_PROPS,
+    PROMPT_PROPS,
     REL_TYPES,
     STORE_REL_PROPS,
     GraphFiles,
@@ -291,17 +292,20 @@ def _fingerprint(rels: dict, degrees) -> str:
     return h.hexdigest()
 
 
-def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out: Path, force: bool = False) -> list[str]:
+def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out: Path, force: bool = False,
+                     graphs: Sequence[GraphFiles] = ()) -> list[str]:
     """CSV files for `neo4j-admin database import full`, with what an online load writes (the derived
     path ranks and Degree rows, the run's 'complete' node) and schema.cypher, the constraints and indexes to
     create once the server is up; returns the command to run (absolute paths, so it runs from any directory;
     the database name right after `full`: from Neo4j 5.19 the variadic --nodes and --relationships would
-    take a name at the end for one more file)."""
+    take a name at the end for one more file). Attribution `graphs` add graphs.csv, prompt_nodes.csv, of.csv and
+    attribution.csv (the links streamed from their Parquet files), each graph 'complete'; their prompt tokens are
+    a string array split on U+001F (--array-delimiter), so a token holding that character is refused."""
     import pyarrow as pa
     from pyarrow import csv
 
     out = Path(out).resolve()
-    types = {"INT64": "long", "DOUBLE": "double", "STRING": "string"}
+    types = {"INT64": "long", "DOUBLE": "double", "STRING": "string", "BOOL": "boolean", "STRING[]": "string[]"}
 
     def header(name: str, typ: str) -> str:
         return name if types[typ] == "string" else f"{name}:{types[typ]}"
@@ -313,6 +317,8 @@ def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out:
     ranks = path_ranks(edges)
     rels = {rel: store_rel_table(edges, rel, run, ranks) for rel in REL_TYPES}
     degrees = degree_table(edges, run)
+    graph_nodes = {g.id: g.nodes() for g in graphs}
+    features = with_graph_features(features, list(graph_nodes.values()))
     with staged_dir(out, force, kind="neo4j-import") as tmp:
         nodes = node_table(features)
         write(nodes, [f"{c}:ID(Feature)" if c == "id" else header(c, NODE_PROPS[c]) for c in nodes.column_names],
@@ -326,8 +332,47 @@ def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out:
         pd.DataFrame([{"id:ID(FeatgraphRun)": run, "status": "complete", "features:long": nodes.num_rows,
                        **{f"{rel}:long": t.num_rows for rel, t in rels.items()}, "degrees:long": degrees.num_rows,
                        "fingerprint": _fingerprint(rels, degrees), ":LABEL": "FeatgraphRun"}]).to_csv(tmp / "runs.csv", index=False)
+        if graphs:
+            _graph_csvs(tmp, graphs, graph_nodes, header, write)
         schema = [*library.statements(library.internal("neo4j_schema")), *library.statements(library.internal("neo4j_indexes"))]
         (tmp / "schema.cypher").write_text("".join(f"{st};\n" for st in schema if not st.startswith("DROP")), encoding="utf-8")
     return ["neo4j-admin", "database", "import", "full", "neo4j", f"--nodes=Feature={out / 'features.csv'}",
             f"--nodes=FeatgraphRun={out / 'runs.csv'}", f"--nodes=Degree={out / 'degree.csv'}",
-            *(f"--relationships={rel}={out / f'{rel.lower()}.csv'}" for rel in REL_TYPES)]
+            *(f"--relationships={rel}={out / f'{rel.lower()}.csv'}" for rel in REL_TYPES),
+            *([f"--nodes=AttributionGraph={out / 'graphs.csv'}", f"--nodes=PromptNode={out / 'prompt_nodes.csv'}",
+               f"--relationships=OF={out / 'of.csv'}", f"--relationships=ATTRIBUTION={out / 'attribution.csv'}",
+               f"--array-delimiter={ARRAY_DELIMITER}"] if graphs else [])]
+
+
+ARRAY_DELIMITER = "U+001F"  # neo4j-admin's notation for the unit separator, which splits the prompt tokens
+
+
+def _graph_csvs(tmp: Path, graphs: Sequence[GraphFiles], graph_nodes: dict, header, write) -> None:
+    """The attribution graphs' CSVs for neo4j-admin (what an online load writes, each graph 'complete')."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import csv
+
+    infos = [{**g.info, "id": g.id} for g in graphs]
+    for info in infos:
+        bad = [t for t in info.get("prompt_tokens") or [] if "\x1f" in t]
+        if bad:
+            raise BadInput(f"graph {info['id']}: a prompt token holds U+001F, the array delimiter of the bulk import: "
+                           "load it online with `featgraph load RUN --neo4j`")
+    t = graph_table(infos)
+    t = t.set_column(t.column_names.index("prompt_tokens"), "prompt_tokens",
+                     pc.binary_join(t.column("prompt_tokens"), "\x1f"))
+    t = t.append_column("status", pa.repeat("complete", t.num_rows).cast(pa.string()))
+    write(t, [f"{c}:ID(AttributionGraph)" if c == "id" else header(c, GRAPH_PROPS[c]) if c in GRAPH_PROPS else c
+              for c in t.column_names], (":LABEL", "AttributionGraph"), tmp / "graphs.csv")
+    prompt = pa.concat_tables([prompt_node_table(graph_nodes[g.id], g.id) for g in graphs])
+    write(prompt, [f"{c}:ID(PromptNode)" if c == "key" else header(c, PROMPT_PROPS[c]) for c in prompt.column_names],
+          (":LABEL", "PromptNode"), tmp / "prompt_nodes.csv")
+    of = pa.concat_tables([of_table(graph_nodes[g.id], g.id) for g in graphs])
+    write(of, [":START_ID(PromptNode)", ":END_ID(Feature)"], (":TYPE", "OF"), tmp / "of.csv")
+    names = [":START_ID(PromptNode)", ":END_ID(PromptNode)", "graph", "weight:double", ":TYPE"]
+    schema = pa.schema([(n, pa.string()) for n in names[:3]] + [(names[3], pa.float64()), (names[4], pa.string())])
+    with csv.CSVWriter(tmp / "attribution.csv", schema) as w:
+        for g in graphs:
+            for b in link_batches(g.links_path, g.id):
+                w.write_table(pa.table([*b.columns, pa.repeat("ATTRIBUTION", b.num_rows).cast(pa.string())], schema=schema))
