@@ -4,14 +4,19 @@ lock or staging file, two processes on one output stop with one line instead of 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
+import warnings
 
+import numpy as np
 import pytest
 
 import featgraph as fg_api
 
-from helpers import LAYER, fg
+from helpers import LAYER, REPO, fg
 
 
 @pytest.fixture()
@@ -59,3 +64,100 @@ def test_extract_does_not_write_through_a_planted_partial_link(tiny, tmp_path):
     r = _extract(tiny, tmp_path / "run")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and ".run.partial" in r.stderr, r.output
     assert [p.name for p in victim.iterdir()] == ["precious.txt"] and not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- two processes, one output (issue 21.4)
+
+@pytest.fixture()
+def held(tmp_path):
+    """Another process holding featgraph's lock on an output: call with the output's path."""
+    procs = []
+
+    def hold(out):
+        code = ("import sys; from pathlib import Path; from featgraph.runs.files import output_lock\n"
+                "with output_lock(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()\n")
+        p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env=os.environ | {"PYTHONPATH": str(REPO)})
+        assert p.stdout.readline().strip() == "held"
+        procs.append(p)
+        return p
+
+    yield hold
+    for p in procs:
+        p.stdin.close()
+        p.wait(timeout=60)
+
+
+def test_a_second_process_on_one_output_stops_with_one_line(tiny, tmp_path, held):
+    out = tmp_path / "run"
+    holder = held(out)
+    r = _extract(tiny, out)
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert "being written by another featgraph process" in r.stderr and str(out) in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock"]  # the holder's; no run, no parts
+    model, _, sae_in, sae_out = tiny
+    saes = tmp_path / "saes"
+    saes.mkdir()
+    (saes / "0").symlink_to(sae_in)
+    (saes / "1").symlink_to(sae_out)
+    atlas = tmp_path / "atlas"
+    held(atlas)
+    r = fg("atlas", "--model", model, "--layers", "1", "--sae-template", str(saes / "{layer}"), "--top-k", 20,
+           "--device", "cpu", "--no-labels", "--out", atlas)
+    assert r.exit_code == 2 and "being written by another featgraph process" in r.stderr and not atlas.exists(), r.output
+    holder.stdin.close()
+    holder.wait(timeout=60)
+    assert _extract(tiny, out).exit_code == 0 and not (tmp_path / ".run.lock").exists()
+
+
+def _crashed(monkeypatch, **kw):
+    """extract(**kw) interrupted after every matrix was finished, before the run was written: its parts stay."""
+    from featgraph.runs import rundir
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir, "write_run", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fg_api.extract(**kw)
+    monkeypatch.undo()
+
+
+def _resumed(seen):
+    return [str(w.message) for w in seen if str(w.message).startswith("resuming")]
+
+
+def test_a_part_made_under_other_settings_is_not_used(tiny, tmp_path, monkeypatch):
+    model, _, sae_in, sae_out = tiny
+    common = dict(model=model, layer=LAYER, sae_in=sae_in, sae_out=sae_out, device="cpu", labels=False,
+                  sae_in_id="0-t-in", sae_out_id="1-t-out", heads=[0, 1])
+    _crashed(monkeypatch, **common, top_k=20, out=tmp_path / "a")
+    _crashed(monkeypatch, **common, top_k=10, out=tmp_path / "b")
+    # a second process with top_k 10 wrote one matrix into a's folder
+    shutil.copy(tmp_path / ".b.partial" / "head0_QK.npz", tmp_path / ".a.partial" / "head0_QK.npz")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run = fg_api.extract(**common, top_k=20, out=tmp_path / "a")
+    assert _resumed(seen) and _resumed(seen)[0].startswith("resuming: 3 of 4")
+    assert run.edge_table.groupby(["head", "circuit"]).size().eq(20).all()
+
+
+def test_resume_starts_afresh_when_a_config_value_changed(tiny, tmp_path, monkeypatch):
+    """rope_theta changes QK edges at a rope offset without changing a weight: parts made before are not reused."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny[0], model)
+    common = dict(model=model, layer=LAYER, sae_in=tiny[2], sae_out=tiny[3], device="cpu", labels=False,
+                  sae_in_id="0-t-in", sae_out_id="1-t-out", heads=[0], circuits=["qk"], top_k=30, rope_offset=3)
+    _crashed(monkeypatch, **common, out=tmp_path / "run")
+    cfg = json.loads((model / "config.json").read_text())
+    rope = cfg.get("rope_parameters") or cfg  # transformers ≥ 5 writes rope_parameters
+    rope["rope_theta"] = rope["rope_theta"] / 7
+    (model / "config.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run = fg_api.extract(**common, out=tmp_path / "run")
+    assert _resumed(seen) == []
+    fresh = fg_api.extract(**common)  # in memory, from the changed config
+    key = ["head", "circuit", "src_index", "dst_index"]
+    got, want = (t.sort_values(key).reset_index(drop=True) for t in (run.edge_table, fresh.edge_table))
+    assert got[key].equals(want[key]) and np.allclose(got["weight"], want["weight"])

@@ -28,6 +28,7 @@ from featgraph.core.select import Selection
 from featgraph.core.weights import SAE, AttentionWeights
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
 from featgraph.load import model as model_io
+from featgraph.runs.files import holds_output
 from featgraph.runs.manifest import Manifest
 
 DEFAULT_MODEL = "google/gemma-2-2b"
@@ -215,6 +216,7 @@ def _check_default_saes(attn: AttentionWeights, sae_in: Any, sae_out: Any, which
                    f"and gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small for google/gemma-3-1b-pt")
 
 
+@holds_output  # one process at a time per output: a second one stops with one line (runs.files.output_lock)
 def extract(
     model: Any = DEFAULT_MODEL,
     layer: int = DEFAULT_LAYER,
@@ -313,7 +315,10 @@ def extract(
         from featgraph.runs import resume
 
         weights = [v for v in vars(attn).values() if isinstance(v, torch.Tensor)] + [W_dec, W_enc]
-        settings = {"layer": layer, "conventions": cfg.conventions.__dict__,
+        # everything the edges depend on: the tensors, every config value (rope_theta, query_pre_attn_scalar, …),
+        # the conventions as resolved for this layer, the selection
+        settings = {"layer": layer, "config": dataclasses.asdict(mc), "conventions": cfg.conventions.__dict__,
+                    "described": cfg.conventions.describe(mc, layer),
                     "selection": {k: v for k, v in sel.describe().items() if k in ("top_k", "min_abs", "per_source_k")}}
         store = resume.Parts(Path(out), resume.fingerprint(weights, settings))
         found = store.load(restart)

@@ -32,6 +32,7 @@ from featgraph.core.progress import ProgressFactory
 from featgraph.core.schema import CIRCUITS, normalise_circuit
 from featgraph.errors import BadInput, BadValue, FeatgraphWarning
 from featgraph.runs import atlasdir
+from featgraph.runs.files import holds_output
 from featgraph.runs.manifest import Manifest
 
 _GEMMA_2_2B_D_MODEL = 2304
@@ -153,6 +154,7 @@ def _atlas_warnings() -> Iterator[None]:
             warnings.warn_explicit(text, w.category, w.filename, w.lineno)
 
 
+@holds_output  # one process at a time per atlas: a second one stops with one line (runs.files.output_lock)
 def atlas(
     model: Any = DEFAULT_MODEL,
     layers: Iterable[int] | str = range(1, 26),

@@ -18,14 +18,16 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from featgraph.errors import BadInput, FeatgraphError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 MARKER = ".featgraph"
 DB_NAME = "graph.lbdb"  # the embedded store inside a run directory
@@ -204,6 +206,11 @@ def output_lock(out: Path) -> Iterator[None]:
 
     out = Path(out)
     path = out.parent / f".{out.name}.lock"
+    if not out.parent.exists():
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"cannot create {out.parent}: {e.strerror}; choose a writable --out") from None
     while True:
         fd = open_lock(path)
         try:
@@ -235,3 +242,21 @@ def remove_stale(paths: Iterable[Path]) -> None:
             p.unlink(missing_ok=True)
         else:
             shutil.rmtree(p, ignore_errors=True)
+
+
+def holds_output(fn: F) -> F:
+    """Decorate an API call with an `out` parameter so that it holds `output_lock(out)` from start to end."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out = sig.bind(*args, **kwargs).arguments.get("out")
+        if out is None:
+            return fn(*args, **kwargs)
+        with output_lock(Path(out)):
+            return fn(*args, **kwargs)
+
+    return call  # type: ignore[return-value]

@@ -2,7 +2,8 @@
 
 While `extract … --out DIR` runs, every finished matrix's selected edges and moments are written (atomically)
 into `.DIR.partial/` beside the output. A later `extract` with the same inputs and selection — checked by a
-fingerprint of the weights' bytes, the selection and the conventions — picks them up and computes only the
+fingerprint of the weights' bytes, the model's config, the selection and the conventions, recorded in the
+folder and in every part — picks them up and computes only the
 rest; inputs that differ start afresh. The folder is removed once the run directory is written.
 """
 
@@ -60,14 +61,16 @@ class Parts:
             try:
                 with np.load(f) as z:
                     meta = json.loads(str(z["meta"]))
+                    if meta.get("fingerprint") != self.key:  # another run's part (another process, other inputs)
+                        raise ValueError("made under other inputs")
                     done[(int(meta["head"]), str(meta["circuit"]))] = meta | {
                         "selected": Selected(z["src_idx"], z["dst_idx"], z["weight"])}
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                f.unlink(missing_ok=True)  # a part cut short by a crash: computed again
+                f.unlink(missing_ok=True)  # a part cut short by a crash, or of other inputs: computed again
         return done
 
     def save(self, head: int, circuit: str, kv_head: int, selected: Selected, stats: dict) -> None:
-        meta = {"head": head, "circuit": circuit, "kv_head": kv_head} | stats
+        meta = {"head": head, "circuit": circuit, "kv_head": kv_head, "fingerprint": self.key} | stats
         with staged_file(self.dir / f"head{head}_{circuit}.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, src_idx=selected.src_idx, dst_idx=selected.dst_idx, weight=selected.weight,
