@@ -66,6 +66,27 @@ def test_ties_and_fast_paths_give_the_same_edges(precision, ties):
     _check(a, b, Selection(top_k=250, precision=precision, block_bytes=1 << 16), top_k=250)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("ties", [False, True])
+def test_a_late_block_of_large_rows_gives_the_same_edges(precision, ties, monkeypatch):
+    """Rows of large norm in a later block put most of it above the running K-th best: the block's own K-th best
+    proposal narrows its candidates (select._block_top) to about K before the exact re-scoring, same edges."""
+    import featgraph.core.select as sel_mod
+
+    a, b = _factors(400, 150, 16, seed=11, ties=ties)
+    a[330:336] *= 8  # six rows far above the rest, in the last blocks
+    seen = []
+    real = sel_mod._block_top
+    monkeypatch.setattr(sel_mod, "_block_top", lambda block, r, c, k, e: (seen.append(len(r)), real(block, r, c, k, e))[1])
+    for k, ref in ((60, {}), (60, {"min_abs": 1.0})):
+        got = select(a, b, Selection(top_k=k, precision=precision, block_bytes=1 << 16, **ref))
+        want = dense_reference(a, b, top_k=k, **ref)
+        np.testing.assert_array_equal(got.src_idx, want[0])
+        np.testing.assert_array_equal(got.dst_idx, want[1])
+        np.testing.assert_array_equal(got.weight, want[2])
+    assert seen and max(seen) > 4 * 60  # the path was taken, with many more candidates than K
+
+
 def test_threshold_mode_and_combined():
     a, b = _factors(120, 80, 16, seed=5)
     _check(a, b, Selection(top_k=None, min_abs=6.0, block_bytes=1 << 16), min_abs=6.0)

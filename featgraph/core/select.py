@@ -221,6 +221,8 @@ def select(
                 kth = _initial_cutoff(block, sel.top_k)
                 cutoff = max(cutoff, kth * _SLACK - 2 * e_blk)
             r, c = _above(block, cutoff) if cutoff > -np.inf else _all(block)
+            if sel.top_k is not None and len(r) > 2 * sel.top_k:
+                r, c = _block_top(block, r, c, sel.top_k, e_blk)
             r = r + r0
             w = exact(src, dst, r, c)
             if sel.min_abs is not None:
@@ -263,6 +265,17 @@ def _initial_cutoff(block: torch.Tensor, k: int) -> float:
     m = flat.numel() // chunks
     maxima = flat[: chunks * m].view(chunks, m).amax(dim=1)
     return float(torch.topk(maxima, k, sorted=False).values.min())
+
+
+def _block_top(block: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, e_blk: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The candidates (r, c) of `block` (|proposals|) that can still be among the K best: those within 2·e_blk of the
+    block's own k-th best proposal v_k. Its k best are exactly ≥ v_k − e_blk, so the K-th best of the whole matrix is
+    too, and an entry whose proposal is below v_k − 2·e_blk is exactly below it. (When rows of large norm put most
+    of a block above the running cut-off, this keeps the exact re-scoring to about k entries, not 10⁵.)"""
+    v = block[r, c]
+    kth = float(torch.topk(v, k, sorted=False).values.min())
+    keep = v >= kth * _SLACK - 2 * e_blk
+    return r[keep], c[keep]
 
 
 def _above(block: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
