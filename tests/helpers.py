@@ -145,7 +145,7 @@ def write_sae(path: Path, d_in: int, d_sae: int, seed: int, scale_rows: bool = T
 def _capture_interface(eager=None):
     """Register an attention function that runs the family's own eager attention and keeps q, k, v, the output.
 
-    With `captured["keep"] = h`, every head but h is zeroed in the attention output (before o_proj)."""
+    With `captured["keep"] = h`, every head but h is zeroed in the attention output (before o_proj); -1 zeroes all."""
     from transformers import AttentionInterface
 
     if eager is None:
@@ -157,7 +157,8 @@ def _capture_interface(eager=None):
         out, weights = eager(module, query, key, value, attention_mask, **kwargs)  # out: [batch, seq, heads, d_head]
         if captured.get("keep") is not None:
             mask = torch.zeros(out.shape[2], dtype=out.dtype)
-            mask[captured["keep"]] = 1
+            if captured["keep"] >= 0:  # -1: no head
+                mask[captured["keep"]] = 1
             out = out * mask[:, None]
         captured.update(q=query.detach(), k=key.detach(), v=value.detach(), out=out.detach(), scaling=module.scaling)
         return out, weights

@@ -318,8 +318,11 @@ def test_gemma3_configs_read_as_transformers_reads_them():
 def test_unknown_family_is_one_line_naming_the_supported_ones():
     from featgraph.core.weights import ModelConfig
 
-    with pytest.raises(BadInput, match=r"^x: model_type is 'llama'; featgraph reads 'gemma2' \(Gemma 2\)"):
-        ModelConfig.from_json({"model_type": "llama", "hidden_size": 8}, "x")
+    with pytest.raises(BadInput, match=r"^x: model_type is 'falcon'; featgraph reads 'gemma2' \(Gemma 2\)") as e:
+        ModelConfig.from_json({"model_type": "falcon", "hidden_size": 8}, "x")
+    assert "\n" not in str(e.value)
+    for named in ("'llama' (Llama)", "'mistral' (Mistral)", "'qwen2' (Qwen2)", "'qwen3' (Qwen3)", "'gemma4_text'", "'gemma4'"):
+        assert named in str(e.value)
     with pytest.raises(BadInput, match="layer_types"):
         ModelConfig.from_json(GEMMA3_1B | {"layer_types": ["sliding_attention"]}, "x")
 

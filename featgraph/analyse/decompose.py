@@ -113,6 +113,9 @@ class QKHead:
     run's rope offset (q_feat itself when 0); q_bias, k_bias: [d_head], b_dec through Wq, Wk; scale:
     query_pre_attn_scalar^-1/2. Selected edges: sel_q (query index), sel_k (key index), sel_w [n_edges], their
     weights in the same raw bilinear form (q_run[i]·k_feat[j], no scale). norm: the query/key norms (Gemma 3).
+    q_shift, k_shift: [d_head], the part of the head's query/key that does not scale with the residual (the
+    projection biases b_Q[h], b_K[kv]: q_t = Q x_t / ρ_t + q_shift), None for none; the bias term at t carries
+    ρ_t·q_shift (Q b_dec + ρ_t q_shift is the numerator's non-feature, non-error part).
     """
 
     head: int
@@ -128,6 +131,8 @@ class QKHead:
     sel_k: Tensor
     sel_w: Tensor
     norm: QKNorm | None = None
+    q_shift: Tensor | None = None
+    k_shift: Tensor | None = None
 
 
 def qk_denominators(st: Stream, hd: QKHead) -> tuple[Tensor, Tensor]:
@@ -155,7 +160,10 @@ class OVHead:
     Wv: [d_head, d_model], gain folded in; v_feat: [d_sae, d_head] the run's value factors; v_bias: [d_head];
     p: [n_scored, d_head], the pre-output vectors p_k of the output features scored (a residual SAE:
     W_O[:, h]ᵀ (g_post ⊙ e_k); an attention-output SAE: its encoder's slice W_enc[h·d_head:(h+1)·d_head, k]);
-    sel_v (value index), sel_k (row of p), sel_w (raw OV), [n_edges].
+    sel_v (value index), sel_k (row of p), sel_w (raw OV), [n_edges]. v_shift: [d_head], the part of the value
+    that does not scale with the residual (the projection bias b_V[kv]), None for none. norm: Gemma 4's gainless
+    value RMSNorm ([d_head, d_model] projection it reads, and its eps): values are Wv x_s / σ_s with the
+    per-position σ_s of `value_denominators` instead of the input norm's r_s.
     """
 
     head: int
@@ -166,6 +174,19 @@ class OVHead:
     sel_v: Tensor
     sel_k: Tensor
     sel_w: Tensor
+    v_shift: Tensor | None = None
+    norm: tuple[Tensor, float] | None = None
+
+
+def value_denominators(st: Stream, hd: OVHead) -> Tensor:
+    """σ_s [T]: the head's value at s is Wv x_s / σ_s. Without a value norm σ_s = r_s (the input norm's RMS); with
+    Gemma 4's v_norm, transformers divides Nv n_s (n_s = g_in ⊙ x_s / r_s) by sqrt(mean((Nv n_s)²) + eps), so
+    σ_s = r_s · sqrt(mean((Nv n_s)²) + eps)."""
+    if hd.norm is None:
+        return st.rms
+    Nv, eps = hd.norm
+    u = (st.x @ Nv.T) / st.rms[:, None]
+    return st.rms * torch.sqrt(u.pow(2).mean(-1) + eps)
 
 
 def _selected_map(rows: Tensor, cols: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -201,7 +222,9 @@ def qk_blocks(st: Stream, hd: QKHead, q: Tensor, k: Tensor, block: int = 256) ->
     qe, ke = st.err @ hd.Wq.T, st.err @ hd.Wk.T
     ones = torch.ones(st.T, 1, dtype=a.dtype, device=a.device)
     Ru, Rw = rotate(u, st.cos, st.sin), rotate(w, st.cos, st.sin)
-    Rqb, Rkb = rotate(ones * hd.q_bias, st.cos, st.sin), rotate(ones * hd.k_bias, st.cos, st.sin)
+    q_b = ones * hd.q_bias + (0 if hd.q_shift is None else dq[:, None] * hd.q_shift)
+    k_b = ones * hd.k_bias + (0 if hd.k_shift is None else dk[:, None] * hd.k_shift)
+    Rqb, Rkb = rotate(q_b, st.cos, st.sin), rotate(k_b, st.cos, st.sin)
     Rqe, Rke = rotate(qe, st.cos, st.sin), rotate(ke, st.cos, st.sin)
     key_full = Rw + Rkb + Rke
     sel, kcols, qcols = _selected_map(hd.sel_k, hd.sel_q, hd.sel_w)
@@ -247,15 +270,18 @@ def ov_blocks(st: Stream, hd: OVHead, A: Tensor, o: Tensor, rms_o: Tensor, block
     sel_k = torch.zeros(st.T, hd.p.shape[0], dtype=a.dtype, device=a.device)
     sel_k[:, kcols] = _times_sparse(a[:, vcols], sel)  # [T, n_scored]
     n_k = hd.p.shape[0]
+    den = value_denominators(st, hd)
+    shift = None if hd.v_shift is None else hd.v_shift @ P  # [n_scored]
     for t0, t1 in _blocks(st.T, block):
-        At = A[t0:t1, :t1].double() / st.rms[None, :t1] / rms_o[t0:t1, None]
+        Ar = A[t0:t1, :t1].double() / rms_o[t0:t1, None]
+        At = Ar / den[None, :t1]
         active = At @ feat[:t1]
         parts = {
             "target": (o[t0:t1].double() @ P) / rms_o[t0:t1, None],
             "selected": At @ sel_k[:t1],
             "active_d0": active,
             "active": active,
-            "bias": At.sum(1, keepdim=True) * bias[None, :],
+            "bias": At.sum(1, keepdim=True) * bias[None, :] + (0 if shift is None else Ar.sum(1, keepdim=True) * shift[None, :]),
             "error": At @ err[:t1],
         }
         tt = torch.arange(t0, t1, device=a.device).repeat_interleave(n_k)
@@ -313,7 +339,7 @@ def ov_edge_usage(st: Stream, hd: OVHead, A: Tensor, rms_o: Tensor) -> tuple[Ten
     """
     A = A.double()
     V = st.a[:, hd.sel_v]  # [T, E]
-    weight_to_key = (A / rms_o[:, None]).sum(0) / st.rms  # Σ_t A(t, s) / (rms_o,t r_s), per key position s
+    weight_to_key = (A / rms_o[:, None]).sum(0) / value_denominators(st, hd)  # Σ_t A(t, s) / (rms_o,t σ_s), per key position s
     total = hd.sel_w * (weight_to_key @ V)
     count = (A > 0).double().sum(0) @ (V != 0).double()
     return count, total, total.abs()

@@ -220,6 +220,8 @@ def atlas(
                        "start at layer 1", value_first=True)
     if wanted[-1] >= config.n_layers:
         raise BadValue("layers", wanted[-1], f"is beyond the model's layers 0..{config.n_layers - 1}", value_first=True)
+    for L in wanted:  # a layer featgraph refuses (Gemma 4's that reuse another layer's keys) is refused now
+        config.for_layer(L, str(model) if isinstance(model, (str, Path)) else "the model")
     from featgraph.api.reload import check_heads, default_sae
 
     head_list = check_heads(tuple(heads) if heads is not None else None, config.n_heads, wanted[0])

@@ -113,14 +113,19 @@ def hidden_index(layer: int) -> int:
     return layer
 
 
-def gains(family: families.Family, attn: AttentionWeights) -> tuple[torch.Tensor, torch.Tensor]:
-    """g_in, g_post: the input and post-attention RMSNorm gains."""
-    return family.gain(attn.ln_in), family.gain(attn.ln_post)
+def gains(family: families.Family, attn: AttentionWeights) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """g_in, g_post: the input and post-attention RMSNorm gains (g_post None where the family has no norm on the
+    attention output)."""
+    return family.gain(attn.ln_in), (family.gain(attn.ln_post) if attn.ln_post is not None else None)
 
 
 def sliding_window(model, family: families.Family, layer: int) -> int | None:
-    """The window of layer `layer`'s attention as the loaded module has it (None: full attention)."""
-    return getattr(attention_module(model, family, layer), "sliding_window", None) or None
+    """The window of layer `layer`'s attention as the loaded module has it (None: full attention); Mistral passes
+    its config's sliding_window to every layer."""
+    module = attention_module(model, family, layer)
+    if family.window_from_config:
+        return getattr(module.config, "sliding_window", None) or None
+    return getattr(module, "sliding_window", None) or None
 
 
 @contextlib.contextmanager
@@ -308,7 +313,8 @@ class Session:
         d64 = {k: getattr(sae, k).to(dev, torch.float64) for k in sae_io.KEYS}
         self.sae = dc.JumpReLU(d64["W_enc"], d64["b_enc"], d64["threshold"], d64["W_dec"], d64["b_dec"])
         attn64 = dataclasses.replace(self.attn, **{f: getattr(self.attn, f).to(dev, torch.float64)
-                                                   for f in ("W_Q", "W_K", "W_V", "W_O", "ln_in", "ln_post", "q_norm", "k_norm")
+                                                   for f in ("W_Q", "W_K", "W_V", "W_O", "ln_in", "ln_post", "q_norm", "k_norm",
+                                                             "layer_scalar", "b_Q", "b_K", "b_V", "b_O")
                                                    if getattr(self.attn, f) is not None})
         self.attn64 = attn64
         self.qk = {h: self._qk_head(h) for h in self.heads} if "QK" in self.circuits else {}
@@ -347,6 +353,9 @@ class Session:
         # Stored weights are QK at the run's offset, times the scale when the run used --attn-scale.
         w = self._weights(e) / (self.scale if self.conv.attn_scale else 1.0)
         norm = None
+        if self.family.qk_norm and (a.b_Q is not None or a.b_K is not None):
+            raise BadInput(f"validate does not decompose query/key norms of biased projections ({self.family.name} "
+                           f"layer {self.layer} has both): the biases would enter the norms' denominators")
         if self.family.qk_norm:
             assert a.q_norm is not None and a.k_norm is not None  # the loader requires them for this family
             # The run stores (R(Δ) q_i)·k_j with q_i = g_q ⊙ u_i / rms(u_i), u_i = Nq d_i: back to the raw bilinear
@@ -360,8 +369,10 @@ class Session:
             Wq, Wk = Nq, Nk
         q_feat, k_feat = self.sae.W_dec @ Wq.T, self.sae.W_dec @ Wk.T
         q_run = circuits.rope_rotate(q_feat, self.conv.rope_offset, a.rope) if self.conv.rope_offset else q_feat
+        shift = (None if a.b_Q is None else circuits.head_rows(a.b_Q, h, c.d_head),
+                 None if a.b_K is None else circuits.head_rows(a.b_K, kv, c.d_head))
         return dc.QKHead(h, Wq, Wk, q_feat, k_feat, q_run, Wq @ self.sae.b_dec, Wk @ self.sae.b_dec, self.scale,
-                         qi, kj, w, norm)
+                         qi, kj, w, norm, *shift)
 
     def _ov_head(self, h: int, w_enc_out: torch.Tensor) -> dc.OVHead:
         a, c = self.attn64, self.attn64.config
@@ -372,8 +383,19 @@ class Session:
                                      circuits.Conventions(ov_target=self.conv.ov_target))
         Wv = circuits.head_rows(a.W_V, f.kv_head, c.d_head) * g_in
         row = np.searchsorted(scored, e["dst_index"].to_numpy(np.int64))
-        return dc.OVHead(h, Wv, f.src, Wv @ self.sae.b_dec, f.dst, self._idx(e["src_index"]), self._idx(row),
-                         self._weights(e))
+        v_feat, w, norm = f.src, self._weights(e), None
+        v_shift = None if a.b_V is None else circuits.head_rows(a.b_V, f.kv_head, c.d_head)
+        if self.family.v_norm:
+            if v_shift is not None:
+                raise BadInput(f"validate does not decompose a value norm of a biased projection ({self.family.name} "
+                               f"layer {self.layer})")
+            # The run stores v_j / rms(v_j)·p_k (v_norm, eps left out): back to the raw form v_j·p_k that the head's
+            # output decomposes into over the per-position value denominators.
+            v_feat = self.sae.W_dec @ Wv.T
+            w = w * v_feat.pow(2).mean(-1).sqrt()[self._idx(e["src_index"])]
+            norm = (Wv, float(c.rms_norm_eps))
+        return dc.OVHead(h, Wv, v_feat, Wv @ self.sae.b_dec, f.dst, self._idx(e["src_index"]), self._idx(row), w,
+                         v_shift, norm)
 
     # -- one prompt
 
@@ -391,7 +413,7 @@ class Session:
     def rms_o(self, cap: Captured) -> torch.Tensor:
         """What each position's OV target divides by: the post-attention norm's RMS (residual SAE), or 1 (an
         attention-output SAE reads the heads' outputs before o_proj, with no norm)."""
-        if self.conv.ov_target == "attn":
+        if self.conv.ov_target == "attn" or not self.family.post_attn_norm:
             return torch.ones(cap.out.shape[0], dtype=torch.float64, device=cap.out.device)
         return dc.output_rms(cap.out, self.attn64.W_O, self.attn.config.rms_norm_eps)
 

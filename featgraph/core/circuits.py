@@ -5,15 +5,17 @@ Every (head, circuit) matrix is `S = src @ dst.T` with rows = source features
 for QK, output for OV), both factors [n, d_head]. Nothing here builds an
 n_src × n_dst matrix; `featgraph.core.select` walks S in blocks.
 
-Definitions (docs/maths.md), with g_in = 1 + input_layernorm.weight and
-g_post = 1 + post_attention_layernorm.weight:
+Definitions (docs/maths.md), with g_in the input RMSNorm's gain (1 + w in Gemma 2/3, w in Llama, Mistral,
+Qwen, Gemma 4) and g_post the post-attention norm's (families that have one on the attention output):
     q_i = W_Q[h] (g_in ⊙ d_i),  k_j, v_j likewise with kv head h // (n_heads / n_kv_heads)
-    Gemma 3 (q_norm, k_norm): q_i = g_q ⊙ u_i / rms(u_i) with u_i = W_Q[h] (g_in ⊙ d_i), k_j likewise
-    p_k = W_O[:, h]ᵀ (g_post ⊙ e_k)                    (residual output SAE)
+    q_norm, k_norm (Gemma 3, Qwen3, Gemma 4): q_i = g_q ⊙ u_i / rms(u_i) with u_i = W_Q[h] (g_in ⊙ d_i), k_j likewise
+    v_norm (Gemma 4): v_j = w_j / rms(w_j), w_j = W_V[kv] (g_in ⊙ d_j)  (W_V = W_K on layers without v_proj)
+    p_k = s · W_O[:, h]ᵀ (g_post ⊙ e_k)                (residual output SAE; no g_post in Llama/Mistral/Qwen,
+                                                         s = Gemma 4's layer_scalar, 1 elsewhere)
     p_k = W_enc[h·d_head:(h+1)·d_head, k]              (attention-output SAE: reads before o_proj)
     QK_h(i, j) = q_i · k_j       OV_h(j, k) = v_j · p_k
-Raw values by default: no 1/√query_pre_attn_scalar, no softcap, no 1/RMS factors, RoPE offset 0
-(with the layer's own RoPE base when it is not).
+Raw values by default: no attention scale, no softcap, no 1/RMS factors, no biases, RoPE offset 0
+(with the layer's own RoPE when it is not).
 """
 
 from __future__ import annotations
@@ -31,12 +33,19 @@ from featgraph.errors import BadInput, BadValue
 OV_TARGETS = ("resid", "attn")  # what the OV destination SAE reads: the residual stream, or the heads' outputs
 OV_DEFINITIONS = {
     "resid": "OV(value j, output k) = v_j · p_k, p_k = W_O[:, h]ᵀ (g_post ⊙ e_k) (residual output SAE)",
+    "resid_raw": "OV(value j, output k) = v_j · p_k, p_k = W_O[:, h]ᵀ e_k (residual output SAE; the attention output "
+                 "joins the residual stream without a norm: this family's post_attention_layernorm is the MLP's input norm)",
     "attn": "OV(value j, output k) = v_j · W_enc[h·d_head:(h+1)·d_head, k] (attention-output SAE reading the "
             "per-head outputs before o_proj: no o_proj, no post-attention norm)",
 }
-QK_NORM = ("q_i = g_q ⊙ u_i / rms(u_i), u_i = W_Q[h] (g_in ⊙ d_i), rms(u) = sqrt(mean(u²)) over d_head, "
-           "g_q = 1 + q_norm.weight (k_j likewise with k_norm): the norms' eps is omitted, so a feature's query "
-           "does not depend on its scale")
+def qk_norm_text(fam: families.Family) -> str:
+    return ("q_i = g_q ⊙ u_i / rms(u_i), u_i = W_Q[h] (g_in ⊙ d_i), rms(u) = sqrt(mean(u²)) over d_head, "
+            f"g_q = {fam.norm_gain().replace('weight', 'q_norm.weight')} (k_j likewise with k_norm): the norms' eps is "
+            "omitted, so a feature's query does not depend on its scale")
+
+
+V_NORM = ("v_j = w_j / rms(w_j), w_j = W_V[kv] (g_in ⊙ d_j), rms over d_head, no gain (v_norm), eps omitted; "
+          "on a layer without v_proj W_V is k_proj's weight (values are the keys' projection before k_norm and RoPE)")
 
 
 @dataclass(frozen=True)
@@ -56,13 +65,14 @@ class Conventions:
         rope = config.layer_rope(layer)
         rotation: dict[str, Any] = {"convention": "half-split rotate_half", "theta": rope.theta, "offset": self.rope_offset}
         if config.layer_types or rope != Rope(config.rope_theta):
-            rotation |= {"type": rope.type, "factor": rope.factor, "layer_type": config.layer_type(layer)}
+            rotation |= rope.describe() | {"layer_type": config.layer_type(layer)}
+        ov = OV_DEFINITIONS["resid" if fam.post_attn_norm else "resid_raw"] if self.ov_target == "resid" else OV_DEFINITIONS["attn"]
         out: dict[str, Any] = {
-            "norm_gain": "1 + weight (Gemma RMSNorm)",
+            "norm_gain": f"{fam.norm_gain()} (RMSNorm)",
             "rms_factors": "omitted (weights-only: 1/RMS of the residual is not applied)",
             "gqa": "query head h uses key/value head h // (n_heads / n_kv_heads)",
             "qk": "QK(query i, key j) = (R(rope_offset) q_i) · k_j",
-            "ov": OV_DEFINITIONS[self.ov_target],
+            "ov": ov,
             "ov_target": self.ov_target,
             "attn_scale": (1 / math.sqrt(config.query_pre_attn_scalar)) if self.attn_scale else None,
             "softcap": None,
@@ -70,7 +80,13 @@ class Conventions:
             "edge_direction": "QK: key -> query; OV: value -> output",
         }
         if fam.qk_norm:
-            out["qk_norm"] = QK_NORM
+            out["qk_norm"] = qk_norm_text(fam)
+        if fam.v_norm:
+            out["v_norm"] = V_NORM
+        if fam.layer_scalar and self.ov_target == "resid":
+            out["layer_scalar"] = "p_k is multiplied by the layer's layer_scalar, which scales everything the layer writes"
+        if not fam.post_attn_norm:
+            out["biases"] = "projection biases are left out (not a feature's term)"
         return out
 
 
@@ -102,10 +118,12 @@ def head_rows(W: torch.Tensor, head: int, d_head: int) -> torch.Tensor:
     return W[head * d_head : (head + 1) * d_head]
 
 
-def qk_normalise(u: torch.Tensor, w: torch.Tensor, fam: families.Family) -> torch.Tensor:
-    """g ⊙ u / rms(u) over the last dimension (a zero row stays zero), g = the norm's gain of stored weight w."""
+def qk_normalise(u: torch.Tensor, w: torch.Tensor | None, fam: families.Family) -> torch.Tensor:
+    """g ⊙ u / rms(u) over the last dimension (a zero row stays zero), g = the norm's gain of stored weight w
+    (None: a norm without gain, Gemma 4's v_norm)."""
     rms = u.pow(2).mean(-1, keepdim=True).sqrt()
-    return u / torch.where(rms > 0, rms, torch.ones_like(rms)) * fam.gain(w)
+    unit = u / torch.where(rms > 0, rms, torch.ones_like(rms))
+    return unit if w is None else unit * fam.gain(w)
 
 
 def circuit_factors(
@@ -144,10 +162,18 @@ def circuit_factors(
         if W_enc_out is None:
             raise ValueError("OV factors need the output SAE's encoder")
         v = W_dec_in @ (head_rows(attn.W_V, kv, c.d_head) * g_in).T
+        if fam.v_norm:
+            v = qk_normalise(v, None, fam)
         if conv.ov_target == "attn":
             p = head_rows(W_enc_out, head, c.d_head).T  # [n_out, d_head]: the head's slice of what the SAE reads
         else:
-            w_o = head_rows(attn.W_O.T, head, c.d_head) * fam.gain(attn.ln_post)  # [d_head, d_model]
+            w_o = head_rows(attn.W_O.T, head, c.d_head)  # [d_head, d_model]
+            if fam.post_attn_norm:
+                if attn.ln_post is None:
+                    raise BadInput(f"{fam.name} layer {attn.layer} needs post_attention_layernorm weights")
+                w_o = w_o * fam.gain(attn.ln_post)
+            if attn.layer_scalar is not None:
+                w_o = w_o * attn.layer_scalar
             p = W_enc_out.T @ w_o.T  # [n_out, d_head]
         return Factors("OV", head, kv, src=v, dst=p)
     raise ValueError(circuit)

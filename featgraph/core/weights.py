@@ -7,6 +7,8 @@ vocabulary: d_model, d_head, d_sae, n_heads, n_kv_heads; HF `[out, in]` layout.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,40 +16,76 @@ from typing import Any
 import torch
 
 from featgraph.errors import BadInput
+from featgraph.families.base import ROPE_TYPES as ROTATED
 
 
 @dataclass(frozen=True)
 class Rope:
-    """One layer's rotary embedding: base `theta`, transformers' `rope_type` and its `factor`.
+    """One layer's rotary embedding: base `theta`, transformers' `rope_type` and its parameters.
 
-    featgraph rotates the half-split (`rotate_half`) convention with `inv_freq_i = θ^(-2i/d_head)`, divided
-    by `factor` for the "linear" type (Gemma 3's full-attention layers from 4B up), as
-    transformers' `_compute_linear_scaling_rope_parameters` does; other types are refused when used.
+    featgraph rotates the half-split (`rotate_half`) convention over all d_head dimensions with
+    `inv_freq_i = θ^(-2i/d_head)`, changed per type as transformers' modeling_rope_utils.py does:
+    "linear" divides every frequency by `factor` (Gemma 3's full-attention layers from 4B up); "llama3"
+    (Llama 3.1+) divides the low frequencies (wavelength > original_max_position_embeddings / low_freq_factor)
+    by `factor`, keeps the high ones (wavelength < original_max / high_freq_factor) and interpolates between
+    (`_compute_llama3_parameters`); "proportional" (Gemma 4's full-attention layers) keeps the first
+    int(partial_rotary_factor·d_head // 2) frequencies, sets the rest to 0 (those dimension pairs are not
+    rotated) and divides by `factor` (`_compute_proportional_rope_parameters`). Other types are refused when used.
     """
 
     theta: float
     type: str = "default"
     factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: float = 8192.0
+    partial_rotary_factor: float = 1.0
 
     def inv_freq(self, d_head: int) -> torch.Tensor:
         """[d_head/2] inverse frequencies in float64."""
-        if self.type not in ("default", "linear"):
-            raise BadInput(f"RoPE type {self.type!r} is not supported: featgraph rotates 'default' and 'linear' RoPE; "
-                           "use rope offset 0")
+        if self.type not in ROTATED:
+            raise BadInput(f"RoPE type {self.type!r} is not supported: featgraph rotates {', '.join(map(repr, ROTATED))} "
+                           "RoPE; use rope offset 0")
         inv = 1.0 / (self.theta ** (torch.arange(0, d_head, 2, dtype=torch.float64) / d_head))
-        return inv / (self.factor if self.type == "linear" else 1.0)
+        if self.type == "linear":
+            return inv / self.factor
+        if self.type == "llama3":
+            low_wavelen = self.original_max_position_embeddings / self.low_freq_factor
+            high_wavelen = self.original_max_position_embeddings / self.high_freq_factor
+            wavelen = 2 * math.pi / inv
+            scaled = torch.where(wavelen > low_wavelen, inv / self.factor, inv)
+            smooth = (self.original_max_position_embeddings / wavelen - self.low_freq_factor) / (
+                self.high_freq_factor - self.low_freq_factor)
+            mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+            return torch.where(mid, (1 - smooth) * scaled / self.factor + smooth * scaled, scaled)
+        if self.type == "proportional":
+            inv[int(self.partial_rotary_factor * d_head // 2):] = 0.0
+            return inv / self.factor
+        return inv
 
     def describe(self) -> dict:
-        return {"theta": self.theta, "type": self.type, "factor": self.factor}
+        out: dict[str, Any] = {"theta": self.theta, "type": self.type, "factor": self.factor}
+        if self.type == "llama3":
+            out |= {"low_freq_factor": self.low_freq_factor, "high_freq_factor": self.high_freq_factor,
+                    "original_max_position_embeddings": self.original_max_position_embeddings}
+        if self.type == "proportional":
+            out["partial_rotary_factor"] = self.partial_rotary_factor
+        return out
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The attention-relevant part of a config.json (Gemma 2, Gemma 3; `featgraph.families` parses it).
+    """The attention-relevant part of a config.json (`featgraph.families` parses it, one family per `model_type`).
 
     rope_theta: the RoPE base of full-attention layers (every layer in Gemma 2). rope: per layer type
-    (`full_attention`, `sliding_attention`) {theta, type, factor}, when some layer rotates otherwise than
-    `rope_theta` alone says; layer_types: each layer's type, when the types rotate differently (Gemma 3).
+    (`full_attention`, `sliding_attention`) {theta, type, factor, …} (`Rope`'s fields), when some layer rotates
+    otherwise than `rope_theta` alone says; layer_types: each layer's type, when the types rotate differently
+    (Gemma 3, Gemma 4). layer_shapes: layers whose attention has its own {d_head, n_kv_heads} (Gemma 4's
+    full-attention layers); `at_layer(L)` is the config as layer L sees it. value_is_key: layers without v_proj
+    whose values are the key projection's output (Gemma 4's full-attention layers with attention_k_eq_v).
+    kv_shared: {layer: the earlier layer whose keys and values it reuses} (Gemma 4's num_kv_shared_layers).
+    scaling: where the attention scale comes from ("config": query_pre_attn_scalar^-1/2 as read; the field
+    already holds d_head or 1 for the families whose modules fix it).
     """
 
     d_model: int
@@ -62,6 +100,10 @@ class ModelConfig:
     model_type: str
     rope: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     layer_types: tuple[str, ...] = ()
+    layer_shapes: Mapping[int, Mapping[str, int]] = field(default_factory=dict)
+    value_is_key: tuple[int, ...] = ()
+    kv_shared: Mapping[int, int] = field(default_factory=dict)
+    scale_by_head_dim: bool = False
 
     @classmethod
     def from_json(cls, cfg: object, where: str) -> ModelConfig:
@@ -85,16 +127,48 @@ class ModelConfig:
     def layer_rope(self, layer: int) -> Rope:
         """The rotary embedding layer `layer` uses."""
         r = self.rope.get(self.layer_type(layer))
-        return Rope(float(r["theta"]), str(r["type"]), float(r["factor"])) if r else Rope(self.rope_theta)
+        if not r:
+            return Rope(self.rope_theta)
+        extra = {k: float(v) for k, v in r.items() if k not in ("theta", "type", "factor")}
+        return Rope(float(r["theta"]), str(r["type"]), float(r["factor"]), **extra)
+
+    def for_layer(self, layer: int, where: str) -> ModelConfig:
+        """`at_layer(layer)`, refusing a layer whose keys and values come from another layer (one line, BadInput)."""
+        if not 0 <= layer < self.n_layers:
+            raise BadInput(f"layer {layer} is out of range: {where} has layers 0..{self.n_layers - 1}")
+        if layer in self.kv_shared:
+            src = self.kv_shared[layer]
+            raise BadInput(f"{where}: layer {layer} reuses layer {src}'s keys and values (num_kv_shared_layers), computed "
+                           f"from layer {src}'s residual stream, which an input SAE of layer {layer} does not read: featgraph "
+                           f"refuses such layers; extract layer {src} or another of layers 0..{min(self.kv_shared) - 1}")
+        return self.at_layer(layer)
+
+    def at_layer(self, layer: int) -> ModelConfig:
+        """This config as layer `layer`'s attention sees it: its own d_head and n_kv_heads where it has them
+        (and the attention scale d_head^-1/2 of its own d_head when the family scales by head size)."""
+        shape = self.layer_shapes.get(layer) or self.layer_shapes.get(str(layer)) or {}  # type: ignore[call-overload]
+        if not shape:
+            return self
+        d_head = int(shape.get("d_head", self.d_head))
+        scalar = float(d_head) if self.scale_by_head_dim else self.query_pre_attn_scalar
+        return dataclasses.replace(self, d_head=d_head, n_kv_heads=int(shape.get("n_kv_heads", self.n_kv_heads)),
+                                   query_pre_attn_scalar=scalar)
 
 
 @dataclass(frozen=True)
 class AttentionWeights:
     """One attention layer, HF `[out, in]` layout, float32.
 
-    W_Q: [n_heads·d_head, d_model]; W_K, W_V: [n_kv_heads·d_head, d_model];
-    W_O: [d_model, n_heads·d_head]; ln_in, ln_post: [d_model] (the stored w; gain is 1 + w);
-    q_norm, k_norm: [d_head], the query/key RMSNorms' stored w (Gemma 3), None for a family without them.
+    W_Q: [n_heads·d_head, d_model]; W_K, W_V: [n_kv_heads·d_head, d_model] (W_V is W_K itself on a layer whose
+    values are its keys' projection: Gemma 4's full-attention layers with attention_k_eq_v);
+    W_O: [d_model, n_heads·d_head]; ln_in: [d_model], the input norm's stored w (gain 1 + w or w, by family);
+    ln_post: [d_model], the post-attention norm's, None for a family where the attention output joins the residual
+    stream un-normed (Llama, Mistral, Qwen); q_norm, k_norm: [d_head], the query/key RMSNorms' stored w (Gemma 3,
+    Qwen3, Gemma 4), None for a family without them; layer_scalar: [1], what the whole layer's output is
+    multiplied by (Gemma 4), None elsewhere. b_Q: [n_heads·d_head], b_K, b_V: [n_kv_heads·d_head], b_O: [d_model]:
+    the projections' biases where the checkpoint has them (Qwen2, Llama with attention_bias; None = zero) — never
+    a feature's term, read for `featgraph validate`. `config` is the config as this layer sees it
+    (`ModelConfig.at_layer`).
     """
 
     config: ModelConfig
@@ -104,10 +178,15 @@ class AttentionWeights:
     W_V: torch.Tensor
     W_O: torch.Tensor
     ln_in: torch.Tensor
-    ln_post: torch.Tensor
+    ln_post: torch.Tensor | None
     source: dict = field(default_factory=dict)
     q_norm: torch.Tensor | None = None
     k_norm: torch.Tensor | None = None
+    layer_scalar: torch.Tensor | None = None
+    b_Q: torch.Tensor | None = None
+    b_K: torch.Tensor | None = None
+    b_V: torch.Tensor | None = None
+    b_O: torch.Tensor | None = None
 
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         c = self.config
@@ -117,10 +196,17 @@ class AttentionWeights:
             "v_proj": (c.n_kv_heads * c.d_head, c.d_model),
             "o_proj": (c.d_model, c.n_heads * c.d_head),
             "input_layernorm": (c.d_model,),
-            "post_attention_layernorm": (c.d_model,),
         }
+        if self.ln_post is not None:
+            shapes["post_attention_layernorm"] = (c.d_model,)
         if self.q_norm is not None or self.k_norm is not None:
             shapes |= {"q_norm": (c.d_head,), "k_norm": (c.d_head,)}
+        if self.layer_scalar is not None:
+            shapes["layer_scalar"] = (1,)
+        for key, b, n in (("q_bias", self.b_Q, c.n_heads * c.d_head), ("k_bias", self.b_K, c.n_kv_heads * c.d_head),
+                          ("v_bias", self.b_V, c.n_kv_heads * c.d_head), ("o_bias", self.b_O, c.d_model)):
+            if b is not None:
+                shapes[key] = (n,)
         return shapes
 
     @property

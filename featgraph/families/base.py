@@ -17,7 +17,7 @@ from typing import Any
 from featgraph.errors import BadInput
 
 SLIDING, FULL = "sliding_attention", "full_attention"  # transformers' layer type names
-ROPE_TYPES = ("default", "linear")  # the RoPE variants featgraph rotates with (transformers' rope_type)
+ROPE_TYPES = ("default", "linear", "llama3", "proportional")  # the RoPE variants featgraph rotates (transformers' rope_type)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,17 @@ class Family:
     required: fields without a default. local_rope: sliding-window layers have their own RoPE base.
     hf_module, hf_layers: transformers' modelling module (its `eager_attention_forward`) and the attribute
     path from the loaded model to its decoder layers.
+    post_attn_norm: `post_attention_layernorm` normalises the attention's output before it joins the residual
+    stream (Gemma 2/3/4). False where the module of that name is the norm before the MLP (Llama, Mistral, Qwen):
+    it is not read, and the attention output joins the residual stream as o_proj writes it.
+    v_norm: values pass through a gainless RMSNorm over d_head (Gemma 4). layer_scalar: each layer's stored
+    `layer_scalar` multiplies everything the layer writes, the attention's part included (Gemma 4).
+    scaling: the attention scale — "config" (query_pre_attn_scalar^-1/2, Gemma 2/3), "head_dim" (d_head^-1/2
+    whatever the config says: Llama, Mistral, Qwen), "one" (1: Gemma 4, whose query/key norms fix the scale).
+    window_from_config: every layer slides over config.json's `sliding_window` (Mistral), rather than the
+    layers the attention module marks (Gemma, Qwen). kv_sharing: config.json's num_kv_shared_layers (Gemma 4).
+    value_is_key: config.json's attention_k_eq_v makes full-attention layers use the key projection as values.
+    per_layer_shapes: full-attention layers have their own head size and kv-head count (Gemma 4).
     """
 
     model_type: str
@@ -47,21 +58,48 @@ class Family:
     hf_module: str = ""
     hf_layers: tuple[str, ...] = ("model", "layers")
     extra_prefixes: tuple[str, ...] = field(default=())
+    post_attn_norm: bool = True
+    v_norm: bool = False
+    layer_scalar: bool = False
+    scaling: str = "config"
+    window_from_config: bool = False
+    kv_sharing: bool = False
+    value_is_key: bool = False
+    per_layer_shapes: bool = False
 
     # -- tensors
 
-    def tensor_keys(self) -> tuple[str, ...]:
-        base = ("q_proj", "k_proj", "v_proj", "o_proj", "input_layernorm", "post_attention_layernorm")
-        return base + (("q_norm", "k_norm") if self.qk_norm else ())
+    # Read when the checkpoint has them: Gemma 4's layer_scalar (transformers' default otherwise: 1), the
+    # projections' biases (Qwen2; Llama with attention_bias) — validate's non-feature terms, never an edge's.
+    OPTIONAL = ("layer_scalar", "q_bias", "k_bias", "v_bias", "o_bias")
 
-    def relative_names(self) -> dict[str, str]:
+    def tensor_keys(self, value_is_key: bool = False, optional: bool = False) -> tuple[str, ...]:
+        """The layer's tensors featgraph reads; `value_is_key`: the layer has no v_proj (Gemma 4 full attention);
+        `optional`: with the OPTIONAL ones a checkpoint may lack."""
+        base = ("q_proj", "k_proj") + (() if value_is_key else ("v_proj",)) + ("o_proj", "input_layernorm")
+        keys = (base + (("post_attention_layernorm",) if self.post_attn_norm else ())
+                + (("q_norm", "k_norm") if self.qk_norm else ()))
+        if not optional:
+            return keys
+        return (keys + (("layer_scalar",) if self.layer_scalar else ())
+                + ("q_bias", "k_bias") + (() if value_is_key else ("v_bias",)) + ("o_bias",))
+
+    def relative_names(self, value_is_key: bool = False, optional: bool = False) -> dict[str, str]:
         """Each tensor's name inside one decoder layer (`self_attn.q_proj.weight`, …)."""
-        return {k: (f"{k}.weight" if k.endswith("layernorm") else f"self_attn.{k}.weight") for k in self.tensor_keys()}
+        def name(k: str) -> str:
+            if k == "layer_scalar":
+                return k
+            if k.endswith("_bias"):
+                return f"self_attn.{k[0]}_proj.bias"
+            return f"{k}.weight" if k.endswith("layernorm") else f"self_attn.{k}.weight"
 
-    def tensor_names(self, layer: int, prefix: str | None = None) -> dict[str, str]:
+        return {k: name(k) for k in self.tensor_keys(value_is_key, optional)}
+
+    def tensor_names(self, layer: int, prefix: str | None = None, value_is_key: bool = False,
+                     optional: bool = False) -> dict[str, str]:
         """Layer `layer`'s tensors as a checkpoint names them (with `prefix`, default the family's first)."""
         p = self.prefixes[0] if prefix is None else prefix
-        return {k: f"{p}layers.{layer}.{rel}" for k, rel in self.relative_names().items()}
+        return {k: f"{p}layers.{layer}.{rel}" for k, rel in self.relative_names(value_is_key, optional).items()}
 
     def all_prefixes(self) -> tuple[str, ...]:
         """Every prefix layer tensors may carry: on disk, then in-memory module classes, then none."""
@@ -83,9 +121,12 @@ class Family:
             raise BadInput(f"{where}: config.json field {self.nested!r} is not an object; fix config.json")
         return sub
 
+    def norm_gain(self) -> str:
+        return f"{self.gain_offset:g} + weight" if self.gain_offset else "weight"
+
     def describe(self) -> dict:
-        return {"family": self.model_type, "name": self.name, "norm_gain": f"{self.gain_offset:g} + weight",
-                "qk_norm": self.qk_norm, "tensor_prefix": self.prefixes[0]}
+        return {"family": self.model_type, "name": self.name, "norm_gain": self.norm_gain(),
+                "qk_norm": self.qk_norm, "tensor_prefix": self.prefixes[0], "post_attn_norm": self.post_attn_norm}
 
 
 def fields_of(fam: Family, cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -112,11 +153,13 @@ def fields_of(fam: Family, cfg: Mapping[str, Any], where: str) -> dict[str, Any]
     # Gemma 2 2B has 8×256 ≠ 2304: never derive head_dim from hidden_size when it is given.
     d_head = get("head_dim", int, d_model // n_heads)
     n_layers = get("num_hidden_layers", int)
-    softcap = raw("attn_logit_softcapping")
+    softcap = raw("attn_logit_softcapping") if fam.scaling == "config" else None
     rope, layer_types = _rope(fam, text, n_layers, where)
+    scalar = {"config": lambda: get("query_pre_attn_scalar", float, d_head), "head_dim": lambda: float(d_head),
+              "one": lambda: 1.0}[fam.scaling]()
     out = {
         "d_model": d_model, "n_heads": n_heads, "n_kv_heads": get("num_key_value_heads", int, n_heads), "d_head": d_head,
-        "n_layers": n_layers, "query_pre_attn_scalar": get("query_pre_attn_scalar", float, d_head),
+        "n_layers": n_layers, "query_pre_attn_scalar": scalar,
         "rms_norm_eps": get("rms_norm_eps", float, positive=False),
         "rope_theta": rope[FULL]["theta"],
         "attn_logit_softcapping": None if softcap is None else _number(softcap, "attn_logit_softcapping", float, True, where),
@@ -126,8 +169,59 @@ def fields_of(fam: Family, cfg: Mapping[str, Any], where: str) -> dict[str, Any]
         out |= {"rope": rope, "layer_types": layer_types}
     elif rope[FULL] != {"theta": out["rope_theta"], "type": "default", "factor": 1.0}:
         out["rope"] = {FULL: rope[FULL]}
-    if out["n_heads"] % out["n_kv_heads"]:
-        raise BadInput(f"{where}: {out['n_heads']} heads is not a multiple of {out['n_kv_heads']} key/value heads")
+    if fam.scaling == "head_dim":
+        out["scale_by_head_dim"] = True
+    if fam.per_layer_shapes:
+        out["layer_shapes"] = _layer_shapes(text, layer_types, n_layers, where)
+    if fam.value_is_key and text.get("attention_k_eq_v"):
+        out["value_is_key"] = tuple(i for i, t in enumerate(layer_types) if t == FULL)
+    if fam.kv_sharing:
+        out["kv_shared"] = _kv_shared(text, layer_types, n_layers, where)
+    for layer, shape in {-1: {"n_kv_heads": out["n_kv_heads"]}, **out.get("layer_shapes", {})}.items():
+        n_kv = shape.get("n_kv_heads", out["n_kv_heads"])
+        if out["n_heads"] % n_kv:
+            at = "" if layer < 0 else f" (layer {layer})"
+            raise BadInput(f"{where}: {out['n_heads']} heads is not a multiple of {n_kv} key/value heads{at}")
+    return out
+
+
+def _layer_shapes(text: Mapping[str, Any], layer_types: tuple[str, ...], n_layers: int, where: str) -> dict[int, dict[str, int]]:
+    """Gemma 4's per-layer {d_head, n_kv_heads}, as Gemma4TextConfig reads them: `per_layer_config` (what
+    transformers ≥ 5.2x writes: {"L": {"head_dim", "num_key_value_heads"}}), else `global_head_dim` (default 512)
+    and, when attention_k_eq_v, `num_global_key_value_heads` for every full-attention layer."""
+    per = text.get("per_layer_config")
+    if per is None:
+        over: dict[str, Any] = {"head_dim": text.get("global_head_dim", 512)}
+        if text.get("attention_k_eq_v", True) and text.get("num_global_key_value_heads") is not None:
+            over["num_key_value_heads"] = text["num_global_key_value_heads"]
+        per = {str(i): over for i, t in enumerate(layer_types) if t == FULL}
+    if not isinstance(per, Mapping):
+        raise BadInput(f"{where}: config.json field 'per_layer_config' is not an object; fix config.json")
+    out: dict[int, dict[str, int]] = {}
+    for key, o in per.items():
+        if not str(key).isdigit() or not 0 <= int(key) < n_layers or not isinstance(o, Mapping):
+            raise BadInput(f"{where}: config.json field 'per_layer_config' has an entry {key!r} that is not a layer "
+                           f"0..{n_layers - 1} with an object; fix config.json")
+        shape = {}
+        if o.get("head_dim") is not None:
+            shape["d_head"] = _number(o["head_dim"], "head_dim", int, True, where)
+        if o.get("num_key_value_heads") is not None:
+            shape["n_kv_heads"] = _number(o["num_key_value_heads"], "num_key_value_heads", int, True, where)
+        if shape:
+            out[int(key)] = shape
+    return out
+
+
+def _kv_shared(text: Mapping[str, Any], layer_types: tuple[str, ...], n_layers: int, where: str) -> dict[int, int]:
+    """{layer: the layer whose keys and values it reuses}: Gemma4TextConfig.kv_sharing_modes — the last
+    num_kv_shared_layers layers reuse those of the last earlier layer of their own type."""
+    n = _number(text.get("num_kv_shared_layers") or 0, "num_kv_shared_layers", int, False, where)
+    first = n_layers - n
+    out = {}
+    for layer in range(max(first, 0), n_layers):
+        kind = layer_types[layer] if layer_types else FULL
+        earlier = [i for i in range(first) if (layer_types[i] if layer_types else FULL) == kind]
+        out[layer] = earlier[-1] if earlier else -1
     return out
 
 
@@ -155,6 +249,7 @@ def _rope(fam: Family, text: Mapping[str, Any], n_layers: int, where: str) -> tu
     local = text.get("rope_local_base_freq")
     local = local if local is not None else fam.defaults.get("rope_local_base_freq", theta)
     params = text.get("rope_parameters")
+    params = params if params is not None else fam.defaults.get("rope_parameters")
     if params is not None and not isinstance(params, Mapping):
         raise BadInput(f"{where}: config.json field 'rope_parameters' is not an object; fix config.json")
     if params and set(params) <= {SLIDING, FULL}:
@@ -189,5 +284,14 @@ def _rope_entry(p: Mapping[str, Any], where: str) -> dict:
     if not isinstance(kind, str):
         raise BadInput(f"{where}: config.json RoPE type {kind!r} is not a name; fix config.json")
     factor = p.get("factor", 1.0) if kind != "default" else 1.0
-    return {"theta": _number(p.get("rope_theta"), "rope_theta", float, True, where), "type": kind,
-            "factor": _number(factor if factor is not None else 1.0, "factor", float, True, where)}
+    out = {"theta": _number(p.get("rope_theta"), "rope_theta", float, True, where), "type": kind,
+           "factor": _number(factor if factor is not None else 1.0, "factor", float, True, where)}
+    # The parameters of the types featgraph rotates beyond default/linear (transformers' modeling_rope_utils.py).
+    extra = {"llama3": ("low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
+             "proportional": ("partial_rotary_factor",)}.get(kind, ())
+    for key in extra:
+        if p.get(key) is not None:
+            out[key] = _number(p[key], key, float, True, where)
+        elif kind == "llama3":
+            raise BadInput(f"{where}: config.json's llama3 RoPE lacks {key!r}; fix config.json")
+    return out

@@ -134,13 +134,13 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
     files = _Files(ref)
     cfg = ModelConfig.from_json(_read_json(files.get("config.json")), ref)
     fam = families.of(cfg.model_type, ref)
-    if not 0 <= layer < cfg.n_layers:
-        raise BadInput(f"layer {layer} is out of range: {ref} has layers 0..{cfg.n_layers - 1}")
+    cfg = cfg.for_layer(layer, ref)
+    value_is_key = layer in cfg.value_is_key
     if files.has(INDEX_FILE):
         weight_map = _read_json(files.get(INDEX_FILE)).get("weight_map", {})
         if not isinstance(weight_map, dict):
             raise BadInput(f"{ref}: {INDEX_FILE} has no weight_map object; the index is corrupt")
-        names = _names_in(fam, layer, weight_map, ref, INDEX_FILE)
+        names = _names_in(fam, layer, weight_map, ref, INDEX_FILE, value_is_key)
         shard_of = {k: weight_map[n] for k, n in names.items()}
         for key, shard in shard_of.items():
             if not isinstance(shard, str) or not _plain_relative(shard):
@@ -152,7 +152,7 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
                 present = set(f.keys())
         except Exception as e:
             raise BadInput(f"cannot read {files.get(SINGLE_FILE)}: {e.__class__.__name__}; the file may be corrupt") from None
-        names = _names_in(fam, layer, present, ref, SINGLE_FILE)
+        names = _names_in(fam, layer, present, ref, SINGLE_FILE, value_is_key)
         shard_of = {k: SINGLE_FILE for k in names}
     else:
         raise BadInput(f"{ref}: no {INDEX_FILE} or {SINGLE_FILE}: featgraph reads safetensors checkpoints")
@@ -173,35 +173,41 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
         except Exception as e:
             raise BadInput(f"cannot read {path}: {e.__class__.__name__}; the shard may be corrupt or incomplete") from None
 
+    return weights_of(cfg, layer, tensors, names, {"ref": ref, "revision": files.revision, "local": files.local is not None},
+                      "config.json")
+
+
+def weights_of(cfg: ModelConfig, layer: int, tensors: dict[str, torch.Tensor], names: dict[str, str], source: dict,
+               what: str) -> AttentionWeights:
+    """AttentionWeights from one layer's tensors by key (q_proj, …), every shape checked against `cfg` (the layer's
+    view). A layer whose values are its keys' projection (no v_proj) gets W_V = W_K."""
     weights = AttentionWeights(
-        config=cfg,
-        layer=layer,
-        W_Q=tensors["q_proj"],
-        W_K=tensors["k_proj"],
-        W_V=tensors["v_proj"],
-        W_O=tensors["o_proj"],
-        ln_in=tensors["input_layernorm"],
-        ln_post=tensors["post_attention_layernorm"],
-        q_norm=tensors.get("q_norm"),
-        k_norm=tensors.get("k_norm"),
-        source={"ref": ref, "revision": files.revision, "local": files.local is not None},
+        config=cfg, layer=layer, W_Q=tensors["q_proj"], W_K=tensors["k_proj"],
+        W_V=tensors["v_proj"] if "v_proj" in tensors else tensors["k_proj"], W_O=tensors["o_proj"],
+        ln_in=tensors["input_layernorm"], ln_post=tensors.get("post_attention_layernorm"),
+        q_norm=tensors.get("q_norm"), k_norm=tensors.get("k_norm"), layer_scalar=tensors.get("layer_scalar"), source=source,
+        b_Q=tensors.get("q_bias"), b_K=tensors.get("k_bias"), b_O=tensors.get("o_bias"),
+        b_V=tensors.get("v_bias") if "v_proj" in tensors else tensors.get("k_bias"),
     )
     for key, shape in weights.tensor_shapes().items():
+        if key not in tensors:
+            continue
         got = tuple(tensors[key].shape)
         if got != shape:
-            raise BadInput(f"{names[key]} has shape {list(got)}, config.json implies {list(shape)}")
+            raise BadInput(f"{names[key]} has shape {list(got)}, {what} implies {list(shape)}")
     return weights
 
 
-def _names_in(fam: families.Family, layer: int, present, ref: str, where: str) -> dict[str, str]:
-    """The layer's tensor names under the first of the family's prefixes that holds its q_proj."""
+def _names_in(fam: families.Family, layer: int, present, ref: str, where: str, value_is_key: bool = False) -> dict[str, str]:
+    """The layer's tensor names under the first of the family's prefixes that holds its q_proj (optional ones,
+    such as Gemma 4's layer_scalar, only where present)."""
     for prefix in fam.all_prefixes():
-        names = fam.tensor_names(layer, prefix)
+        names = fam.tensor_names(layer, prefix, value_is_key, optional=True)
         if names["q_proj"] in present:
-            missing = [n for n in names.values() if n not in present]
+            missing = [n for k, n in names.items() if n not in present and k not in fam.OPTIONAL]
             if missing:
                 raise BadInput(f"{ref}: {where} has no {missing[0]}; is this a {fam.name} checkpoint?")
-            return names
+            return {k: n for k, n in names.items() if n in present}
     raise BadInput(f"{ref}: {where} has no {fam.tensor_names(layer)['q_proj']}; is this a {fam.name} checkpoint?")
 
 

@@ -19,6 +19,7 @@ import torch
 from featgraph import families
 from featgraph.core.weights import SAE, AttentionWeights, ModelConfig, all_finite
 from featgraph.errors import BadInput
+from featgraph.load.model import weights_of
 from featgraph.load.sae import check_d_in, site_of_hook
 
 SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
@@ -52,17 +53,19 @@ def attention_from_state_dict(state: Mapping[str, Any], layer: int, config: Any,
     """
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_json(_config_dict(config), where)
     fam = families.of(cfg.model_type, where)
-    if not 0 <= layer < cfg.n_layers:
-        raise BadInput(f"layer {layer} is out of range: {where} has layers 0..{cfg.n_layers - 1}")
-    names = fam.tensor_names(layer)
+    cfg = cfg.for_layer(layer, where)
+    value_is_key = layer in cfg.value_is_key
+    names = fam.tensor_names(layer, value_is_key=value_is_key, optional=True)
     tensors = {}
-    for key, rel in fam.relative_names().items():
+    for key, rel in fam.relative_names(value_is_key, optional=True).items():
         candidates = [f"{p}layers.{layer}.{rel}" for p in fam.all_prefixes()] + [rel]
         found = [k for k in candidates if k in state]
         if not found:
+            if key in fam.OPTIONAL:
+                continue
             raise BadInput(f"{where} has no {names[key]}: pass a {fam.name} model, its state dict, or one decoder layer's")
         tensors[key] = _tensor(state[found[0]], names[key])
-    return _checked(cfg, layer, tensors, {"ref": None, "in_memory": where, "revision": None}, names)
+    return weights_of(cfg, layer, tensors, names, {"ref": None, "in_memory": where, "revision": None}, "the config")
 
 
 def attention_from_module(module: torch.nn.Module, layer: int, config: Any = None) -> AttentionWeights:
@@ -72,18 +75,6 @@ def attention_from_module(module: torch.nn.Module, layer: int, config: Any = Non
         raise BadInput("this module has no .config: pass config= (the model's transformers config or config.json dict)")
     name = getattr(config, "_name_or_path", "") or type(module).__name__
     return attention_from_state_dict(module.state_dict(), layer, config, where=name)
-
-
-def _checked(cfg: ModelConfig, layer: int, tensors: dict, source: dict, names: dict) -> AttentionWeights:
-    w = AttentionWeights(config=cfg, layer=layer, W_Q=tensors["q_proj"], W_K=tensors["k_proj"], W_V=tensors["v_proj"],
-                         W_O=tensors["o_proj"], ln_in=tensors["input_layernorm"],
-                         ln_post=tensors["post_attention_layernorm"], q_norm=tensors.get("q_norm"),
-                         k_norm=tensors.get("k_norm"), source=source)
-    for key, shape in w.tensor_shapes().items():
-        got = tuple(tensors[key].shape)
-        if got != shape:
-            raise BadInput(f"{names[key]} has shape {list(got)}, the config implies {list(shape)}")
-    return w
 
 
 def sae_from_object(obj: Any, parts: tuple[str, ...], role: str, expect_d_in: int | tuple[int, ...] | None = None) -> SAE:
