@@ -1,9 +1,11 @@
-"""`featgraph demo`: the whole pipeline offline on a tiny synthetic Gemma 2 and SAEs.
+"""`featgraph demo`: the whole pipeline offline on a tiny synthetic model and SAEs.
 
 Inputs are written in the real formats — a sharded safetensors checkpoint with
-`model.safetensors.index.json` and a Gemma 2 `config.json`, Gemma Scope
+`model.safetensors.index.json` and the family's `config.json` (Gemma 2 by default; `--family` picks Llama with
+Llama 3.1's rope scaling, Mistral, Qwen2 with its q/k/v biases, Qwen3 with its query/key norms or Gemma 4, whose
+demo layer is a full-attention one: its own head size, partial rotary, keys as values), Gemma Scope
 `params.npz` files, a Neuronpedia legacy label export — so every loader runs
-exactly as it does on the real thing.
+exactly as it does on the real thing. Each family's checkpoint is complete: transformers loads it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,38 @@ DEMO_CONFIG = {
     "hidden_activation": "gelu_pytorch_tanh", "attention_bias": False, "bos_token_id": 2,
     "eos_token_id": 1, "pad_token_id": 0,
 }
+_ROTARY_RMS = {  # what Llama, Mistral and the Qwens share (their transformers config fields)
+    "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 32, "rms_norm_eps": 1e-5, "max_position_embeddings": 512,
+    "hidden_act": "silu", "tie_word_embeddings": True, "torch_dtype": "float32", "bos_token_id": 2, "eos_token_id": 1,
+    "pad_token_id": 0,
+}
+CONFIGS = {
+    "gemma2": DEMO_CONFIG,
+    "llama": _ROTARY_RMS | {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "attention_bias": False,
+                            "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                                                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}},
+    "mistral": _ROTARY_RMS | {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "sliding_window": 64,
+                              "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}},
+    "qwen2": _ROTARY_RMS | {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+                            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}},
+    "qwen3": _ROTARY_RMS | {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": False,
+                            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}},
+    "gemma4": {
+        "architectures": ["Gemma4ForCausalLM"], "model_type": "gemma4_text", "torch_dtype": "float32", "vocab_size": 128,
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 32, "rms_norm_eps": 1e-6, "max_position_embeddings": 512,
+        "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64, "attention_k_eq_v": True,
+        "layer_types": ["sliding_attention", "full_attention"] * 2, "hidden_size_per_layer_input": 0,
+        "num_kv_shared_layers": 0, "per_layer_config": {"1": {"head_dim": 64, "num_key_value_heads": 1},
+                                                        "3": {"head_dim": 64, "num_key_value_heads": 1}},
+        "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                            "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                                               "rope_theta": 1000000.0}},
+        "tie_word_embeddings": True, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
+    },
+}
+FAMILIES = tuple(CONFIGS)
 MODEL_ID = "featgraph-demo"
 LAYER = 1
 N_IN, N_OUT = 96, 80
@@ -47,28 +81,56 @@ class DemoInputs:
     labels: Path
 
 
-def write_inputs(root: Path, seed: int = 0) -> DemoInputs:
-    """Write the synthetic checkpoint, SAEs and labels under `root`."""
-    from safetensors.torch import save_file
-
-    g = torch.Generator().manual_seed(seed)
-    c = DEMO_CONFIG
-    d, dh, nh, nkv, ff = c["hidden_size"], c["head_dim"], c["num_attention_heads"], c["num_key_value_heads"], c["intermediate_size"]
+def _tensors(family: str, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every tensor of the family's checkpoint, named as transformers names them (so it loads the model)."""
+    c = CONFIGS[family]
+    d, nh, ff = c["hidden_size"], c["num_attention_heads"], c["intermediate_size"]
+    gemma = family.startswith("gemma")
 
     def rnd(*shape, s=0.15):
         return (torch.randn(*shape, generator=g) * s).contiguous()
 
-    tensors = {"model.embed_tokens.weight": rnd(c["vocab_size"], d), "model.norm.weight": rnd(d, s=0.3)}
+    def gain(n):  # Gemma 2 stores w of a gain 1 + w; the others store the gain itself
+        return rnd(n, s=0.3) + (0.0 if family == "gemma2" else 1.0)
+
+    tensors = {"model.embed_tokens.weight": rnd(c["vocab_size"], d), "model.norm.weight": gain(d)}
     for L in range(c["num_hidden_layers"]):
         p = f"model.layers.{L}"
+        shape = c.get("per_layer_config", {}).get(str(L), {})
+        dh, nkv = shape.get("head_dim", c["head_dim"]), shape.get("num_key_value_heads", c["num_key_value_heads"])
+        tensors |= {f"{p}.self_attn.q_proj.weight": rnd(nh * dh, d), f"{p}.self_attn.k_proj.weight": rnd(nkv * dh, d)}
+        if not (family == "gemma4" and c["attention_k_eq_v"] and shape):  # Gemma 4's full layers: keys are values
+            tensors[f"{p}.self_attn.v_proj.weight"] = rnd(nkv * dh, d)
         tensors |= {
-            f"{p}.self_attn.q_proj.weight": rnd(nh * dh, d), f"{p}.self_attn.k_proj.weight": rnd(nkv * dh, d),
-            f"{p}.self_attn.v_proj.weight": rnd(nkv * dh, d), f"{p}.self_attn.o_proj.weight": rnd(d, nh * dh),
-            f"{p}.mlp.gate_proj.weight": rnd(ff, d), f"{p}.mlp.up_proj.weight": rnd(ff, d),
-            f"{p}.mlp.down_proj.weight": rnd(d, ff),
+            f"{p}.self_attn.o_proj.weight": rnd(d, nh * dh), f"{p}.mlp.gate_proj.weight": rnd(ff, d),
+            f"{p}.mlp.up_proj.weight": rnd(ff, d), f"{p}.mlp.down_proj.weight": rnd(d, ff),
         }
-        for norm in ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"):
-            tensors[f"{p}.{norm}.weight"] = rnd(d, s=0.3)
+        norms = ["input_layernorm", "post_attention_layernorm"]
+        if gemma:
+            norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+        for norm in norms:
+            tensors[f"{p}.{norm}.weight"] = gain(d)
+        if family in ("qwen3", "gemma4"):
+            tensors |= {f"{p}.self_attn.q_norm.weight": gain(dh), f"{p}.self_attn.k_norm.weight": gain(dh)}
+        if family == "qwen2":
+            tensors |= {f"{p}.self_attn.{x}_proj.bias": rnd(n * dh) for x, n in (("q", nh), ("k", nkv), ("v", nkv))}
+        if family == "gemma4":
+            tensors[f"{p}.layer_scalar"] = torch.tensor([0.8 + 0.1 * L])
+    return tensors
+
+
+def write_inputs(root: Path, seed: int = 0, family: str = "gemma2") -> DemoInputs:
+    """Write the synthetic checkpoint of `family` (a key of CONFIGS), SAEs and labels under `root`."""
+    from safetensors.torch import save_file
+
+    if family not in CONFIGS:
+        from featgraph.errors import BadValue
+
+        raise BadValue("family", family, f"must be one of {', '.join(FAMILIES)}")
+    g = torch.Generator().manual_seed(seed)
+    c = CONFIGS[family]
+    d = c["hidden_size"]
+    tensors = _tensors(family, g)
     model = root / "model"
     model.mkdir(parents=True, exist_ok=True)
     names = sorted(tensors)
@@ -146,8 +208,9 @@ def _write_sae(path: Path, rng, d_in: int, d_sae: int, antipodal: list[tuple[int
     return path
 
 
-def run_demo(out: Path, force: bool = False) -> list[str]:
-    """The whole pipeline on synthetic inputs, through the public API; returns the lines to show the user."""
+def run_demo(out: Path, force: bool = False, family: str = "gemma2") -> list[str]:
+    """The whole pipeline on synthetic inputs of `family` (a key of CONFIGS), through the public API; returns the
+    lines to show the user."""
     import shutil
 
     from featgraph.api.compute import extract
@@ -157,6 +220,10 @@ def run_demo(out: Path, force: bool = False) -> list[str]:
     out = Path(out)
     # The run records absolute input paths, so the demo is built in place (not renamed into place):
     # --force replaces only an earlier demo, and a failed build removes what it wrote.
+    if family not in CONFIGS:
+        from featgraph.errors import BadValue
+
+        raise BadValue("family", family, f"must be one of {', '.join(FAMILIES)}")
     check_target(out, force, kind="demo")
     if out.exists():
         shutil.rmtree(out)
@@ -164,7 +231,7 @@ def run_demo(out: Path, force: bool = False) -> list[str]:
     write_marker(out, "demo")
     tmp = out
     try:
-        inputs = write_inputs(tmp / "inputs")
+        inputs = write_inputs(tmp / "inputs", family=family)
         run = extract(model=str(inputs.model), layer=LAYER, sae_in=str(inputs.sae_in), sae_out=str(inputs.sae_out),
                       top_k=200, per_source_k=2, device="cpu", model_id=MODEL_ID, sae_in_id=SOURCE_IN,
                       sae_out_id=SOURCE_OUT, out=tmp / "run", label_sources=[inputs.labels])
@@ -180,7 +247,7 @@ def run_demo(out: Path, force: bool = False) -> list[str]:
     run_dir = out / "run"
     labels = run.manifest.labels or {}
     return [
-        f"demo inputs (real formats): {out / 'inputs' / 'model'}, {out / 'inputs' / 'sae'}",
+        f"demo inputs (real formats, a tiny {CONFIGS[family]['architectures'][0]}): {out / 'inputs' / 'model'}, {out / 'inputs' / 'sae'}",
         f"run directory: {run_dir}  ({len(run.edge_table)} edges, {labels.get('labelled')}/{labels.get('features')} features labelled)",
         f"embedded graph: {run_dir / 'graph.lbdb'}  ({counts['nodes']} features, {counts['QK']} QK + {counts['OV']} OV edges)",
         f"tetrads: {len(tet)} ({int(tet['like_to_like'].sum())} like-to-like) in {run_dir / 'tetrads.parquet'}",

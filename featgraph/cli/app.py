@@ -353,15 +353,17 @@ def tables(
     _out(format_table(open_run(run).table(head, _circuit(circuit), distinct, positive, top, layer=layer), format))
 
 
-@app.command(epilog="Example: featgraph demo --out exports/demo")
+@app.command(epilog="Example: featgraph demo --out exports/demo   (featgraph demo --family llama --out exports/demo-llama)")
 def demo(
     out: Path = typer.Option(Path("exports/demo"), "--out", help="Directory for the demo's inputs and run."),
     force: ForceOpt = False,
+    family: str = typer.Option("gemma2", "--family",
+                               help="The tiny model's family: gemma2, llama, mistral, qwen2, qwen3 or gemma4."),
 ):
-    """Run the whole pipeline offline on a tiny synthetic Gemma 2 and SAEs (seconds)."""
+    """Run the whole pipeline offline on a tiny synthetic model (Gemma 2 unless --family) and SAEs (seconds)."""
     from featgraph.api.demo import run_demo
 
-    for line in run_demo(out, force=force):
+    for line in run_demo(out, force=force, family=family):
         typer.echo(line)
 
 
