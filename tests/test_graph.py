@@ -36,6 +36,11 @@ def _cases(run):
         ("connecting_heads", {"feature": pair[0], "other": pair[1], "limit": 100}),
         ("connecting_heads", {"feature": loop, "other": loop, "limit": 100}),
         ("cross_layer_paths", {"layer": -1, "limit": 50}), ("recurring_hubs", {"top": 10, "min_layers": 1, "limit": 30}),
+        ("neighbours", {"feature": qk_dst, "limit": 1000}), ("neighbours", {"feature": loop, "limit": 7}),
+        ("neighbours", {"feature": ov_src, "only_head": 2, "only_circuit": "OV", "sign": -1, "min_weight": 1.5, "max_rank": 300, "limit": 50}),
+        ("neighbours", {"feature": qk_dst, "only_layer": 1, "only_circuit": "QK", "sign": 1, "limit": 4}),
+        ("subgraph", {"features": ",".join([qk_dst, ov_src, loop, *pair]), "limit": 5000}),
+        ("subgraph", {"features": ",".join([qk_dst, ov_src, loop, *pair]), "limit": 3}),
     ]
 
 
@@ -60,6 +65,8 @@ def _multi_cases(run):
         ("recurring_features", {"min_heads": 3, "limit": 200}),
         ("connecting_heads", {"feature": pair[0], "other": pair[1], "limit": 100}),
         ("connecting_heads", {"feature": pair[1], "other": pair[0], "limit": 2}),
+        ("neighbours", {"feature": mid, "limit": 100}), ("neighbours", {"feature": mid, "only_layer": lo, "limit": 100}),
+        ("subgraph", {"features": ",".join([mid, pair[0], pair[1]]), "limit": 100}),
         ("cross_layer_paths", {"layer": -1, "limit": 1}), ("cross_layer_paths", {"layer": -1, "limit": 25}),
         ("cross_layer_paths", {"layer": -1, "limit": 100000}),
         ("recurring_hubs", {"top": 30, "min_layers": 2, "limit": 50}), ("recurring_hubs", {"top": 1000, "min_layers": 2, "limit": 7}),
