@@ -23,6 +23,7 @@ _API = {
     "atlas": "featgraph.api.multilayer",
     "Manifest": "featgraph.runs.manifest",
     "query_library": "featgraph.graph.library",
+    "serve": "featgraph.serve",
     "BadInput": "featgraph.errors",
     "BadValue": "featgraph.errors",
     "FeatgraphError": "featgraph.errors",

@@ -281,7 +281,8 @@ class Browser:
 
 
 @contextlib.contextmanager
-def browser(viewport=(1400, 900)):
+def browser(viewport=(1400, 900), allow: str | None = None):
+    """`allow`: a URL prefix (a local server's) whose requests pass; every other non-file request is blocked."""
     from playwright.sync_api import sync_playwright
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -298,7 +299,8 @@ def browser(viewport=(1400, 900)):
                 requests.append(route.request.url)
                 route.abort()
 
-            page.route(re.compile(r"^(?!file:).*"), block)
+            outside = r"^(?!file:)" + (f"(?!{re.escape(allow)})" if allow else "") + ".*"
+            page.route(re.compile(outside), block)
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             yield Browser(page, requests, console)

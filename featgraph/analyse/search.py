@@ -9,6 +9,7 @@ that feature index. Matching is case-insensitive.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -29,41 +30,57 @@ def rank_features(features: pd.DataFrame, query: str, limit: int | None = 20) ->
     A feature matches when its description holds every query word as a substring of some word
     (so "numer" finds "numerical"), or the query is its index; BM25 over whole words orders them.
     """
-    q = query.strip()
-    if not q:
-        raise BadInput("give some text to search feature labels for, e.g. \"numerical\"")
-    words = tokens(q)
-    desc = features["description"].astype("string").fillna("")
-    low = desc.str.lower()
-    hit = pd.Series(bool(words), index=features.index)
-    for w in words:
-        hit &= low.str.contains(w, regex=False)
-    if q.isdigit():
-        hit |= features["index"].astype("int64") == int(q)
-    cand = features[hit]
-    if cand.empty:
-        return pd.DataFrame({"id": pd.Series(dtype="string"), "sae": pd.Series(dtype="string"),
-                             "index": pd.Series(dtype="int64"), "description": pd.Series(dtype="string"),
-                             "score": pd.Series(dtype="float64")})
-    docs = [tokens(d) for d in desc]
-    n = len(docs)
-    avg = max(float(np.mean([len(d) for d in docs])), 1.0)
-    df = {w: sum(1 for d in docs if w in d) for w in set(words)}
-    scores = []
-    for i in cand.index:
-        d = docs[features.index.get_loc(i)]
-        s = 0.0
+    return SearchIndex(features).rank(query, limit)
+
+
+class SearchIndex:
+    """`rank_features` over one feature table, its words read once (a server answers many searches)."""
+
+    def __init__(self, features: pd.DataFrame):
+        self.features = features
+        desc = features["description"].astype("string").fillna("")
+        self.low = desc.str.lower()
+        self.docs = [tokens(d) for d in desc]
+        self.avg = max(float(np.mean([len(d) for d in self.docs])), 1.0) if self.docs else 1.0
+        self._df = Counter(w for d in self.docs for w in set(d))
+
+    def _doc_freq(self, w: str) -> int:
+        return self._df.get(w, 0)
+
+    def rank(self, query: str, limit: int | None = 20) -> pd.DataFrame:
+        """As `rank_features(features, query, limit)`."""
+        q = query.strip()
+        if not q:
+            raise BadInput("give some text to search feature labels for, e.g. \"numerical\"")
+        features, low = self.features, self.low
+        words = tokens(q)
+        hit = pd.Series(bool(words), index=features.index)
         for w in words:
-            tf = float(d.count(w)) or (0.5 if any(t.startswith(w) for t in d) else 0.0)  # a prefix counts half
-            idf = float(np.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)))
-            if tf:
-                s += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / avg))
-        if len(words) > 1 and " ".join(words) in " ".join(d):
-            s *= 1.5
-        scores.append(s)
-    out = cand[["id", "sae", "index", "description"]].assign(score=scores)
-    out = out.sort_values(["score", "sae", "index"], ascending=[False, True, True], kind="stable").reset_index(drop=True)
-    return out if limit is None else out.head(limit)
+            hit &= low.str.contains(w, regex=False)
+        if q.isdigit():
+            hit |= features["index"].astype("int64") == int(q)
+        cand = features[hit]
+        if cand.empty:
+            return pd.DataFrame({"id": pd.Series(dtype="string"), "sae": pd.Series(dtype="string"),
+                                 "index": pd.Series(dtype="int64"), "description": pd.Series(dtype="string"),
+                                 "score": pd.Series(dtype="float64")})
+        n = len(self.docs)
+        df = {w: self._doc_freq(w) for w in set(words)}
+        scores = []
+        for pos in np.flatnonzero(hit.to_numpy()):
+            d = self.docs[pos]
+            s = 0.0
+            for w in words:
+                tf = float(d.count(w)) or (0.5 if any(t.startswith(w) for t in d) else 0.0)  # a prefix counts half
+                idf = float(np.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)))
+                if tf:
+                    s += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / self.avg))
+            if len(words) > 1 and " ".join(words) in " ".join(d):
+                s *= 1.5
+            scores.append(s)
+        out = cand[["id", "sae", "index", "description"]].assign(score=scores)
+        out = out.sort_values(["score", "sae", "index"], ascending=[False, True, True], kind="stable").reset_index(drop=True)
+        return out if limit is None else out.head(limit)
 
 
 def strongest_edges(edges: pd.DataFrame, ids: list[str]) -> pd.DataFrame:

@@ -296,8 +296,12 @@ class Run:
 
         return embedded.load(self._directory("the embedded store"), self.edge_table, self.features, run, self.graphs)
 
-    def query(self, query: str | Path, *, neo4j: bool = False, write: bool = False, **params: Any) -> pd.DataFrame:
+    def query(self, query: str | Path, *, neo4j: bool = False, write: bool = False, open_store: Any = None,
+              **params: Any) -> pd.DataFrame:
         """Run a library query by name (`top_edges`), a .cypher file, or literal Cypher, with `params`.
+
+        `open_store`: a store already open for this run (an entered EmbeddedStore, or Neo4jStore with `neo4j`) to
+        run on instead of opening one per call (the explorer server keeps one open).
 
         Library queries type their parameters from the file's header (strings are cast) and answer for
         this run on a shared Neo4j; literal Cypher gets `params` as given, and so does a file of your own for the ones its header does not declare.
@@ -322,12 +326,16 @@ class Run:
             # A read answers for a run (the `run` parameter, else this one) only if its load finished;
             # writes are left free, e.g. to repair a store.
             check = None if write else (bound["run"] if isinstance(bound.get("run"), str) else self.run_id)
+            if open_store is not None:
+                return open_store.query(cypher, bound, write=write, run=check)
             with Neo4jStore(Neo4jSettings.from_env()) as store:
                 return store.query(cypher, bound, write=write, run=check)
         if write:
             raise BadInput("write applies to Neo4j; the embedded store is rebuilt by `featgraph load`")
         from featgraph.graph.embedded import EmbeddedStore
 
+        if open_store is not None:
+            return open_store.query(cypher, bound)
         with EmbeddedStore(self._directory("the embedded store")) as store:
             return store.query(cypher, bound)
 
@@ -465,6 +473,64 @@ class Run:
                          else f", top {len(e)} edges")
         centres = [feature] if isinstance(feature, str) else list(feature or ())
         return write_page(build_html(e, self.features, title, centres), out)
+
+    def show(self, head: int | None = None, circuit: str = "qk", top: int = 100, feature: str | Sequence[str] | None = None,
+             hops: int = 1, match: str | None = None, layer: int | None = None, query: str | None = None,
+             params: dict[str, Any] | None = None, layout: str | None = None, height: int = 640):
+        """Draw a graph in a notebook, without a server: one head's circuit (its `top` strongest edges, in two
+        columns: keys -> queries or values -> outputs), a neighbourhood (`feature` or `match`, `hops`, as `viz`
+        selects them), or the edges a `query` result names (a library query name or Cypher, with `params`, run
+        on the embedded store). Returns a view Jupyter shows inline (the explorer's page, every asset inlined,
+        in an iframe); `.save(path)` writes it. `layout`: columns, layers (a row per SAE layer) or force."""
+        from featgraph.analyse.filters import check_top, head_circuit, subgraph
+        from featgraph.render.explorer import MAX_STATIC_EDGES, View, fixed_columns, graph_payload, page, result_edges
+
+        if layout is not None and layout not in ("columns", "layers", "force"):
+            raise BadValue("layout", layout, "must be columns, layers or force")
+        check_top(top)
+        if top > MAX_STATIC_EDGES:
+            raise BadValue("top", top, f"asks for more edges than a notebook page draws at once ({MAX_STATIC_EDGES:,}): lower it, "
+                           "or use `featgraph serve`")
+        centres: list[str] = []
+        if query is not None:
+            from featgraph.graph import library
+
+            df = self.query(query, **(params or {}))
+            named = str(query).strip()
+            if not any(c.isspace() for c in named) and named in library.library():
+                given = {p.name: p.default for p in library.library()[named].params} | dict(params or {})
+                df = fixed_columns(df, given, self.layers)
+            e = result_edges(df)
+            if e is None or e.empty:
+                raise BadInput(f"the query's {len(df)} rows name no edge (it needs src/dst-like columns with weight, layer and head) "
+                               "to draw: show its table instead")
+            e = e.head(MAX_STATIC_EDGES)
+            table = self.edge_table
+            keys = ["src", "dst", "layer", "head", "circuit"]
+            extra = [c for c in ("rank", "z") if c in table.columns]
+            e = e.astype({"layer": "int64", "head": "int64"}).merge(
+                table[keys + extra].astype({"layer": "int64", "head": "int64"}), on=keys, how="left")
+            title = f"{self.name}: {query if len(str(query)) < 60 else str(query)[:57] + '…'}, {len(e)} edges"
+        else:
+            circ = _required_circuit(circuit)
+            one = self._layer(layer, needed=head is not None)
+            where = (f"layer {one} " if one is not None and len(self.layers) > 1 else "") + \
+                (f"head {head} {circ}" if head is not None else f"{circ}, all heads")
+            if feature is not None and match is not None:
+                raise BadInput("give feature or match, not both")
+            if match is not None:
+                hc = head_circuit(self.edge_table, head, circ, layer=one)
+                present = self.features[self.features["id"].isin(set(hc["src"]) | set(hc["dst"]))]
+                feature = list(self._matches(present, match, where)["id"])
+            e = subgraph(self.edge_table, head, circ, top, feature, hops, layer=one)
+            centres = [feature] if isinstance(feature, str) else list(feature or ())
+            title = f"{self.name}: {where}" + (f" around {', '.join(centres)}" if centres else "") + f", {len(e)} edges"
+        if layout is None:
+            layout = "layers" if e["layer"].nunique() > 1 else "columns"
+        feats = self.features.drop_duplicates("id").set_index("id")
+        data = {"title": title, "where": f"run {self.run_id}", "layout": layout, "centres": centres,
+                "graph": graph_payload(e, feats, centres)}
+        return View(page(data), height)
 
     def _matches(self, features: pd.DataFrame, text: str, where: str, limit: int = 10) -> pd.DataFrame:
         from featgraph.analyse.search import rank_features

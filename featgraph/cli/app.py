@@ -623,6 +623,27 @@ def report(
     typer.echo(f"wrote {index}")
 
 
+@app.command(epilog="Example: featgraph serve exports/layer13   (open the URL it prints; Ctrl-C stops it)")
+def serve(
+    run: RunArg,
+    neo4j: bool = typer.Option(False, "--neo4j", help="Read the run from Neo4j (NEO4J_* environment) instead of its embedded store."),
+    port: int = typer.Option(8765, "--port", help="TCP port (0: any free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; anything but the loopback lets others read the graph."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds a query may run before it is stopped."),
+):
+    """A local, read-only web app over the run's store: find features, expand them, layouts, paths, Cypher, exports."""
+    from featgraph.api.run import open_run
+    from featgraph.serve.server import start
+
+    server = start(open_run(run), neo4j=neo4j, host=host, port=port, timeout=timeout)
+    typer.echo(f"featgraph explorer at {server.url}  ({server.explorer.where}; Ctrl-C stops it)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("stopped", err=True)
+
+
 def main() -> None:  # console entry point
     app()
 

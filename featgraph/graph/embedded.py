@@ -165,8 +165,10 @@ def _copy(conn, table: str, rows) -> None:
 class EmbeddedStore:
     """Read access to a run's embedded graph (load it first with `load`)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, timeout: float | None = None):
+        """`timeout`: seconds a query may run before it is stopped (None: no limit)."""
         self.path = Path(run_dir) / DB_NAME
+        self.timeout = timeout
         self._db = None
         self._conn = None
 
@@ -179,6 +181,8 @@ class EmbeddedStore:
             raise BadInput(f"{self.path.parent} has no embedded graph yet: run `featgraph load {self.path.parent}` first")
         self._db = lb.Database(str(self.path), read_only=True)
         self._conn = lb.Connection(self._db)
+        if self.timeout is not None:
+            self._conn.set_query_timeout(max(1, round(self.timeout * 1000)))
         return self
 
     def __exit__(self, *exc):
@@ -196,7 +200,11 @@ class EmbeddedStore:
         try:
             res = self._conn.execute(cypher, params)
         except RuntimeError as e:
-            raise FeatgraphError(f"embedded store rejected the query: {str(e).splitlines()[0]}") from None
+            first = str(e).splitlines()[0]
+            if self.timeout is not None and "interrupt" in first.lower():
+                raise FeatgraphError(f"the query ran past the {self.timeout:g} s limit and was stopped: narrow it (a LIMIT, "
+                                     "a feature or head to start from)") from None
+            raise FeatgraphError(f"embedded store rejected the query: {first}") from None
         df = res.get_as_df()
         return df.set_axis(column_names(cypher, tokens, list(df.columns)), axis=1)
 

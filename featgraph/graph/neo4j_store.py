@@ -80,8 +80,10 @@ class Neo4jSettings:
 
 
 class Neo4jStore:
-    def __init__(self, settings: Neo4jSettings):
+    def __init__(self, settings: Neo4jSettings, timeout: float | None = None):
+        """`timeout`: seconds a query's transaction may run before the server stops it (None: the server's limit)."""
         self.settings = settings
+        self.timeout = timeout
         self._driver = None
 
     def __enter__(self):
@@ -238,9 +240,11 @@ class Neo4jStore:
         an unfinished run is an error, or a FeatgraphWarning for `*`. Runs without a FeatgraphRun node
         (bulk-imported by an older featgraph, or never loaded) are not checked."""
         from neo4j import exceptions as neo4j_errors
+        from neo4j import unit_of_work
 
         unfinished: list[str] = []
 
+        @unit_of_work(timeout=self.timeout)
         def work(tx):
             if run is not None:
                 unfinished[:] = [r["id"] for r in tx.run(library.internal("neo4j_run_unfinished"), run=run)]
@@ -255,6 +259,9 @@ class Neo4jStore:
             with self._session(read=not write) as s:
                 keys, rows = (s.execute_write if write else s.execute_read)(work)
         except neo4j_errors.ClientError as e:
+            if self.timeout is not None and "TransactionTimedOut" in (e.code or ""):
+                raise FeatgraphError(f"the query ran past the {self.timeout:g} s limit and was stopped: narrow it (a LIMIT, "
+                                     "a feature or head to start from)") from None
             hint = " (the query writes: pass --write)" if "access mode" in (e.message or "").lower() or "AccessMode" in (e.code or "") else ""
             raise FeatgraphError(f"Neo4j rejected the query: {(e.message or e.code or '').splitlines()[0]}{hint}") from None
         if unfinished:
