@@ -180,6 +180,7 @@ def test_extract_only_warns_when_labels_are_unreachable(tiny, tmp_path, monkeypa
     r = fg(*args)
     assert r.exit_code == 0, r.output
     assert "warning: labels not attached" in r.stderr and (out / "edges.parquet").exists()
+    assert "--label-source FILE_OR_DIR" in r.stderr and "--source" not in r.stderr, r.stderr  # extract's own flag
     assert pd.read_parquet(out / "features.parquet")["description"].isna().all()
 
 

@@ -321,6 +321,6 @@ def test_query_errors(loaded):
     r = fg("query", loaded, "no_such_query")
     assert r.exit_code == 2
     r = fg("query", loaded, "MATCH (n RETURN n")
-    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
     r = fg("query", "--list")
     assert r.exit_code == 0 and "tetrads" in r.stdout

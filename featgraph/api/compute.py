@@ -366,7 +366,8 @@ def extract(
         except FeatgraphError as e:
             if isinstance(e, BadInput):
                 raise
-            warnings.warn(f"labels not attached ({e}); run `featgraph labels {out}` later", FeatgraphWarning, stacklevel=2)
+            msg = str(e).replace("(featgraph labels RUN --source FILE_OR_DIR)", "(--label-source FILE_OR_DIR)")
+            warnings.warn(f"labels not attached ({msg}); run `featgraph labels {out}` later", FeatgraphWarning, stacklevel=2)
     return run
 
 

@@ -33,6 +33,23 @@ from featgraph.runs.manifest import Manifest
 if TYPE_CHECKING:
     from featgraph.graph.rows import GraphFiles
 
+# Library queries that answer only across layers, and why (an empty answer on one layer says so).
+_ACROSS_LAYERS = {
+    "cross_layer_paths": "it follows a path from an OV edge of layer L to an edge of layer L + 1",
+    "recurring_hubs": "it lists features that are hubs of at least min_layers layers",
+}
+
+
+def _strings(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as pandas' `string` dtype, so a missing description is <NA> in every result (as in `edges`)."""
+    for col in df.columns:
+        s = df[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+            present = s.dropna()
+            if len(present) == 0 or present.map(lambda v: isinstance(v, str)).all():
+                df[col] = s.astype("string")
+    return df
+
 
 def _required_circuit(circuit: str) -> str:
     c = circuit_param(circuit)
@@ -327,17 +344,26 @@ class Run:
             # writes are left free, e.g. to repair a store.
             check = None if write else (bound["run"] if isinstance(bound.get("run"), str) else self.run_id)
             if open_store is not None:
-                return open_store.query(cypher, bound, write=write, run=check)
-            with Neo4jStore(Neo4jSettings.from_env()) as store:
-                return store.query(cypher, bound, write=write, run=check)
-        if write:
-            raise BadInput("write applies to Neo4j; the embedded store is rebuilt by `featgraph load`")
-        from featgraph.graph.embedded import EmbeddedStore
+                result = open_store.query(cypher, bound, write=write, run=check)
+            else:
+                with Neo4jStore(Neo4jSettings.from_env()) as store:
+                    result = store.query(cypher, bound, write=write, run=check)
+        else:
+            if write:
+                raise BadInput("write applies to Neo4j; the embedded store is rebuilt by `featgraph load`")
+            from featgraph.graph.embedded import EmbeddedStore
 
-        if open_store is not None:
-            return open_store.query(cypher, bound)
-        with EmbeddedStore(self._directory("the embedded store")) as store:
-            return store.query(cypher, bound)
+            if open_store is not None:
+                result = open_store.query(cypher, bound)
+            else:
+                with EmbeddedStore(self._directory("the embedded store")) as store:
+                    result = store.query(cypher, bound)
+        if is_named and result.empty and len(self.layers) == 1:
+            why = _ACROSS_LAYERS.get(q.name)
+            if why is not None and (q.name != "recurring_hubs" or int(bound.get("min_layers", 2)) > 1):
+                warnings.warn(f"{q.name} found nothing: {why}, and this run holds one layer ({self.layers[0]}); "
+                              "an atlas (featgraph atlas) holds several", FeatgraphWarning, stacklevel=2)
+        return _strings(result)
 
     def _check_params(self, bound: dict[str, Any]) -> dict[str, Any]:
         """Library-query parameters in the run's terms: circuit names normalised, layers, heads and features checked.
@@ -432,7 +458,7 @@ class Run:
         """GraphML for Gephi / Cytoscape / yEd."""
         from featgraph.graph.nxgraph import write_graphml
 
-        out = check_output_file(Path(out), (".graphml", ".xml"), force)
+        out = check_output_file(Path(out), (".graphml", ".xml"), force, flag="--graphml")
         return write_graphml(self.to_networkx(), out)
 
     def export_neo4j(self, out: str | Path, name: str | None = None, force: bool = False) -> list[str]:

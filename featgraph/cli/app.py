@@ -23,6 +23,29 @@ class _Guarded(TyperGroup):
 
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, _optional_values(args))
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Command-line usage errors (an unknown option, a missing argument, a bad integer) are one line too, exit 2.
+
+        typer ships its own copy of click, so its exceptions are recognised by their shape, not imported."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except Exception as e:
+            kind = type(e).__name__
+            if kind == "Abort":
+                typer.echo("aborted: nothing was written", err=True)
+                sys.exit(1)
+            if not _is_usage_error(e):
+                raise
+            if kind == "NoArgsIsHelpError":  # `featgraph` alone: the help, as before
+                e.show()  # type: ignore[attr-defined]
+                sys.exit(e.exit_code)  # type: ignore[attr-defined]
+            ctx = getattr(e, "ctx", None)
+            where = " ".join(["featgraph", *(ctx.command_path.split()[1:] if ctx is not None else [])])
+            typer.echo(f"error: {e.format_message().rstrip('.')} (see `{where} --help`)", err=True)  # type: ignore[attr-defined]
+            sys.exit(e.exit_code)  # type: ignore[attr-defined]
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: typer.Context):
         import warnings
@@ -113,8 +136,17 @@ SaeInOpt = Annotated[Optional[str], typer.Option(
     help="SAE read at the layer's input [default: canonical 16k residual SAE of layer-1].", show_default=False)]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from featgraph import __version__
+
+        typer.echo(f"featgraph {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors.")):
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print featgraph's version and exit.")):
     _state["debug"] = debug
 
 
@@ -171,7 +203,7 @@ def _out(text: str) -> None:
     typer.echo(text, nl=False)
 
 
-@app.command(epilog="Example: featgraph extract --layer 13 --heads 0,7 --top-k 1000 --out exports/layer13; Gemma 3: "
+@app.command(epilog="Examples:\n  featgraph extract --layer 13 --heads 0,7 --top-k 1000 --out exports/layer13\n  Gemma 3: "
              "featgraph extract --model google/gemma-3-1b-pt --layer 13 --sae-in gemma-scope-2-1b-pt-res-all/layer_12_width_16k_l0_small "
              "--sae-out gemma-scope-2-1b-pt-res-all/layer_13_width_16k_l0_small --out exports/g3-layer13")
 def extract(
@@ -224,9 +256,11 @@ def extract(
         typer.echo(f"labelled {run.manifest.labels['labelled']} of {run.manifest.labels['features']} features")
 
 
-@app.command(epilog="Example: featgraph atlas --layers 1-25 --out exports/atlas   (Gemma 2 2B, Gemma Scope's canonical 16k "
-             "residual SAEs); other SAEs: --sae-template 'saes/layer_{layer}/params.npz' or "
-             "--sae-template gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small --model google/gemma-3-1b-pt")
+@app.command(epilog="Examples (Gemma 2 2B with Gemma Scope's canonical 16k residual SAEs, then other SAEs):\n"
+             "  featgraph atlas --layers 1-25 --out exports/atlas\n"
+             "  featgraph atlas --layers 1-3 --sae-template 'saes/layer_{layer}/params.npz' --out exports/atlas-local\n"
+             "  featgraph atlas --model google/gemma-3-1b-pt --layers 1-25 "
+             "--sae-template gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small --out exports/g3-atlas")
 def atlas(
     out: Path = typer.Option(..., "--out", help="Atlas directory (created, or continued when interrupted).", show_default=False),
     layers: str = typer.Option("1-25", help="Layers and ranges, e.g. 1-25 or 1,5,7-9 (layer L reads the SAE of L-1).",
@@ -533,8 +567,8 @@ def correlation(
     typer.echo(f"wrote {out} and {out.with_suffix('.csv')}")
 
 
-@app.command(epilog="Examples: featgraph viz exports/layer13 --head 7 --circuit ov --top 60 --out head7.html\n\n"
-             "featgraph viz exports/layer13 --circuit qk --match numerical --hops 1 --out numerical.html")
+@app.command(epilog="Examples:\n  featgraph viz exports/layer13 --head 7 --circuit ov --top 60 --out head7.html\n"
+             "  featgraph viz exports/layer13 --circuit qk --match numerical --hops 1 --out numerical.html")
 def viz(
     run: RunOrEdges,
     circuit: CircuitOpt,
@@ -642,6 +676,15 @@ def serve(
         server.serve_forever()
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)
+def _examples_kept_whole() -> None:
+    """Help epilogs are examples to copy: click must not rewrap them (it broke `--max-tokens` across lines). A
+    paragraph starting with a \\b line is printed as written (click's documented escape)."""
+    for info in app.registered_commands:
+        if info.epilog and not info.epilog.startswith("\b"):
+            info.epilog = "\b\n" + info.epilog
+
+
+_examples_kept_whole()
 
 
 def main() -> None:  # console entry point

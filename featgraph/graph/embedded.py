@@ -204,7 +204,9 @@ class EmbeddedStore:
             if self.timeout is not None and "interrupt" in first.lower():
                 raise FeatgraphError(f"the query ran past the {self.timeout:g} s limit and was stopped: narrow it (a LIMIT, "
                                      "a feature or head to start from)") from None
-            raise FeatgraphError(f"embedded store rejected the query: {first}") from None
+            # The engine's parser and binder reject the text itself (syntax, unknown names): the user's to fix, exit 2.
+            bad = BadInput if first.startswith(("Parser exception", "Binder exception")) else FeatgraphError
+            raise bad(f"embedded store rejected the query: {first}") from None
         df = res.get_as_df()
         return df.set_axis(column_names(cypher, tokens, list(df.columns)), axis=1)
 

@@ -136,7 +136,7 @@ def resolve(name_or_file: str | Path) -> Query:
     lib = library()
     if str(name_or_file) in lib:
         return lib[str(name_or_file)]
-    raise BadInput(f"no query file {name_or_file!r}: pass a .cypher path or one of {', '.join(lib)} (see `featgraph query --list`)")
+    raise BadInput(f"no query file '{name_or_file}': pass a .cypher path or one of {', '.join(lib)} (see `featgraph query --list`)")
 
 
 def internal(name: str) -> str:

@@ -263,7 +263,8 @@ class Neo4jStore:
                 raise FeatgraphError(f"the query ran past the {self.timeout:g} s limit and was stopped: narrow it (a LIMIT, "
                                      "a feature or head to start from)") from None
             hint = " (the query writes: pass --write)" if "access mode" in (e.message or "").lower() or "AccessMode" in (e.code or "") else ""
-            raise FeatgraphError(f"Neo4j rejected the query: {(e.message or e.code or '').splitlines()[0]}{hint}") from None
+            bad = BadInput if isinstance(e, neo4j_errors.CypherSyntaxError) else FeatgraphError  # syntax: exit 2
+            raise bad(f"Neo4j rejected the query: {(e.message or e.code or '').splitlines()[0]}{hint}") from None
         if unfinished:
             warnings.warn(f"the Neo4j load of run {', '.join(unfinished)} did not finish (or is still running): its edges in "
                           "this answer may be partial; re-run `featgraph load RUN --neo4j`", FeatgraphWarning, stacklevel=2)

@@ -150,7 +150,7 @@ def download(model_id: str, source_id: str, base: str | None = None,
             return dest
         raise FeatgraphError(
             f"cannot reach Neuronpedia's export for {model_id}/{source_id} ({e.__class__.__name__}): "
-            "connect to the internet or pass --source FILE_OR_DIR"
+            "connect to the internet or attach local label exports (featgraph labels RUN --source FILE_OR_DIR)"
         ) from None
     if not keys:
         raise FeatgraphError(f"Neuronpedia has no explanations for {model_id}/{source_id}: check the SAE's Neuronpedia id")

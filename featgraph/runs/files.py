@@ -114,16 +114,17 @@ def staged_dir(out: Path, force: bool, kind: str = "run") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_output_file(out: Path, suffixes: tuple[str, ...], force: bool = False) -> Path:
-    """Refuse, before any work, an output file of the wrong kind, in a missing folder, or over one we must keep."""
+def check_output_file(out: Path, suffixes: tuple[str, ...], force: bool = False, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output file of the wrong kind, in a missing folder, or over one we must keep.
+    `flag`: the option that names the file (messages name it)."""
     out = Path(out)
     if out.suffix.lower() not in suffixes:
-        raise BadInput(f"--out must be a {' or '.join(suffixes)} file, got {out}")
+        raise BadInput(f"{flag} must be a {' or '.join(suffixes)} file, got {out}")
     if not out.parent.exists():
-        raise BadInput(f"{out.parent} does not exist: create it or choose another --out")
+        raise BadInput(f"{out.parent} does not exist: create it or choose another {flag}")
     protect_run_files(out)
     if out.exists() and not force:
-        raise BadInput(f"{out} already exists: choose another --out or pass --force to replace it")
+        raise BadInput(f"{out} already exists: choose another {flag} or pass --force to replace it")
     if out.is_dir():
         raise BadInput(f"{out} is a directory: choose a file name")
     return out

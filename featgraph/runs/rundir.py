@@ -236,18 +236,18 @@ def _checked_edges(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         ok = (a == np.floor(a)) & (a >= low) & (a <= high)  # False for NaN and ±inf
         if (i := first(~ok & ~(optional & raw.isna().to_numpy()))) is not None:
             span = f"≥ {low}" if high == _INT_MAX else f"from {low} to {high}"
-            raise bad(i, col, f"{raw.iloc[i]!r} is not an integer {span}")
+            raise bad(i, col, f"{_shown(raw.iloc[i])} is not an integer {span}")
         return v
 
     def reals(col: str) -> None:
         raw = df[col]
         v = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy()
         if (i := first(~(np.abs(v) <= _FLOAT32_MAX))) is not None:  # NaN, ±inf, and what float32 turns into inf
-            raise bad(i, col, f"{raw.iloc[i]!r} is not a finite number within float32's range")
+            raise bad(i, col, f"{_shown(raw.iloc[i])} is not a finite number within float32's range")
 
     circuit = df["circuit"].astype("string").str.strip().str.upper()
     if (i := first(~circuit.isin(CIRCUITS).fillna(False))) is not None:
-        raise bad(i, "circuit", f"{df['circuit'].iloc[i]!r} is not QK or OV")
+        raise bad(i, "circuit", f"{_shown(df['circuit'].iloc[i])} is not QK or OV")
     df["circuit"] = circuit.astype(object)
     layer = integers("layer", 0, _INT32_MAX)
     head = integers("head", 0, _INT32_MAX)
@@ -265,12 +265,12 @@ def _checked_edges(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         col = f"{end}_index"
         parsed = [_id_index(f) for f in df[end]]
         if (i := first([p is None for p in parsed])) is not None:
-            raise bad(i, end, f"{df[end].iloc[i]!r} is not MODEL/SOURCE/INDEX (e.g. gemma-2-2b/12-gemmascope-res-16k/8517)")
+            raise bad(i, end, f"{_shown(df[end].iloc[i])} is not MODEL/SOURCE/INDEX (e.g. gemma-2-2b/12-gemmascope-res-16k/8517)")
         from_id = pd.Series(parsed, dtype="int64")
         if col in df.columns:
             given = integers(col, 0, _INT_MAX, optional=True)
             if (i := first(given.notna() & (given != from_id))) is not None:
-                raise bad(i, col, f"{df[col].iloc[i]!r} disagrees with the index {parsed[i]} in {end} {df[end].iloc[i]!r}")
+                raise bad(i, col, f"{_shown(df[col].iloc[i])} disagrees with the index {parsed[i]} in {end} {df[end].iloc[i]!r}")
         df[col] = from_id
     keys = pd.DataFrame({"layer": layer, "head": head, "circuit": df["circuit"], "src": df["src"], "dst": df["dst"]})
     dup = keys.duplicated(keep=False).to_numpy()
@@ -282,6 +282,11 @@ def _checked_edges(df: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise BadInput(f"{path}: data rows {i + 1} and {j + 1} are the same edge{signs} (layer {int(layer[i])}, head "
                        f"{int(head[i])}, {df['circuit'].iloc[i]}, {df['src'].iloc[i]} → {df['dst'].iloc[i]}): keep one")
     return df
+
+
+def _shown(v: object) -> str:
+    """A cell as a message shows it: `nan`, `1.5`, `'x'` — never numpy's `np.float32(nan)`."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
 
 
 def _id_index(fid: object) -> int | None:
