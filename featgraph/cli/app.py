@@ -680,8 +680,8 @@ def _examples_kept_whole() -> None:
     """Help epilogs are examples to copy: click must not rewrap them (it broke `--max-tokens` across lines). A
     paragraph starting with a \\b line is printed as written (click's documented escape)."""
     for info in app.registered_commands:
-        if info.epilog and not info.epilog.startswith("\b"):
-            info.epilog = "\b\n" + info.epilog
+        if info.epilog:
+            info.epilog = "\n\n".join(p if p.startswith("\b") else "\b\n" + p for p in info.epilog.split("\n\n"))
 
 
 _examples_kept_whole()
