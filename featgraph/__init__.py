@@ -21,6 +21,7 @@ _API = {
     "positional": "featgraph.api.run",
     "extract": "featgraph.api.compute",
     "atlas": "featgraph.api.multilayer",
+    "sae_info": "featgraph.api.saes",
     "Manifest": "featgraph.runs.manifest",
     "query_library": "featgraph.graph.library",
     "serve": "featgraph.serve",

@@ -79,8 +79,10 @@ def test_hf_cache_snapshot_and_gemma_scope_local_dir_get_neuronpedia_ids_and_lab
     assert m["model"]["neuronpedia_id"] == "gemma-2-2b"
     assert m["model"]["id_source"] == "HF cache folder name models--google--gemma-2-2b"
     assert (m["sae_in"]["neuronpedia_id"], m["sae_out"]["neuronpedia_id"]) == ("12-gemmascope-res-16k", "13-gemmascope-res-16k")
-    assert m["sae_in"]["id_source"].startswith("Gemma Scope path layer_12/width_16k/average_l0_82")
-    assert "d_in = d_model" in m["sae_in"]["id_source"]
+    # the path names no repo: its tail is a registry path of several repos, and d_in = Gemma 2 2B's d_model picks
+    # Gemma Scope 2B's residual SAE, the canonical entry's id
+    assert m["sae_in"]["id_source"].startswith("SAELens registry gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical")
+    assert "path layer_12/width_16k/average_l0_82" in m["sae_in"]["id_source"] and "d_in = d_model" in m["sae_in"]["id_source"]
     edges = pd.read_parquet(out / "edges.parquet")
     qk, ov = edges[edges["circuit"] == "QK"], edges[edges["circuit"] == "OV"]
     assert qk["src"].str.startswith("gemma-2-2b/12-gemmascope-res-16k/").all()
@@ -97,7 +99,8 @@ def test_hf_cache_snapshot_and_gemma_scope_local_dir_get_neuronpedia_ids_and_lab
 
 
 def test_non_canonical_l0_is_not_named_as_the_canonical_sae(wide, tmp_path):
-    """Neuronpedia's `12-gemmascope-res-16k` is the L0-82 SAE; an L0-176 one is `…__l0-176` there."""
+    """Neuronpedia's `12-gemmascope-res-16k` is the L0-82 SAE; an L0-176 one is `…__l0-176` there (both in SAELens'
+    registry); an L0 the registry gives no Neuronpedia id gets featgraph's name in the same style, and no labels."""
     gs = tmp_path / "hub" / "models--google--gemma-scope-2b-pt-res" / "snapshots" / SNAPSHOT
     sae_in = write_sae(gs / "layer_12/width_16k/average_l0_176", D_MODEL, 16, seed=1)
     sae_out = write_sae(gs / "layer_3/width_65k/average_l0_89", D_MODEL, 16, seed=2)
@@ -106,9 +109,17 @@ def test_non_canonical_l0_is_not_named_as_the_canonical_sae(wide, tmp_path):
     assert r.exit_code == 0, r.output
     m = _manifest(out)
     assert m["sae_in"]["neuronpedia_id"] == "12-gemmascope-res-16k__l0-176"
-    assert "L0 176 is not the canonical 82" in m["sae_in"]["id_source"]
+    assert m["sae_in"]["id_source"] == ("SAELens registry gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_176 "
+                                        "(google/gemma-scope-2b-pt-res in the path)")
     assert m["sae_out"]["neuronpedia_id"] == "3-gemmascope-res-65k"
-    assert "gemma-scope-2b-pt-res in the path" in m["sae_out"]["id_source"]
+    assert "gemma-scope-2b-pt-res-canonical/layer_3/width_65k/canonical" in m["sae_out"]["id_source"]
+    # layer 13's L0 23 SAE: in the registry, not on Neuronpedia -> featgraph's name, one warning, no labels asked for
+    other = write_sae(gs / "layer_13/width_16k/average_l0_23", D_MODEL, 16, seed=3)
+    r = _extract(wide, tmp_path / "run2", sae_in, other, "--no-labels")
+    assert r.exit_code == 0, r.output
+    m = _manifest(tmp_path / "run2")
+    assert m["sae_out"]["neuronpedia_id"] == "13-gemmascope-res-16k__l0-23"
+    assert "lists no Neuronpedia source for gemma-scope-2b-pt-res/layer_13/width_16k/average_l0_23" in r.stderr
     # the model directory is named `model`: that name is what the files say
     assert (m["model"]["neuronpedia_id"], m["model"]["id_source"]) == ("model", "directory name")
 
@@ -137,11 +148,11 @@ def test_model_id_from_config_name_or_path(tiny, tmp_path):
     ("/c/models--google--gemma-scope-2b-pt-mlp/snapshots/h/layer_0/width_65k/average_l0_72/params.npz", (None, None, None),
      "0-gemmascope-mlp-65k"),
     ("/d/layer_12/width_1m/average_l0_107/params.npz", (2304, 2304, 2048), "12-gemmascope-res-1m"),
-    ("/d/layer_12/width_16k/average_l0_82/params.npz", (2048, 2304, 2048), "12-gemmascope-att-16k__l0-82"),
+    ("/d/layer_12/width_16k/average_l0_82/params.npz", (2048, 2304, 2048), None),  # att L0 82: not in the registry
     ("/d/layer_13/width_16k/average_l0_92/params.npz", (2048, 2304, 2048), "13-gemmascope-att-16k"),
     ("/d/layer_12/width_16k/average_l0_82/params.npz", (None, None, None), None),  # no kind known
     ("/d/layer_12/width_16k/average_l0_82/params.npz", (3584, 3584, 4096), None),  # not Gemma 2 2B: not this table
-    ("/d/gemma-scope-9b-pt-res/layer_20/width_16k/average_l0_68/params.npz", (2304, 2304, 2048), None),
+    ("/d/gemma-scope-9b-pt-res/layer_20/width_16k/average_l0_68/params.npz", (2304, 2304, 2048), "20-gemmascope-res-16k"),
     ("/d/layer_12/width_16k/canonical/params.npz", (2304, 2304, 2048), None),  # no L0: cannot tell which SAE
 ])
 def test_gemma_scope_path_rules(text, dims, want):

@@ -151,12 +151,10 @@ def test_sae_references_resolve():
         sae_io.resolve("./missing/params.npz")
 
 
-def test_canonical_rule_over_listing(monkeypatch):
-    listing = [f"layer_20/width_131k/average_l0_{v}/params.npz" for v in (22, 38, 71, 139, 294)]
-    monkeypatch.setattr(hub, "list_files", lambda ref, prefix: [f for f in listing if f.startswith(prefix)])
-    r = sae_io.resolve("gemma-scope-2b-pt-res-canonical/layer_20/width_131k/canonical")
-    assert r.filename == "layer_20/width_131k/average_l0_71/params.npz"
-    assert "closest to 100" in r.canonical_rule
+def test_ids_outside_the_registry_are_refused_naming_the_release():
+    """The registry says which canonical SAEs exist (Gemma 2 2B has no canonical 131k at layer 20): no Hub listing."""
+    with pytest.raises(BadInput, match="not in SAELens' release gemma-scope-2b-pt-res-canonical .*58 SAEs"):
+        sae_io.resolve("gemma-scope-2b-pt-res-canonical/layer_20/width_131k/canonical")
 
 
 def test_canonical_ids_resolve_from_the_table_without_the_hub(monkeypatch):
@@ -378,14 +376,14 @@ def test_gemma_scope_2_files_and_names(tmp_path):
     raw = load_file(str(res))
     for ours, theirs in (("W_enc", "w_enc"), ("W_dec", "w_dec"), ("b_dec", "b_dec"), ("threshold", "threshold")):
         np.testing.assert_array_equal(getattr(s, ours).numpy(), raw[theirs])
-    assert (s.d_in, s.d_sae, s.source["format"], s.source["site"], s.source["layer"]) == (48, 20, "safetensors", "res", 13)
+    assert (s.d_in, s.d_sae, s.source["format"], s.source["site"], s.source["layer"]) == (48, 20, "gemma_scope_2", "res", 13)
     assert s.neuronpedia_id == "13-gemmascope-2-res-16k" and s.source["config"]["model_name"] == "google/gemma-3-1b-pt"
     # resid_post_all (small/big) and attn_out are not on Neuronpedia: a featgraph name and a note saying so
     small = write_gs2_sae(tmp_path / "g" / "resid_post_all" / "layer_12_width_16k_l0_small", 48, 20, 1,
                           _gs2_config(12, "model.layers.12.output"))
     s = sae_io.load(str(small), expect_d_in=48)
     assert s.neuronpedia_id is None and s.source["fallback_id"] == "12-gemmascope-2-resid_post_all-16k-l0_small"
-    assert "layers 7, 13, 17, 22 at l0_medium" in s.source["id_note"] and "gemma-3-1b" in s.source["id_note"]
+    assert "gemma-scope-2-1b-pt-res: layers 7, 13, 17, 22" in s.source["id_note"] and "gemma-3-1b" in s.source["id_note"]
     att = write_gs2_sae(tmp_path / "gemma-scope-2-4b-it" / "attn_out" / "layer_17_width_16k_l0_medium", 64, 20, 2, None)
     s = sae_io.load(str(att), expect_d_in=(48, 64), d_attn=64)
     assert s.neuronpedia_id is None and s.source["site"] == "att" and s.source["fallback_id"].startswith("17-gemmascope-2-attn_out-")
@@ -427,16 +425,16 @@ def test_gemma_scope_2_references_resolve():
     assert (r.repo.repo_id, r.filename) == ("google/gemma-scope-2-1b-pt", "resid_post_all/layer_12_width_16k_l0_small/params.safetensors")
     r = sae_io.resolve("gemma-scope-2-4b-it-att/layer_17_width_262k_l0_medium")
     assert (r.repo.repo_id, r.filename) == ("google/gemma-scope-2-4b-it", "attn_out/layer_17_width_262k_l0_medium/params.safetensors")
-    r = sae_io.resolve("gemma-scope-2-270m-pt-transcoders/transcoder/layer_9_width_16k_l0_small_affine")
-    assert r.filename == "transcoder/layer_9_width_16k_l0_small_affine/params.safetensors"
+    r = sae_io.resolve("gemma-scope-2-270m-pt-transcoders/transcoder/layer_15_width_262k_l0_big_affine")
+    assert r.filename == "transcoder/layer_15_width_262k_l0_big_affine/params.safetensors"
     r = sae_io.resolve("google/gemma-scope-2-12b-pt@v1/mlp_out_all/layer_3_width_16k_l0_big")
     assert (r.repo.revision, r.filename) == ("v1", "mlp_out_all/layer_3_width_16k_l0_big/params.safetensors")
-    with pytest.raises(BadInput, match="layer_\\{L\\}_width_\\{W\\}_l0_"):
+    with pytest.raises(BadInput, match="not in SAELens' release gemma-scope-2-1b-pt-res-all .*layer_0_width_16k_l0_big"):
         sae_io.resolve("gemma-scope-2-1b-pt-res-all/layer_12/width_16k/canonical")
-    name = sae_io.gemma_scope_2_name("models--google--gemma-scope-2-27b-it/snapshots/abc/resid_post/layer_40_width_1m_l0_medium/params.safetensors")
-    assert name is not None and name.neuronpedia_id == "40-gemmascope-2-res-1m"
-    name = sae_io.gemma_scope_2_name("google/gemma-scope-2-1b-it/resid_post/layer_13_width_1m_l0_medium/params.safetensors")
-    assert name is not None and name.neuronpedia_id is None and "gemma-3-1b-it" in str(name.note)  # it: no 1m on Neuronpedia
+    path = "models--google--gemma-scope-2-27b-it/snapshots/abc/resid_post/layer_40_width_1m_l0_medium/params.safetensors"
+    assert sae_io.neuronpedia_source(path)[:2] == ("40-gemmascope-2-res-1m", 40)
+    # the registry gives gemma-3-1b-it no 1m residual source: no id (featgraph names it when loading, with a note)
+    assert sae_io.neuronpedia_source("google/gemma-scope-2-1b-it/resid_post/layer_13_width_1m_l0_medium/params.safetensors")[0] is None
 
 
 def test_gemma_scope_2_from_the_hub_with_its_config(tmp_path, monkeypatch):
@@ -457,7 +455,7 @@ def test_gemma_scope_2_from_the_hub_with_its_config(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     monkeypatch.setattr(hub, "_check_reachable", lambda ref, filename: None, raising=False)
     s = sae_io.load("gemma-scope-2-1b-pt-res/layer_7_width_16k_l0_medium", ("W_dec",), expect_d_in=48)
-    assert asked == [f"{folder}/params.safetensors", f"{folder}/config.json"]
+    assert asked == [f"{folder}/config.json", f"{folder}/params.safetensors"]
     assert s.neuronpedia_id == "7-gemmascope-2-res-16k" and s.source["release"] == "gemma-scope-2-1b-pt-res"
     assert s.source["config"]["hf_hook_point_in"] == "model.layers.7.output"
     (snap / folder / "config.json").unlink()  # the Hub answers 404 for a missing config.json: the SAE loads without it

@@ -676,6 +676,26 @@ def serve(
         server.serve_forever()
     except KeyboardInterrupt:
         typer.echo("stopped", err=True)
+
+
+@app.command("sae", epilog="Examples: featgraph sae gpt2-small-res-jb/blocks.8.hook_resid_pre llama_scope_lxr_8x/l15r_8x --json; "
+             "featgraph sae ~/.cache/huggingface/hub/models--google--gemma-scope-2b-pt-res/snapshots/*/layer_12/width_16k/average_l0_82")
+def sae_cmd(
+    refs: list[str] = typer.Argument(..., show_default=False, metavar="REF", hidden=True),  # described in the docstring
+    json_lines: bool = typer.Option(False, "--json", help="One JSON object per line."),
+):
+    """What featgraph would use for each SAE REF (a SAELens release/sae_id, a Hub path, an HF cache path, or a local
+    SAE file or folder), without downloading anything: release and id, repo and files, format, the hook point it
+    reads (site, layer, which layer's input or OV output it is), d_sae, and its Neuronpedia id or why there is
+    none (from SAELens' registry)."""
+    import json
+
+    from featgraph.api.saes import format_info, sae_info
+
+    for d in sae_info(refs):
+        _out((json.dumps(d, default=str) if json_lines else format_info(d)) + "\n")
+
+
 def _examples_kept_whole() -> None:
     """Help epilogs are examples to copy: click must not rewrap them (it broke `--max-tokens` across lines). A
     paragraph starting with a \\b line is printed as written (click's documented escape)."""

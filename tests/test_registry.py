@@ -1,0 +1,227 @@
+"""SAELens' registry as featgraph's source of truth: the shipped snapshot, the script that makes it, `featgraph sae`
+against every registry entry, and the same ids for an SAE by every route (release/id, Hub path, HF cache, local)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import featgraph as fg
+from featgraph import families
+from featgraph.errors import BadInput
+from featgraph.load import registry as reg
+
+from helpers import REPO
+from helpers import fg as cli
+from sae_formats import write_dictionary_learning, write_hook_z, write_llama_scope, write_saelens
+
+SNAP = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _raw_snapshot() -> dict:
+    return json.loads(gzip.decompress(reg.SNAPSHOT.read_bytes()))
+
+
+def test_snapshot_records_its_source():
+    raw = _raw_snapshot()
+    assert raw["sae_lens_version"] == "6.54.12" and raw["wheel"] == "sae_lens-6.54.12-py3-none-any.whl"
+    assert re.fullmatch(r"[0-9a-f]{64}", raw["wheel_sha256"]) and re.fullmatch(r"[0-9a-f]{64}", raw["yaml_sha256"])
+    r = reg.get()
+    entries = list(r.entries())
+    # the figures of issue 17, measured from this registry: 170 releases, 13,857 SAEs, 2,441 on Neuronpedia
+    assert (len(r.releases), len(entries), sum(e.neuronpedia is not None for e in entries)) == (170, 13857, 2441)
+    assert r.version == "6.54.12" and "6.54.12" in r.source
+
+
+def _fake_wheel(tmp_path: Path, yaml_text: str) -> Path:
+    wheel = tmp_path / "sae_lens-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("sae_lens/pretrained_saes.yaml", yaml_text)
+        zf.writestr("sae_lens/__init__.py", "raise ImportError('the script must not import sae_lens')\n")
+    return wheel
+
+
+TINY_YAML = """\
+rel-a:
+  conversion_func: null
+  model: gpt2-small
+  repo_id: owner/repo-a
+  config_overrides:
+    model_from_pretrained_kwargs:
+      center_writing_weights: true
+  saes:
+  - id: blocks.3.hook_resid_pre
+    path: blocks.3.hook_resid_pre
+    neuronpedia: gpt2-small/3-res-x
+    l0: 12.5
+rel-b:
+  conversion_func: llama_scope
+  model: meta-llama/Llama-3.1-8B
+  repo_id: owner/repo-b
+  saes:
+  - id: l7r_8x
+    path: 7
+    norm_scaling_factor: 2.5
+"""
+
+
+def test_script_snapshots_a_wheel_without_importing_it(tmp_path, monkeypatch):
+    wheel = _fake_wheel(tmp_path, TINY_YAML)
+    out = tmp_path / "snap.json.gz"
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "saelens_registry.py"), "--wheel", str(wheel), "--version",
+                        "0.0.1", "--out", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "2 releases, 2 SAEs from sae-lens 0.0.1" in p.stdout
+    for source in (out, tmp_path / "pretrained_saes.yaml"):  # the snapshot and the yaml itself read the same
+        (tmp_path / "pretrained_saes.yaml").write_text(TINY_YAML)
+        monkeypatch.setenv(reg.ENV, str(source))
+        r = reg.get()
+        a, b = r.lookup("rel-a", "blocks.3.hook_resid_pre"), r.lookup("rel-b", "l7r_8x")
+        assert a is not None and b is not None
+        assert (a.repo, a.path, a.neuronpedia, a.l0, a.conversion) == ("owner/repo-a", "blocks.3.hook_resid_pre",
+                                                                       "gpt2-small/3-res-x", 12.5, None)
+        assert (b.path, b.norm_scaling_factor, b.conversion) == ("7", 2.5, "llama_scope")  # an integer path, as a string
+        d = reg.describe(a, r)
+        assert d["model_from_pretrained_kwargs"] == {"center_writing_weights": True}
+        assert d["registry"]["sae_lens_version"] == ("0.0.1" if source == out else None)
+    monkeypatch.setenv(reg.ENV, str(tmp_path / "nope.yaml"))
+    with pytest.raises(BadInput, match="no such file"):
+        reg.get()
+
+
+def test_installed_registry_is_read_without_importing_sae_lens(monkeypatch):
+    monkeypatch.setenv(reg.ENV, "installed")
+    from importlib import metadata
+
+    try:
+        metadata.distribution("sae-lens")
+    except metadata.PackageNotFoundError:
+        with pytest.raises(BadInput, match="sae-lens is not installed"):
+            reg.get()
+        return
+    r = reg.get()  # pragma: no cover (sae-lens is not in the test environment)
+    assert "sae_lens" not in sys.modules and len(r.releases) > 100
+
+
+def _family_of(model: str) -> str:
+    """The featgraph family (model_type, Gemma 3's text and multimodal checkpoints together) of a registry model."""
+    types = reg.model_types(model)
+    return next((t.removesuffix("_text") for t in types if t in families.FAMILIES), "unsupported")
+
+
+def test_sae_info_agrees_with_the_registry_for_every_entry():
+    """`featgraph sae` for every entry, compared with the snapshot's own rows (read here without featgraph's
+    registry module): release, id, repo, path, Neuronpedia id; and every entry has a hook point whose layer agrees
+    with Neuronpedia's numbering (the layer or the residual position after it) — except the one registry entry whose
+    Neuronpedia id is another SAE's, which featgraph refuses to use."""
+    raw = _raw_snapshot()
+    fields = raw["sae_fields"]
+    rows = [(rel, r, dict(zip(fields, s))) for rel, r in raw["releases"].items() for s in r["saes"]]
+    infos = fg.sae_info([f"{rel}/{s['id']}" for rel, _, s in rows])
+    assert len(infos) == len(rows) == 13857
+    per_family: Counter = Counter()
+    refused = []
+    for (rel, r, s), d in zip(rows, infos):
+        assert (d["release"], d["sae_id"], d["repo"], d["path"], d["model"]) == (rel, s["id"], r["repo"], str(s["path"]), r["model"])
+        assert d["files"] and d["hook"], d
+        assert d["readable"] == (d["format"] in {"gemma_scope", "gemma_scope_2", "saelens", "llama_scope",
+                                                 "dictionary_learning", "hook_z"})
+        per_family[_family_of(r["model"])] += 1
+        np_id = s.get("neuronpedia")
+        if d["neuronpedia_id"] is None and np_id:
+            refused.append((d["ref"], np_id))
+            continue
+        assert (f"{d['neuronpedia_model']}/{d['neuronpedia_id']}" if d["neuronpedia_id"] else None) == np_id
+        if np_id:
+            n = re.match(r"(\d+|e)-", np_id.split("/", 1)[1])
+            assert n is not None and ((n[1] == "e" and d["input_of_layer"] == 0) or int(n[1]) in (d["layer"], d["layer"] + 1)), d
+    assert refused == [("gemma-scope-9b-pt-res/layer_2/width_16k/average_l0_8", "gemma-2-9b/20-gemmascope-res-131k__l0-10")]
+    # the entries of the families featgraph supports (the rest are described the same way, for when they land)
+    assert (per_family["gemma2"], per_family["gemma3"]) == (3607, 8809), per_family
+
+
+@pytest.mark.parametrize(("ref", "want"), [
+    ("gpt2-small-res-jb/blocks.8.hook_resid_pre", dict(format="saelens", hook="blocks.8.hook_resid_pre", layer=8, site="res",
+                                                       input_of_layer=8, output_of_layer=7, neuronpedia_id="8-res-jb",
+                                                       model_from_pretrained_kwargs={"center_writing_weights": True})),
+    ("gpt2-small-res-jb/blocks.11.hook_resid_post", dict(input_of_layer=12, output_of_layer=11, neuronpedia_id="12-res-jb")),
+    ("llama_scope_lxr_8x/l15r_8x", dict(format="llama_scope", hook="blocks.15.hook_resid_post", input_of_layer=16,
+                                        neuronpedia_model="llama3.1-8b", neuronpedia_id="15-llamascope-res-32k",
+                                        files=["Llama3_1-8B-Base-L15R-8x/hyperparams.json",
+                                               "Llama3_1-8B-Base-L15R-8x/checkpoints/final.safetensors"])),
+    ("llama_scope_lxa_8x/l3a_8x", dict(hook="blocks.3.hook_attn_out", site="attn_out", output_of_layer=3, input_of_layer=None)),
+    ("gemma-scope-9b-pt-res-canonical/layer_20/width_16k/canonical",
+     dict(path="layer_20/width_16k/average_l0_68", d_sae=16384, neuronpedia_model="gemma-2-9b", neuronpedia_id="20-gemmascope-res-16k")),
+    ("gemma-scope-2b-pt-att-canonical/layer_13/width_16k/canonical", dict(hook="blocks.13.attn.hook_z", site="att", output_of_layer=13)),
+    ("gpt2-small-hook-z-kk/blocks.5.hook_z", dict(format="hook_z", hook="blocks.5.attn.hook_z", d_sae=49152, output_of_layer=5)),
+    ("pythia-70m-deduped-res-sm/blocks.0.hook_resid_pre", dict(input_of_layer=0, neuronpedia_id="e-att-sm")),
+    ("sae_bench_pythia70m_sweep_topk_ctx128_0730/blocks.3.hook_resid_post__trainer_0",
+     dict(format="dictionary_learning", hook="blocks.3.hook_resid_post")),
+    ("mwhanna-qwen3-4b-transcoders/layer_0", dict(readable=False, site="transcoder", neuronpedia_id="0-transcoder-hp")),
+])
+def test_sae_info_fields(ref, want):
+    d = fg.sae_info(ref)[0]
+    assert {k: d[k] for k in want} == want
+
+
+def test_sae_command_json_lines_and_errors():
+    r = cli("sae", "gpt2-small-res-jb/blocks.8.hook_resid_pre", "google/gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82",
+            "--json")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2
+    a, b = (json.loads(x) for x in lines)
+    assert (a["neuronpedia_id"], b["neuronpedia_id"]) == ("8-res-jb", "12-gemmascope-res-16k")
+    assert b["matched_by"] == "Hub path" and b["release"] == "gemma-scope-2b-pt-res-canonical"
+    r = cli("sae", "gemma-scope-2-1b-pt-res-all/layer_12_width_16k_l0_small")
+    assert r.exit_code == 0 and "neuronpedia none: SAELens' registry" in r.stdout
+    r = cli("sae", "gpt2-small-res-jb/blocks.99.hook_resid_pre")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "not in SAELens' release gpt2-small-res-jb" in r.stderr
+
+
+def _cache(tmp_path: Path, repo: str) -> Path:
+    return tmp_path / "hub" / ("models--" + repo.replace("/", "--")) / "snapshots" / SNAP
+
+
+@pytest.mark.parametrize(("ref", "write"), [
+    ("gpt2-small-res-jb/blocks.8.hook_resid_pre", lambda p: write_saelens(p, 24, 40, 0)),
+    ("llama_scope_lxr_8x/l15r_8x", lambda p: write_llama_scope(p, 24, 40, 1)),
+    ("sae_bench_pythia70m_sweep_standard_ctx128_0712/blocks.3.hook_resid_post__trainer_10",
+     lambda p: write_dictionary_learning(p, 24, 40, 2)),
+])
+def test_every_route_to_an_sae_gives_the_same_ids(tmp_path, ref, write):
+    """release/id, Hub path, HF cache path and a `--local-dir` copy named after the repo: one registry entry."""
+    e = fg.sae_info(ref)[0]
+    hub_path = f"{e['repo']}/{e['path']}"
+    cached = _cache(tmp_path, e["repo"]) / e["path"]
+    write(cached)
+    local = tmp_path / "copies" / e["repo"].split("/")[1] / e["path"]
+    write(local)
+    for other in (hub_path, str(cached), str(local), str(_cache(tmp_path, e["repo"]) / e["files"][-1])):
+        d = fg.sae_info(other)[0]
+        assert (d["release"], d["sae_id"], d["neuronpedia_id"], d["hook"]) == (e["release"], e["sae_id"], e["neuronpedia_id"],
+                                                                               e["hook"]), other
+    d = fg.sae_info(str(cached))[0]
+    assert (d["d_in"], d["d_sae"], d["d_sae_from"]) == (24, 40, "the SAE's files")
+
+
+def test_a_local_copy_without_its_repo_name_is_confirmed_by_its_files(tmp_path):
+    """`hf download jbloom/GPT2-Small-SAEs-Reformatted --local-dir saes`: blocks.8.hook_resid_pre is a path of many
+    repos; cfg.json's model_name (gpt2-small) picks gpt2-small-res-jb's. A folder matching nothing is not named."""
+    folder, _ = write_saelens(tmp_path / "saes" / "blocks.8.hook_resid_pre", 24, 40, 0)
+    d = fg.sae_info(str(folder))[0]
+    assert d["neuronpedia_id"] == "8-res-jb" and d["neuronpedia_model"] == "gpt2-small"
+    folder, _ = write_saelens(tmp_path / "mine" / "x", 24, 40, 0, extra_cfg={"model_name": "tiny"})
+    d = fg.sae_info(str(folder))[0]
+    assert d["neuronpedia_id"] is None and d["hook"] == "blocks.8.hook_resid_pre" and d["input_of_layer"] == 8
+    hz, _ = write_hook_z(tmp_path / "z", "attn_L5", 64, 40, 3)
+    d = fg.sae_info(str(hz))[0]
+    assert (d["format"], d["site"], d["output_of_layer"], d["d_in"]) == ("hook_z", "att", 5, 64)

@@ -1,0 +1,145 @@
+"""Each SAE format featgraph reads, from a file written as its publisher writes it (tests/sae_formats.py), checked
+against the publisher's own forward pass written out from the raw tensors: featgraph's arrays (W_enc [d_in, d_sae],
+W_dec [d_sae, d_in], b_enc, b_dec, threshold; f = pre·(pre > threshold), pre = x W_enc + b_enc, x̂ = f W_dec + b_dec)
+must give the same feature activations and reconstructions. d_in ≠ d_sae everywhere: a transposition cannot pass."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from featgraph.errors import BadInput
+from featgraph.load import sae as sae_io
+
+from sae_formats import write_dictionary_learning, write_hook_z, write_llama_scope, write_openai, write_saelens
+
+D_IN, D_SAE = 24, 40
+
+
+def _x(n: int = 7, d: int = D_IN, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def _ours(s, x):
+    pre = x @ s.W_enc + s.b_enc
+    f = pre * (pre > s.threshold) if s.threshold is not None else pre
+    return pre, f, f @ s.W_dec + s.b_dec
+
+
+def _close(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["standard", "jumprelu"])
+@pytest.mark.parametrize("pre_6", [False, True])
+def test_saelens_format(tmp_path, architecture, pre_6):
+    folder, raw = write_saelens(tmp_path / "blocks.8.hook_resid_pre", D_IN, D_SAE, 0, architecture=architecture,
+                                pre_6=pre_6, log_threshold=pre_6)
+    s = sae_io.load(str(folder))
+    assert (s.d_in, s.d_sae, tuple(s.W_enc.shape), tuple(s.W_dec.shape)) == (D_IN, D_SAE, (D_IN, D_SAE), (D_SAE, D_IN))
+    x = _x()
+    # SAELens StandardSAE / JumpReLUSAE: hidden_pre = (x − b_dec·apply_b_dec_to_input) W_enc + b_enc
+    pre = (x - raw["b_dec"]) @ raw["W_enc"] + raw["b_enc"]
+    th = raw["log_threshold"].exp() if "log_threshold" in raw else raw.get("threshold", torch.zeros(D_SAE))
+    f = torch.relu(pre) if architecture == "standard" else pre * (pre > th)
+    _close(_ours(s, x)[1], f)
+    _close(_ours(s, x)[2], f @ raw["W_dec"] + raw["b_dec"])
+    assert s.source["hook"] == "blocks.8.hook_resid_pre" and s.source["input_of_layer"] == 8 and s.source["format"] == "saelens"
+
+
+def test_saelens_folded_norm_scaling_factor(tmp_path):
+    """normalize_activations expected_average_only_in with the registry's factor (gpt2-small-mlp-tm): folded as
+    SAE.fold_activation_norm_scaling_factor does (W_enc·s, W_dec/s, b_dec/s)."""
+    folder, raw = write_saelens(tmp_path / "models--tommmcgrath--gpt2-small-mlp-out-saes" / "snapshots" / "c" /
+                                "sae_group_gpt2_blocks.0.hook_mlp_out_24576:v1", D_IN, D_SAE, 1,
+                                hook="blocks.0.hook_mlp_out", extra_cfg={"normalize_activations": "expected_average_only_in"})
+    s = sae_io.load(str(folder))
+    k = 1.049317316132615  # the registry's norm_scaling_factor of gpt2-small-mlp-tm/blocks.0.hook_mlp_out
+    assert s.source["release"] == "gpt2-small-mlp-tm" and s.source["norm_scaling_factor"] == k
+    x = _x()
+    pre = (k * x - raw["b_dec"]) @ raw["W_enc"] + raw["b_enc"]  # the SAE on scaled inputs
+    _close(_ours(s, x)[1], torch.relu(pre))
+    _close(_ours(s, x)[2], (torch.relu(pre) @ raw["W_dec"] + raw["b_dec"]) / k)
+
+
+def test_llama_scope_format_and_dataset_norm(tmp_path):
+    """nn.Linear weights transposed; inputs scaled by s = sqrt(d_model)/avg norm (the registry's factor when the SAE is
+    a registry entry); threshold = jump_relu_threshold · s (hyperparams' s) for every feature, as SAELens reads it."""
+    folder, raw = write_llama_scope(tmp_path / "Llama3_1-8B-Base-L15R-8x", D_IN, D_SAE, 2, avg_norm=3.7, threshold=0.3)
+    s = sae_io.load(str(folder))
+    sc = math.sqrt(D_IN) / 3.7
+    x = _x()
+    pre = (x * sc) @ raw["encoder.weight"].T + raw["encoder.bias"]
+    f = pre * (pre > 0.3 * sc)
+    _close(_ours(s, x)[1], f)
+    _close(_ours(s, x)[2], (f @ raw["decoder.weight"].T + raw["decoder.bias"]) / sc)
+    assert s.source["hook"] == "blocks.15.hook_resid_post" and s.source["norm_scaling_factor_from"] == "hyperparams.json"
+    # in the HF cache it is llama_scope_lxr_8x/l15r_8x: the registry's factor 5.91907514450867 folds the weights
+    cached, _ = write_llama_scope(tmp_path / "hub" / "models--fnlp--Llama3_1-8B-Base-LXR-8x" / "snapshots" / "c" /
+                                  "Llama3_1-8B-Base-L15R-8x", D_IN, D_SAE, 2, avg_norm=3.7, threshold=0.3)
+    s = sae_io.load(str(cached))
+    assert (s.neuronpedia_id, s.source["norm_scaling_factor"]) == ("15-llamascope-res-32k", 5.91907514450867)
+    _close(s.W_enc, raw["encoder.weight"].T * 5.91907514450867)
+    _close(s.threshold, torch.full((D_SAE,), 0.3 * sc))
+
+
+@pytest.mark.parametrize("cls", ["AutoEncoder", "JumpReluAutoEncoder", "BatchTopKSAE"])
+def test_dictionary_learning_format(tmp_path, cls):
+    folder, raw = write_dictionary_learning(tmp_path / "trainer_0", D_IN, D_SAE, 3, dict_class=cls)
+    s = sae_io.load(str(folder))
+    x = _x()
+    if cls == "AutoEncoder":  # dictionary_learning AutoEncoder.encode: relu(encoder(x − bias)); decode: decoder(f) + bias
+        f = torch.relu((x - raw["bias"]) @ raw["encoder.weight"].T + raw["encoder.bias"])
+        x_hat = f @ raw["decoder.weight"].T + raw["bias"]
+    else:
+        shift = raw["b_dec"] if cls != "JumpReluAutoEncoder" else 0  # JumpReluAutoEncoder does not subtract b_dec
+        pre = (x - shift) @ raw["W_enc"] + raw["b_enc"]
+        f = pre * (pre > raw["threshold"])
+        x_hat = f @ raw["W_dec"] + raw["b_dec"]
+    _close(_ours(s, x)[1], f)
+    _close(_ours(s, x)[2], x_hat)
+    assert s.source["hook"] == "blocks.3.hook_resid_post" and s.source["architecture"] == cls
+
+
+def test_hook_z_format_is_an_attention_output_destination(tmp_path):
+    p, raw = write_hook_z(tmp_path, "gpt2-small_L5_Hcat_z_ds40", 64, D_SAE, 4)
+    s = sae_io.load(str(p), expect_d_in=(D_IN, 64), d_attn=64)
+    x = _x(d=64)
+    f = torch.relu((x - raw["b_dec"]) @ raw["W_enc"] + raw["b_enc"])
+    _close(_ours(s, x)[1], f)
+    assert (s.source["site"], s.source["hook"], s.source["output_of_layer"]) == ("att", "blocks.5.attn.hook_z", 5)
+
+
+@pytest.mark.parametrize("topk", [None, 8])
+def test_openai_format(tmp_path, topk):
+    """OpenAI's Autoencoder: latents = act(encoder(x' − pre_bias) + latent_bias), x' = LN(x) with TopK. featgraph's
+    encoder columns are the centred ones, so pre-activations agree on mean-centred unit-variance inputs."""
+    p, raw = write_openai(tmp_path / "resid_post_mlp_v5_32k" / "autoencoders" / "6.pt", D_IN, D_SAE, 5, topk)
+    s = sae_io.load(str(p))
+    x = _x()
+    if topk:
+        x = (x - x.mean(-1, keepdim=True)) / x.std(-1, keepdim=True)  # OpenAI's LN with eps 0: x is its own LN
+    pre = (x - raw["pre_bias"]) @ raw["encoder.weight"].T + raw["latent_bias"]
+    _close(x @ s.W_enc + s.b_enc, pre)
+    _close(s.W_dec, raw["decoder.weight"].T)
+    assert s.source["hook"] == "blocks.6.hook_resid_post" and (s.threshold is None) == bool(topk)
+    assert s.source["model_from_pretrained_kwargs"] == {"center_writing_weights": False}
+    if topk:  # the input is mean-centred: an encoder column's mean is not part of what it reads
+        torch.testing.assert_close(s.W_enc.sum(0), torch.zeros(D_SAE), atol=1e-4, rtol=0)
+
+
+def test_format_errors_are_one_line(tmp_path):
+    folder, _ = write_saelens(tmp_path / "a", D_IN, D_SAE, 0)
+    (folder / "cfg.json").write_text('{"d_in": 40, "d_sae": 24, "hook_name": "blocks.1.hook_resid_pre"}')
+    with pytest.raises(BadInput, match=r"W_enc has shape \[24, 40\], expected \[40, 24\]"):
+        sae_io.load(str(folder))
+    lf, _ = write_llama_scope(tmp_path / "b", D_IN, D_SAE, 0)
+    (lf / "hyperparams.json").write_text('{"d_model": 24}')
+    with pytest.raises(BadInput, match="hyperparams.json lacks"):
+        sae_io.load(str(lf))
+    p = tmp_path / "evil.pt"
+    torch.save({"W_enc": torch.zeros(2, 3), "f": torch.nn.ReLU()}, p)  # a module: not weights-only
+    with pytest.raises(BadInput, match="weights-only torch checkpoint"):
+        sae_io.load(str(p))
