@@ -58,6 +58,7 @@ class SAERef:
     entry: reg.Entry | None = None
     matched_by: str | None = None
     candidates: tuple[reg.Entry, ...] = ()
+    named_repo: str | None = None  # the registry repo a local path names, found in the registry or not
 
     @property
     def release(self) -> str | None:
@@ -147,8 +148,8 @@ def _hub_repo_in(parts: list[str]) -> tuple[int, str] | None:
     return None
 
 
-def locate(text: str) -> tuple[tuple[reg.Entry, ...], str | None, bool]:
-    """The registry entries a path may be, how they were found, and whether the path names their repo.
+def locate(text: str) -> tuple[tuple[reg.Entry, ...], str | None, str | None]:
+    """The registry entries a path may be, how they were found, and the repo the path names (None: none).
 
     With a repo in the path (HF cache folder, or a folder named after the repo) the rest of the path is looked up
     in that repo. Otherwise the longest trailing part of the path that is a registry path gives candidates, which
@@ -159,14 +160,14 @@ def locate(text: str) -> tuple[tuple[reg.Entry, ...], str | None, bool]:
     if hit is not None:
         j, repo = hit
         found = _at(repo, "/".join(parts[j:]))
-        return found, (f"{repo} in the path" if found else None), True
+        return found, (f"{repo} in the path" if found else None), repo
     by_path = reg.get().by_path
     for i in range(len(parts)):
         tail = "/".join(parts[i:])
         for cand in dict.fromkeys((_strip_file(tail), tail)):
             if cand in by_path:
-                return by_path[cand], f"path {cand}", False
-    return (), None, False
+                return by_path[cand], f"path {cand}", None
+    return (), None, None
 
 
 def resolve(ref: str, readable: bool = True) -> SAERef:
@@ -181,7 +182,8 @@ def resolve(ref: str, readable: bool = True) -> SAERef:
             if named2:
                 found, how, named = found2, how2, named2
         best = _best(found) if named else None
-        return SAERef(ref, path=weights, fmt=fmt, entry=best, matched_by=how, candidates=found)
+        return SAERef(ref, path=weights, fmt=fmt, entry=best, matched_by=how, candidates=() if named else found,
+                      named_repo=named)
     r = reg.get()
     head, _, rest = ref.partition("/")
     if head in r.releases:
@@ -343,15 +345,22 @@ def naming(ref: SAERef, d_in: int | None = None, d_model: int | None = None, d_a
     if e is not None:
         return _entry_naming(e, f"{ref.matched_by}; {why}")
     text = f"{ref.repo.repo_id}/{ref.filename}" if ref.repo else str(ref.path or ref.text)
-    return _layout_naming(text, d_in, d_model, d_attn)
+    return _layout_naming(text, d_in, d_model, d_attn, ref.named_repo or (ref.repo.repo_id if ref.repo else None))
 
 
-def _layout_naming(text: str, d_in: int | None, d_model: int | None, d_attn: int | None) -> Naming:
-    """A Gemma Scope layout the registry does not list (another L0 on disk, a renamed folder): featgraph's name."""
+def _layout_naming(text: str, d_in: int | None, d_model: int | None, d_attn: int | None, repo: str | None = None) -> Naming:
+    """A Gemma Scope layout the registry does not list (another L0 on disk, a renamed folder): featgraph's name,
+    the kind from the Gemma Scope repo the path names, else from d_in on Gemma 2 2B."""
     text = text.replace("\\", "/")
     m = _LAYOUT_RE.search(text)
     if m:
         kind = "res" if d_in is not None and d_in == d_model else "att" if d_in is not None and d_in == d_attn else None
+        named = re.fullmatch(r"google/gemma-scope-\d+b-(?:pt|it)-(res|att|mlp|transcoders)", repo or "")
+        if named:
+            kind = _GS_KIND[named[1]]
+            name = f"{m['layer']}-gemmascope-{kind}-{m['width']}__l0-{m['l0']}"
+            return Naming(None, None, None, name, f"SAELens' registry lists no SAE at {repo}/layer_{m['layer']}/"
+                          f"width_{m['width']}/average_l0_{m['l0']}, so Neuronpedia has no source for it", int(m["layer"]))
         if d_model == GEMMA_2_2B_D_MODEL and kind and "gemma-scope-" not in text[: m.start()]:
             name = f"{m['layer']}-gemmascope-{kind}-{m['width']}__l0-{m['l0']}"
             return Naming(None, None, None, name, f"SAELens' registry lists no Gemma Scope 2B {kind} SAE at "
@@ -370,7 +379,8 @@ def neuronpedia_source(text: str, d_in: int | None = None, d_model: int | None =
                        d_attn: int | None = None) -> tuple[str | None, int | None, str | None]:
     """(Neuronpedia source id, layer, how it was found) of the SAE a path names; None where the registry has none."""
     found, how, named = locate(text)
-    n = naming(SAERef(text, entry=_best(found) if named else None, matched_by=how, candidates=found), d_in, d_model, d_attn)
+    n = naming(SAERef(text, entry=_best(found) if named else None, matched_by=how, candidates=() if named else found,
+                      named_repo=named), d_in, d_model, d_attn)
     return n.neuronpedia_id, n.layer, n.how
 
 
