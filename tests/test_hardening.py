@@ -16,7 +16,7 @@ import pytest
 
 import featgraph as fg_api
 
-from helpers import LAYER, REPO, fg
+from helpers import LAYER, REPO, TINY, fg, make_tiny_model, write_sae
 
 
 @pytest.fixture()
@@ -161,3 +161,63 @@ def test_resume_starts_afresh_when_a_config_value_changed(tiny, tmp_path, monkey
     key = ["head", "circuit", "src_index", "dst_index"]
     got, want = (t.sort_values(key).reset_index(drop=True) for t in (run.edge_table, fresh.edge_table))
     assert got[key].equals(want[key]) and np.allclose(got["weight"], want["weight"])
+
+
+# ---------------------------------------------------------------- an atlas resumed after its inputs changed (21.5)
+
+def test_atlas_resume_compares_checksums_not_paths(tmp_path):
+    model = tmp_path / "model"
+    make_tiny_model(model)
+    for layer in (0, 1, 2):
+        write_sae(tmp_path / "saes" / str(layer), TINY["hidden_size"], 30 + layer, seed=40 + layer)
+    args = ["atlas", "--model", model, "--sae-template", str(tmp_path / "saes" / "{layer}"), "--top-k", 20,
+            "--device", "cpu", "--no-labels", "--out", tmp_path / "atlas"]
+    assert fg(*args, "--layers", "1").exit_code == 0
+    # the same path, other contents: the finished layer 1 was made from the old file
+    write_sae(tmp_path / "saes" / "0", TINY["hidden_size"], 30, seed=99)
+    r = fg(*args, "--layers", "1-2")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert "layer 1 of the atlas" in r.stderr and "the input SAE" in r.stderr and "before it changed" in r.stderr
+    assert fg_api.open_run(tmp_path / "atlas").manifest.extra["layers"] == [1]
+    write_sae(tmp_path / "saes" / "0", TINY["hidden_size"], 30, seed=40)  # as it was: the atlas continues
+    assert fg(*args, "--layers", "1-2").exit_code == 0
+    make_tiny_model(model, seed=5)  # the model rewritten in place
+    r = fg(*args, "--layers", "1-2")
+    assert r.exit_code == 2 and "the model" in r.stderr and "before it changed" in r.stderr, r.output
+
+
+# ---------------------------------------------------------------- --force replaces only what featgraph made (21.6, 21.7)
+
+def test_force_never_replaces_a_folder_without_featgraphs_marker(demo_run, tmp_path):
+    u = tmp_path / "u"
+    (u / "thesis").mkdir(parents=True)
+    (u / "thesis" / "chapter1.tex").write_text("years of work\n")
+    shutil.copy(demo_run / "manifest.json", u / "manifest.json")
+    shutil.copy(demo_run / "edges.parquet", u / "edges.parquet")
+    shutil.copy(demo_run / "features.parquet", u / "features.parquet")  # a run from before the marker, in all but name
+    for args in (("import", demo_run / "edges.parquet", "--out", u), ("import", demo_run / "edges.parquet", "--out", u, "--force")):
+        r = fg(*args)
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+        assert "not something featgraph made" in r.stderr and "--force" not in r.stderr
+    assert (u / "thesis" / "chapter1.tex").read_text() == "years of work\n"
+    # such a folder still reads as the run it is
+    assert len(fg_api.open_run(u).edge_table) == len(fg_api.open_run(demo_run).edge_table)
+
+
+def test_atlas_force_with_a_linked_layers_folder_starts_over(tmp_path):
+    model = tmp_path / "model"
+    make_tiny_model(model)
+    for layer in (0, 1):
+        write_sae(tmp_path / "saes" / str(layer), TINY["hidden_size"], 30 + layer, seed=40 + layer)
+    args = ["atlas", "--model", model, "--sae-template", str(tmp_path / "saes" / "{layer}"), "--layers", "1",
+            "--device", "cpu", "--no-labels", "--out", tmp_path / "atlas"]
+    assert fg(*args, "--top-k", 20).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    (tmp_path / "atlas" / "layers").rename(elsewhere)
+    (tmp_path / "atlas" / "layers").symlink_to(elsewhere)
+    r = fg(*args, "--top-k", 10, "--force")
+    assert r.exit_code == 0, r.output
+    run = fg_api.open_run(tmp_path / "atlas")
+    assert run.edge_table.groupby(["head", "circuit"]).size().eq(10).all()  # not the old layer's 20
+    assert not (tmp_path / "atlas" / "layers").is_symlink()
+    assert (elsewhere / "L1" / "manifest.json").is_file()  # what the link pointed to is left alone

@@ -102,6 +102,14 @@ class CircuitEdges:
         return {"mean": self.mean, "std": self.std, "n_src": self.n_src, "n_dst": self.n_dst}
 
 
+def weights_digest(attn: AttentionWeights) -> str:
+    """sha256 over the layer's attention tensors as featgraph computes with them (bytes, shapes, dtypes): what the
+    manifest records, so a resumed atlas can tell a model changed on disk since a layer was made."""
+    from featgraph.runs.resume import fingerprint
+
+    return fingerprint([v for v in vars(attn).values() if isinstance(v, torch.Tensor)], {})
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -341,7 +349,7 @@ def extract(
     manifest = Manifest(
         command="extract",
         model={"ref": attn.source.get("ref"), "revision": attn.source.get("revision"), "neuronpedia_id": m_id,
-               "id_source": m_how, "layer": layer, "config": mc.__dict__}
+               "id_source": m_how, "layer": layer, "config": mc.__dict__, "weights_sha256": weights_digest(attn)}
         | ({"in_memory": attn.source["in_memory"]} if "in_memory" in attn.source else {}),
         sae_in=sae_i.source | {"neuronpedia_id": in_id, "id_source": in_how},
         sae_out=(sae_o.source | {"neuronpedia_id": out_id, "id_source": out_how}) if sae_o else None,

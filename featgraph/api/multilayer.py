@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import re
 import warnings
@@ -125,7 +126,52 @@ class _Request:
                     return f"{what} {have!r}, not {str(want)!r}"
             elif have != want:
                 return f"{what} {have!r}, not {want!r}"
+        return self._changed(layer, m)
+
+    def _changed(self, layer: int, m: Manifest) -> str | None:
+        """Which input named as before has other contents now than the layer was made from (sha256 recorded in
+        its manifest; a Hub file not in the cache, or a run made before the record existed, is not checked)."""
+        saes = [("the input SAE", m.sae_in, self.sae(layer - 1))]
+        if "OV" in self.circuits:
+            saes.append(("the output SAE", m.sae_out, self.sae(layer)))
+        for what, rec, want in saes:
+            recorded = (rec or {}).get("sha256")
+            if recorded and isinstance(want, (str, Path)) and _sae_digest(str(want)) not in (None, recorded):
+                return f"{what} {str(want)!r} as it was before it changed (its sha256 is not the one recorded)"
+        recorded = (m.model or {}).get("weights_sha256")
+        if recorded and isinstance(self.model, (str, Path)):
+            from featgraph.api.compute import weights_digest
+            from featgraph.load import model as model_io
+
+            if weights_digest(model_io.load_attention(str(self.model), layer)) != recorded:
+                return (f"the model {str(self.model)!r} as it was before it changed (layer {layer}'s attention weights differ "
+                        "from those recorded)")
         return None
+
+
+def _sae_digest(ref: str) -> str | None:
+    """sha256 of the file an SAE reference names now: a local file, or a Hub file already in the cache."""
+    from featgraph.load import sae as sae_io
+
+    r = sae_io.resolve(ref)
+    path = r.path
+    if path is None and r.repo is not None and r.filename:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(r.repo.repo_id, r.filename, revision=r.repo.revision)
+        path = Path(cached) if isinstance(cached, str) else None
+    if path is None:
+        return None
+    st = Path(path).stat()
+    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    """sha256 of `path`, once per version of the file (an SAE is read by two layers)."""
+    from featgraph.runs.files import sha256
+
+    return sha256(Path(path))
 
 
 def _same_ref(have: object, want: str | Path) -> bool:

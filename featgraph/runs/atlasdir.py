@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from featgraph.core.schema import CIRCUITS
-from featgraph.errors import BadInput
+from featgraph.errors import BadInput, FeatgraphError
 from featgraph.runs.manifest import Manifest
 
 KIND = "atlas"
@@ -58,7 +58,14 @@ def clear(out: Path) -> None:
     from featgraph.runs import rundir
     from featgraph.runs.files import DB_NAME
 
-    shutil.rmtree(out / LAYERS_DIR, ignore_errors=True)
+    layers = out / LAYERS_DIR
+    try:
+        if layers.is_symlink() or layers.is_file():
+            layers.unlink()  # a link goes, never what it points to
+        elif layers.exists():
+            shutil.rmtree(layers)
+    except OSError as e:
+        raise FeatgraphError(f"cannot remove {layers} to start the atlas over: {e.strerror}") from None
     for name in (rundir.EDGES, rundir.FEATURES, rundir.MANIFEST, rundir.TETRADS):
         (out / name).unlink(missing_ok=True)
     for p in out.glob(DB_NAME + "*"):

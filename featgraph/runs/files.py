@@ -48,17 +48,19 @@ def _normal_mode(path: Path) -> None:
     os.chmod(path, base & ~_umask())
 
 
-def marker_kind(path: Path) -> str | None:
-    """What featgraph made `path` as (`run`, `report`, …), or None if it did not make it."""
+def marker_kind(path: Path, legacy: bool = True) -> str | None:
+    """What featgraph made `path` as (`run`, `report`, …), or None if it did not make it.
+
+    With `legacy`, a folder holding manifest.json beside edges.parquet (runs written before the marker existed)
+    counts as a run — good enough to read it or to protect its files, never to delete it (check_target)."""
     path = Path(path)
     m = path / MARKER
-    if m.is_file():
+    if m.is_file() and not m.is_symlink():
         try:
             return str(json.loads(m.read_text()).get("kind"))
         except (OSError, ValueError, AttributeError):
             return None
-    # Runs written before the marker existed: a manifest beside the edge table.
-    if (path / "manifest.json").is_file() and (path / "edges.parquet").is_file():
+    if legacy and (path / "manifest.json").is_file() and (path / "edges.parquet").is_file():
         return "run"
     return None
 
@@ -75,7 +77,7 @@ def check_target(out: Path, force: bool, kind: str = "run") -> None:
     if out.exists():
         if not out.is_dir():
             raise BadInput(f"{out} exists and is not a directory: choose another --out")
-        made = marker_kind(out)
+        made = marker_kind(out, legacy=False)  # only featgraph's own marker lets --force replace a folder
         if made != kind:
             what = f"a featgraph {made}" if made else "not something featgraph made"
             raise BadInput(f"{out} already exists and is {what}, so featgraph will not replace it with a {kind}: "
