@@ -36,12 +36,14 @@ def test_extract_then_tables(tiny, tmp_path):
     r = fg("tables", out, "--head", 0, "--circuit", "qk", "--top", 5, "--format", "json")
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
-    assert [x["rank"] for x in rows] == [1, 2, 3, 4, 5] and set(rows[0]) == {"rank", "weight", "z", "key", "query"}
+    assert [x["rank"] for x in rows] == [1, 2, 3, 4, 5] and set(rows[0]) == {
+        "layer", "head", "circuit", "rank", "weight", "z", "key", "query", "src", "src_index", "src_description", "dst", "dst_index",
+        "dst_description"}
     e0 = edges[(edges["head"] == 0) & (edges["circuit"] == "QK")].sort_values("rank")
     assert [x["z"] for x in rows] == pytest.approx(e0["z"].head(5).tolist(), rel=1e-6)
     r = fg("tables", out, "--head", 3, "--circuit", "ov", "--distinct", "--positive", "--format", "csv")
     t = pd.read_csv(__import__("io").StringIO(r.stdout))
-    assert (t["weight"] > 0).all() and list(t.columns) == ["rank", "weight", "z", "value", "output"]
+    assert (t["weight"] > 0).all() and list(t.columns)[3:8] == ["rank", "weight", "z", "value", "output"]
     # refusing to overwrite, then --force
     r = fg(*_extract_args(tiny, out))
     assert r.exit_code == 2 and "--force" in r.stderr

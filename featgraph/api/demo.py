@@ -213,6 +213,7 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2") -> list[str
     lines to show the user."""
     import shutil
 
+    from featgraph.analyse.tables import post_view
     from featgraph.api.compute import extract
     from featgraph.render.text import markdown
     from featgraph.runs.files import check_target, write_marker
@@ -240,7 +241,7 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2") -> list[str
         tet = run.tetrads()
         run.viz(0, "ov", tmp / "head0_ov.html", top=80)
         run.report(tmp / "report")
-        qk = run.table(0, "qk", distinct=True, top=8)
+        qk = post_view(run.table(0, "qk", distinct=True, top=8))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise

@@ -68,7 +68,7 @@ def circuit_param(circuit: str | None) -> str | None:
         raise BadValue("circuit", circuit, "must be qk or ov") from None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Run:
     """A run directory (or an edge file, `path` None) in memory.
 
@@ -88,6 +88,13 @@ class Run:
         """Read a run directory made by `extract`/`import`, or a bare edge table (.parquet/.csv)."""
         t = rundir.read_tables(Path(path), verify=verify)
         return cls(t.path, t.manifest, t.edges, t.features)
+
+    def __repr__(self) -> str:
+        """One short line (a notebook shows this, not the manifest and both tables)."""
+        where = str(self.path) if self.path is not None else self.name
+        layers = _ranges(self.layers)
+        return (f"<Run {where!r}: layer{'s' if len(self.layers) > 1 else ''} {layers}, {len(self.heads)} heads, "
+                f"{len(self.edge_table):,} edges, {len(self.features):,} features>")
 
     @property
     def name(self) -> str:
@@ -467,8 +474,9 @@ class Run:
 
         return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force, self.graphs)
 
-    def viz(self, head: int | None, circuit: str, out: str | Path, top: int = 100, feature: str | Sequence[str] | None = None,
-            hops: int = 1, match: str | None = None, force: bool = False, layer: int | None = None) -> Path:
+    def viz(self, head: int | None = None, circuit: str | None = None, out: str | Path | None = None, top: int = 100,
+            feature: str | Sequence[str] | None = None, hops: int = 1, match: str | None = None, force: bool = False,
+            layer: int | None = None) -> Path:
         """An interactive offline page of one head's circuit (None: all heads), its `top` strongest edges —
         or the neighbourhood (`hops`) of `feature` (an id or several), or of the features whose label
         matches `match` (the best 10 by `search`'s ranking). On a multi-layer run, `head` needs `layer`;
@@ -476,6 +484,10 @@ class Run:
         from featgraph.analyse.filters import check_top, head_circuit, subgraph
         from featgraph.render.viz import build_html, check_size, write_page
 
+        if circuit is None:
+            raise MissingValue("circuit", "qk or ov")
+        if out is None:
+            raise MissingValue("out", "the .html page to write")
         check_top(top)
         check_size(top)
         out = check_output_file(Path(out), (".html", ".htm"), force)
@@ -569,7 +581,7 @@ class Run:
                           FeatgraphWarning, stacklevel=3)
         return found.head(limit)
 
-    def search(self, text: str, limit: int = 20, layer: int | None = None) -> pd.DataFrame:
+    def search(self, text: str, limit: int = 10, layer: int | None = None) -> pd.DataFrame:
         """Features whose label matches `text` (ranked; see analyse.search), each with its strongest QK and OV
         edge per (layer, head), as the key/value (side `src`) and as the query/output (side `dst`). `layer`
         keeps that layer's heads only (and the features they touch).
@@ -620,10 +632,10 @@ def import_edges(edge_file: str | Path, out: str | Path, force: bool = False) ->
     return Run.open(rundir.import_edges(Path(edge_file), Path(out), force))
 
 
-def to_networkx(run: Run | str | Path, head: int | None = None, circuit: str | None = None):
-    """A run's (or one head's / circuit's) MultiDiGraph; `run` may be a path."""
+def to_networkx(run: Run | str | Path, head: int | None = None, circuit: str | None = None, layer: int | None = None):
+    """A run's (or one layer's / head's / circuit's) MultiDiGraph; `run` may be a path. As `Run.to_networkx`."""
     r = run if isinstance(run, Run) else Run.open(run)
-    return r.to_networkx(head, circuit)
+    return r.to_networkx(head, circuit, layer=layer)
 
 
 def positional(model: str, layer: int, sae_in: str | None = None, features: Sequence[str] = (),

@@ -381,10 +381,12 @@ def tables(
     format: FormatOpt = "md",
 ):
     """The post's tables: rank, value, source and destination features with descriptions."""
+    from featgraph.analyse.tables import post_view
     from featgraph.api.run import open_run
     from featgraph.render.text import format_table
 
-    _out(format_table(open_run(run).table(head, _circuit(circuit), distinct, positive, top, layer=layer), format))
+    t = open_run(run).table(head, _circuit(circuit), distinct, positive, top, layer=layer)
+    _out(format_table(post_view(t) if format == "md" else t, format))
 
 
 @app.command(epilog="Example: featgraph demo --out exports/demo   (featgraph demo --family llama --out exports/demo-llama)")
