@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-from graph_refs import edges_of, ref_cross_layer_paths
+from graph_refs import edges_of, ref_cross_layer_paths, ref_tetrads
 from test_graph import multilayer_edges
 
 import featgraph as fg
@@ -195,6 +195,15 @@ def test_answers_match_pandas(server, demo_copy):
     lib = run.query("top_edges", head=0, circuit="QK", limit=30)  # the library query the head view stands for
     assert [(x["src"], x["dst"]) for x in got["edges"]] == list(zip(lib["src"], lib["dst"]))
     assert all(x["z"] is not None and x["rank"] is not None for x in got["edges"])
+    # tetrads: the library's, each with its four edges (rank and z from the run's table)
+    status, _, body = _get(server, "/api/tetrads?layer=1&head=0&circuit=OV&limit=5")
+    got = json.loads(body)
+    want = ref_tetrads(e, 0, "OV", 5)
+    assert [(t["a"], t["b"], t["x"], t["y"]) for t in got["tetrads"]] == list(zip(want["src_a"], want["src_b"], want["dst_x"], want["dst_y"]))
+    table = e[(e["head"] == 0) & (e["circuit"] == "OV")].set_index(["src", "dst"])
+    for x in got["edges"]:
+        row = table.loc[(x["src"], x["dst"])]
+        assert x["rank"] == int(row["rank"]) and x["z"] == pytest.approx(float(row["z"])) and x["weight"] == pytest.approx(float(row["weight"]))
     # bad requests: one line each, 400
     for path, words in (("/api/expand?feature=nope", "is not a feature"), ("/api/head?layer=1&head=99&circuit=QK", "head"),
                         ("/api/expand?feature=" + feature + "&limit=100000", "more than the page draws"),

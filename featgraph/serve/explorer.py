@@ -86,7 +86,9 @@ class Explorer:
         """One head's and circuit's edge rows, indexed by (src, dst), strongest first (cached)."""
         key = (int(layer), int(head), str(circuit))
         if key not in self._heads:
-            rows = self._groups.get(key) if self._groups is not None else None
+            if self._groups is None:
+                self.warm()
+            rows = (self._groups or {}).get(key)
             table = self.run.edge_table
             sub = table.iloc[rows] if rows is not None else table.iloc[:0]
             sub = sub.iloc[np.argsort(-sub["weight"].abs().to_numpy(), kind="stable")]
@@ -226,7 +228,10 @@ class Explorer:
                 keys.append("|".join(map(str, (circ, int(layer), int(head), s, d))))
             motifs.append({"a": r.src_a, "b": r.src_b, "x": r.dst_x, "y": r.dst_y, "strength": float(r.strength), "edges": keys})
         e = pd.DataFrame(rows, columns=["src", "dst", "weight"]).assign(layer=int(layer), head=int(head), circuit=circ)
-        e = self._props(e.drop_duplicates(["src", "dst"]))
+        e = e.drop_duplicates(["src", "dst"])
+        if not e.empty:  # rank and z from the head's rows in the run's edge table (one head: indexed once, cached)
+            rows = self._head_rows(int(layer), int(head), circ).reindex(pd.MultiIndex.from_arrays([e["src"], e["dst"]]))
+            e = e.assign(**{c: rows[c].to_numpy() for c in ("rank", "z") if c in rows.columns})
         out = self._graph(e)
         out["tetrads"] = motifs
         out["captions"] = {k: _caption(v, k) for k, v in out["features"].items()}
@@ -248,7 +253,7 @@ class Explorer:
                           "edges": ["|".join(map(str, (x["circuit"], x["layer"], x["head"], x["src"], x["dst"]))) for x in (first, second)]})
         e = pd.DataFrame(rows, columns=["src", "dst", "layer", "head", "circuit", "weight"])
         e = e.drop_duplicates(["src", "dst", "layer", "head", "circuit"])
-        out = self._graph(self._props(e))
+        out = self._graph(e)  # weights only: z and rank would cost a second query as long as the first (bench/serve.py)
         out["paths"] = paths
         out["captions"] = {k: _caption(v, k) for k, v in out["features"].items()}
         if not paths:
