@@ -8,8 +8,8 @@ and --positions tokens, one embedding per position, links between random nodes. 
 - `featgraph import FILE --out RUN` (the streamed reader: wall time, peak RSS, MB/s of the file);
 - with --load, `featgraph load RUN` (the embedded store: the links copied from Parquet by the engine).
 
-Counts are checked against what was written. Usage:
-    python bench/attribution.py [--gb 2] [--links N] [--features 10000] [--gz] [--load] [--work DIR] [--keep]
+Counts are checked against what was written. Wall times on a shared machine depend on its load: CPU seconds are printed beside them. Usage:
+    python bench/attribution.py [--gb 2] [--links N] [--features 10000] [--gz] [--load] [--work DIR [--reuse]] [--keep]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-BYTES_PER_LINK = 127  # write_large's layout (indent 2) with 10,000 feature nodes: 0.0254 GB for 200,000 links
+BYTES_PER_LINK = 108  # write_large's layout (indent 2), 10,000 feature nodes: 1.705 GB held 15,748,031 links
 
 
 def _timed(code: str) -> dict:
@@ -41,7 +41,8 @@ def _timed(code: str) -> dict:
     return out | {"wall_s": wall}
 
 
-_PEAK = "import resource, json; peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024"
+_PEAK = ("import resource, json; u = resource.getrusage(resource.RUSAGE_SELF); peak = u.ru_maxrss / 1024; "
+         "cpu = u.ru_utime + u.ru_stime")
 
 
 def main() -> None:
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--load", action="store_true", help="also time `featgraph load` (embedded store)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the file and the run [a temporary one]")
     ap.add_argument("--keep", action="store_true", help="keep the file and the run")
+    ap.add_argument("--reuse", action="store_true", help="reuse the graph file already in --work (written by an earlier run)")
     a = ap.parse_args()
 
     from attribution_files import write_large
@@ -64,7 +66,11 @@ def main() -> None:
     path = work / ("graph.json.gz" if a.gz else "graph.json")
     try:
         t0 = time.perf_counter()
-        counts = write_large(path, n_links, n_pos=a.positions, n_features=a.features, gz=a.gz)
+        if a.reuse and path.is_file():
+            counts = json.loads((work / "counts.json").read_text())
+        else:
+            counts = write_large(path, n_links, n_pos=a.positions, n_features=a.features, gz=a.gz)
+            (work / "counts.json").write_text(json.dumps(counts))
         size = path.stat().st_size
         print(f"wrote {path.name}: {size / 1e9:.3f} GB, {counts['nodes']:,} nodes, {counts['links']:,} links "
               f"in {time.perf_counter() - t0:.0f} s")
@@ -72,16 +78,17 @@ def main() -> None:
         shutil.rmtree(run, ignore_errors=True)
         r = _timed(f"from featgraph.api.attribution import import_graph\n"
                    f"g = import_graph({str(path)!r}, {str(run)!r})\n"
-                   f"{_PEAK}\nprint(json.dumps({{'nodes': g.nodes, 'links': g.links, 'peak_mib': peak}}))")
+                   f"{_PEAK}\nprint(json.dumps({{'nodes': g.nodes, 'links': g.links, 'peak_mib': peak, 'cpu_s': cpu}}))")
         assert (r["nodes"], r["links"]) == (counts["nodes"], counts["links"]), (r, counts)
-        print(f"import: {r['wall_s']:.1f} s ({size / 1e6 / r['wall_s']:.1f} MB/s of the file), peak RSS {r['peak_mib']:.0f} MiB, "
+        print(f"import: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU ({size / 1e6 / r['cpu_s']:.1f} MB of the file per CPU second), "
+              f"peak RSS {r['peak_mib']:.0f} MiB, "
               f"{r['nodes']:,} nodes and {r['links']:,} links as written")
         if a.load:
             r = _timed(f"from featgraph.api.run import open_run\n"
                        f"c = open_run({str(run)!r}).load()\n"
-                       f"{_PEAK}\nprint(json.dumps(c | {{'peak_mib': peak}}))")
+                       f"{_PEAK}\nprint(json.dumps(c | {{'peak_mib': peak, 'cpu_s': cpu}}))")
             assert r["links"] == counts["links"], r
-            print(f"load (embedded): {r['wall_s']:.1f} s, peak RSS {r['peak_mib']:.0f} MiB, {r['prompt_nodes']:,} prompt nodes, "
+            print(f"load (embedded): {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, peak RSS {r['peak_mib']:.0f} MiB, {r['prompt_nodes']:,} prompt nodes, "
                   f"{r['links']:,} links")
         print(f"this process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     finally:

@@ -17,6 +17,7 @@ _API = {
     "open_run": "featgraph.api.run",
     "import_edges": "featgraph.api.run",
     "import_graph": "featgraph.api.attribution",
+    "qk_attribution": "featgraph.api.attribution",
     "to_networkx": "featgraph.api.run",
     "positional": "featgraph.api.run",
     "extract": "featgraph.api.compute",

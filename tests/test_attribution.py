@@ -287,6 +287,8 @@ def test_embedded_store_joins_graph_and_edges(tmp_path):
     r = fg("load", path)
     assert r.exit_code == 0, r.output
     _check_queries(open_run(path), g)
+    r = fg("query", path, "link_heads", "--param", "graph=nope")
+    assert r.exit_code == 2 and "--param graph nope is not an attribution graph of this run: its graphs are tiny-" in r.stderr, r.stderr
 
 
 @pytest.mark.neo4j
@@ -299,6 +301,13 @@ def test_neo4j_joins_graph_and_edges(tmp_path, neo4j_env):
         r = fg("load", path, "--neo4j")
         assert r.exit_code == 0, r.output
     _check_queries(run, g, neo4j=True)
+    # a graph whose load did not finish is refused by the queries about it, until a load completes it
+    gid = run.graphs[0].id
+    run.query("MATCH (g:AttributionGraph {id: $g}) SET g.status = 'loading'", neo4j=True, write=True, g=gid)
+    r = fg("query", path, "link_heads", "--param", f"graph={gid}", "--neo4j")
+    assert r.exit_code == 1 and f"the Neo4j load of attribution graph {gid} did not finish" in r.stderr, r.stderr
+    assert fg("load", path, "--neo4j").exit_code == 0
+    assert len(run.query("link_heads", neo4j=True, graph=gid)) == 5
 
 
 def test_networkx_and_graphml_hold_the_graph(tmp_path):
@@ -431,3 +440,62 @@ def test_bulk_csv_path_equals_online_load(tmp_path, neo4j_env):
     assert json.loads(online["graphs"][0])["g"]["prompt_tokens"] == g["metadata"]["prompt_tokens"]
     for k in ("graphs", "nodes", "links", "of"):
         assert offline[k] == online[k], k
+
+
+# ---------------------------------------------------------------- QK attribution on a prompt (validate's decomposition)
+
+def test_qk_attribution_pairs_add_up_to_the_models_logit(tmp_path):
+    """On a tiny Gemma 2 saved by transformers, the pairs plus the bias and error parts are the logit the model
+    computed (its own rotated q, k), the marginals are the pairs' row and column sums plus their share of the
+    other side's bias and error, and every pair equals its brute-force value a_ti a_sj (R(t) q_i)·(R(s) k_j)."""
+    import torch
+    from test_validate import D, _run
+
+    from featgraph.analyse import decompose as dc
+    from featgraph.api import validate as val
+    from featgraph.api.attribution import qk_attribution
+    from featgraph.api.demo import write_tokenizer
+
+    from helpers import TINY, make_tiny_model, write_sae
+
+    make_tiny_model(tmp_path / "model")
+    write_tokenizer(tmp_path / "model", TINY["vocab_size"], TINY["max_position_embeddings"])
+    run = _run(tmp_path, "random", write_sae(tmp_path / "sae-random", D, 40, seed=1))
+    ids = [2, 5, 9, 11, 4, 33, 7, 7, 60, 12, 13, 40]
+    session = val.Session(run, device="cpu")
+    cap, st = session.prompt(ids)
+    for h in session.heads:
+        hd = session.qk[h]
+        dq, dk = dc.qk_denominators(st, hd)
+        for t, s in ((11, 3), (11, 11), (5, 0), (7, 6)):
+            p = session.qk_pairs(cap, st, h, t, s)
+            total = float(p.pair.sum()) + p.bias + p.error
+            size = float(p.pair.abs().sum()) + abs(p.bias) + abs(p.error)  # the target is from float32 states
+            assert abs(total - p.target) <= 1e-6 * size, (h, t, s, total, p.target)
+            brute = torch.zeros_like(p.pair)
+            for a, i in enumerate(p.q_index.tolist()):
+                for b, j in enumerate(p.k_index.tolist()):
+                    qi = dc.rotate(hd.q_feat[i][None], st.cos[t], st.sin[t])[0]
+                    kj = dc.rotate(hd.k_feat[j][None], st.cos[s], st.sin[s])[0]
+                    brute[a, b] = hd.scale * st.a[t, i] * st.a[s, j] * (qi @ kj) / (dq[t] * dk[s])
+            torch.testing.assert_close(p.pair, brute, rtol=1e-9, atol=1e-12)
+            assert len(p.q_index) > 0 and len(p.k_index) > 0
+            # marginals: each feature against the other side's whole state, as the model computed it (float32)
+            kv = session.attn.config.kv_head(h)
+            k_s, q_t = cap.k[kv][s].double(), cap.q[h][t].double()
+            for a_, i in enumerate(p.q_index.tolist()):
+                qi = dc.rotate(hd.q_feat[i][None], st.cos[t], st.sin[t])[0]
+                want = hd.scale * st.a[t, i] * (qi @ k_s) / dq[t]
+                assert abs(float(p.q_marginal[a_] - want)) <= 1e-4 * max(1e-3, float(want.abs())), (h, t, s, i)
+            for b_, j in enumerate(p.k_index.tolist()):
+                kj = dc.rotate(hd.k_feat[j][None], st.cos[s], st.sin[s])[0]
+                want = hd.scale * st.a[s, j] * (q_t @ kj) / dk[s]
+                assert abs(float(p.k_marginal[b_] - want)) <= 1e-4 * max(1e-3, float(want.abs())), (h, t, s, j)
+    a = qk_attribution(run, ids, head=session.heads[0], query_position=11, top=5, device="cpu")
+    weights = cap.weights[session.heads[0]][11]
+    assert a.key_position == int(weights.argmax()) and a.attention == pytest.approx(float(weights.max()))
+    assert len(a.pairs) == 5 and list(a.pairs["contribution"].abs()) == sorted(a.pairs["contribution"].abs(), reverse=True)
+    assert a.pairs["query_feature"].str.startswith("model/sae-in/").all()
+    assert a.pairs["share"].iloc[0] == pytest.approx(a.pairs["contribution"].iloc[0] / a.logit)
+    with pytest.raises(Exception, match="key_position"):
+        qk_attribution(run, ids, head=session.heads[0], query_position=3, key_position=5, device="cpu")

@@ -430,3 +430,49 @@ class Scores:
             out[f"r2_{name}"] = 1.0 - self.resid[name].var / v if v > 0 else float("nan")
         out["max_abs_error"] = self.max_abs_error
         return out
+
+
+# ---------------------------------------------------------------- one logit over feature pairs (QK attribution)
+
+@dataclass(frozen=True)
+class QKPairs:
+    """Head hd's logit ℓ(t, s) at one query position t and key position s, split over feature pairs.
+
+    q_index [n_q], k_index [n_k]: the features active at t and at s; pair [n_q, n_k]: scale · a_ti a_sj
+    (R(t) q_i)·(R(s) k_j) / (ρ_t σ_s); q_marginal [n_q]: each query feature against the whole key state,
+    scale · a_ti (R(t) q_i)·k_s / (ρ_t σ_s); k_marginal [n_k] likewise against the whole query state; rest: the
+    parts with the decoder bias or the SAE error on either side (`bias`, `error`, as in qk_blocks). The pairs
+    and the rest add up to `target`, the logit the model computed (scale · q_t·k_s from its own states).
+    """
+
+    q_index: Tensor
+    k_index: Tensor
+    pair: Tensor
+    q_marginal: Tensor
+    k_marginal: Tensor
+    bias: float
+    error: float
+    target: float
+
+
+def qk_pairs(st: Stream, hd: QKHead, q: Tensor, k: Tensor, t: int, s: int) -> QKPairs:
+    """The QK attribution of head hd's logit at (t, s) (docs/maths.md, "QK attribution"); q, k [T, d_head]: the
+    head's rotated query and key states as the model computed them (for `target` only)."""
+    dq, dk = qk_denominators(st, hd)
+    f = hd.scale / (dq[t] * dk[s])
+
+    def at(x: Tensor, p: int) -> Tensor:  # R(p) x for rows x [n, d_head]
+        return rotate(x, st.cos[p], st.sin[p])
+
+    qi = torch.nonzero(st.a[t]).flatten()
+    kj = torch.nonzero(st.a[s]).flatten()
+    u = at(st.a[t, qi, None] * hd.q_feat[qi], t)  # [n_q, d_head]
+    w = at(st.a[s, kj, None] * hd.k_feat[kj], s)  # [n_k, d_head]
+    qb, kb = at(hd.q_bias[None], t)[0], at(hd.k_bias[None], s)[0]
+    qe, ke = at((st.err[t] @ hd.Wq.T)[None], t)[0], at((st.err[s] @ hd.Wk.T)[None], s)[0]
+    key, query = w.sum(0) + kb + ke, u.sum(0) + qb + qe
+    pair = f * (u @ w.T)
+    bias = f * (u.sum(0) @ kb + qb @ (w.sum(0) + kb))
+    error = f * (qe @ key + (u.sum(0) + qb) @ ke)
+    return QKPairs(qi, kj, pair, f * (u @ key), f * (w @ query), float(bias), float(error),
+                   float(hd.scale * (q[t].double() @ k[s].double())))

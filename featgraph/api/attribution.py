@@ -76,3 +76,72 @@ def import_graph(graph_file: str | Path, out: str | Path, *, model_id: str | Non
             rundir.write_run(out, empty_edges, empty_features, manifest)
         stored = graphs.place_graph(out, tmp, info)
     return ImportedGraph(stored.id, out, stored.info)
+
+
+@dataclass(frozen=True)
+class QKAttribution:
+    """One head's attention logit on a prompt, split over (query feature, key feature) pairs (docs/maths.md,
+    "QK attribution"): `pairs` (query_feature, key_feature, contribution, share of the logit), `queries` and
+    `keys` (each feature against the whole other side), and the logit, its bias and error parts, the attention
+    weight at (t, s)."""
+
+    layer: int
+    head: int
+    query_position: int
+    key_position: int
+    logit: float
+    bias: float
+    error: float
+    attention: float
+    pairs: Any
+    queries: Any
+    keys: Any
+
+
+def qk_attribution(run: Any, prompt: str | list[int], head: int, query_position: int, key_position: int | None = None,
+                   top: int = 20, device: str = "auto") -> QKAttribution:
+    """Why head `head` of the run's layer attends from `query_position` to `key_position` (default: the key it
+    weights most) on `prompt` (text, or token ids): the exact split of its logit over the input SAE's features
+    active at the two positions, strongest |contribution| first (`top` rows each), from validate's decomposition
+    (featgraph.analyse.decompose.qk_pairs). Needs a run made by `extract` (its model and input SAE)."""
+    import pandas as pd
+
+    from featgraph.api import validate as val
+    from featgraph.core.schema import feature_id
+    from featgraph.errors import BadValue
+
+    if top < 1:
+        raise BadValue("top", top, "must be 1 or more")
+    session = val.Session(run, heads=[head], device=device)
+    texts, token_ids = ([prompt], None) if isinstance(prompt, str) else ([], [list(prompt)])
+    ids = val.prompt_ids(session, texts, token_ids, None)[0]
+    t = int(query_position)
+    if not 0 <= t < len(ids):
+        raise BadValue("query_position", query_position, f"must be a position of the prompt's {len(ids)} tokens (0 to {len(ids) - 1})")
+    cap, st = session.prompt(ids)
+    weights = cap.weights[head][t].double()
+    s = int(weights.argmax()) if key_position is None else int(key_position)
+    if not (0 <= s <= t and float(weights[s]) > 0):
+        raise BadValue("key_position", key_position, f"must be a position the query at {t} attends (0 to {t}, within the layer's window)")
+    p = session.qk_pairs(cap, st, head, t, s)
+    m = run.manifest
+    model, source = (m.model or {}).get("neuronpedia_id"), (m.sae_in or {}).get("neuronpedia_id")
+    desc = run.features.set_index("id")["description"] if len(run.features) else pd.Series(dtype=object)
+
+    def fid(i: int) -> str:
+        return feature_id(model, source, i)
+
+    def frame(cols: dict[str, Any], value: str) -> pd.DataFrame:
+        df = pd.DataFrame(cols)
+        df["share"] = df[value] / p.target if p.target else float("nan")
+        for c in [c for c in df.columns if c.endswith("_feature")]:
+            df[f"{c}_description"] = df[c].map(desc)
+        return df.reindex(df[value].abs().sort_values(ascending=False, kind="stable").index).head(top).reset_index(drop=True)
+
+    qi, kj = p.q_index.tolist(), p.k_index.tolist()
+    grid_q = [fid(i) for i in qi for _ in kj]
+    grid_k = [fid(j) for _ in qi for j in kj]
+    pairs = frame({"query_feature": grid_q, "key_feature": grid_k, "contribution": p.pair.reshape(-1).cpu().numpy()}, "contribution")
+    queries = frame({"query_feature": [fid(i) for i in qi], "contribution": p.q_marginal.cpu().numpy()}, "contribution")
+    keys = frame({"key_feature": [fid(j) for j in kj], "contribution": p.k_marginal.cpu().numpy()}, "contribution")
+    return QKAttribution(session.layer, head, t, s, p.target, p.bias, p.error, float(weights[s]), pairs, queries, keys)

@@ -350,11 +350,13 @@ class Run:
             # A read answers for a run (the `run` parameter, else this one) only if its load finished;
             # writes are left free, e.g. to repair a store.
             check = None if write else (bound["run"] if isinstance(bound.get("run"), str) else self.run_id)
+            graph = None if write or not is_named else bound.get("graph")
+            graph = graph if isinstance(graph, str) else None
             if open_store is not None:
-                result = open_store.query(cypher, bound, write=write, run=check)
+                result = open_store.query(cypher, bound, write=write, run=check, graph=graph)
             else:
                 with Neo4jStore(Neo4jSettings.from_env()) as store:
-                    result = store.query(cypher, bound, write=write, run=check)
+                    result = store.query(cypher, bound, write=write, run=check, graph=graph)
         else:
             if write:
                 raise BadInput("write applies to Neo4j; the embedded store is rebuilt by `featgraph load`")
@@ -396,6 +398,11 @@ class Run:
         for key in ("limit", "min_heads", "min_layers"):
             if isinstance(out.get(key), int) and out[key] < 0:
                 raise BadValue(key, out[key], "must be 0 or more")
+        if isinstance(out.get("graph"), str) and self.path is not None:
+            ids = [g.id for g in self.graphs]
+            if out["graph"] not in ids:
+                have = f"its graphs are {', '.join(ids)}" if ids else "it has none: add one with `featgraph import GRAPH.json --out RUN`"
+                raise BadValue("graph", out["graph"], f"is not an attribution graph of this run: {have}", value_first=True)
         for key in ("feature", "other", "src", "dst", "query", "key"):
             if isinstance(out.get(key), str):
                 fid = out[key]

@@ -410,6 +410,10 @@ class Session:
         kv = self.attn.config.kv_head(h)
         return dc.qk_blocks(st, self.qk[h], cap.q[h], cap.k[kv], block)
 
+    def qk_pairs(self, cap: Captured, st: dc.Stream, h: int, t: int, s: int) -> dc.QKPairs:
+        """Head h's logit at query position t, key position s over (query feature, key feature) pairs."""
+        return dc.qk_pairs(st, self.qk[h], cap.q[h], cap.k[self.attn.config.kv_head(h)], t, s)
+
     def rms_o(self, cap: Captured) -> torch.Tensor:
         """What each position's OV target divides by: the post-attention norm's RMS (residual SAE), or 1 (an
         attention-output SAE reads the heads' outputs before o_proj, with no norm)."""

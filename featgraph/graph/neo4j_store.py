@@ -235,10 +235,12 @@ class Neo4jStore:
             finally:
                 tx.rollback()
 
-    def query(self, cypher: str, params: dict | None = None, write: bool = False, run: str | None = None) -> pd.DataFrame:
+    def query(self, cypher: str, params: dict | None = None, write: bool = False, run: str | None = None,
+              graph: str | None = None) -> pd.DataFrame:
         """Rows of `cypher`. With `run` (a run id, or `*` for all), the runs' loads must have finished first:
         an unfinished run is an error, or a FeatgraphWarning for `*`. Runs without a FeatgraphRun node
-        (bulk-imported by an older featgraph, or never loaded) are not checked."""
+        (bulk-imported by an older featgraph, or never loaded) are not checked. With `graph` (an attribution
+        graph's id), the graph must be in the store and its load finished."""
         from neo4j import exceptions as neo4j_errors
         from neo4j import unit_of_work
 
@@ -250,6 +252,14 @@ class Neo4jStore:
                 unfinished[:] = [r["id"] for r in tx.run(library.internal("neo4j_run_unfinished"), run=run)]
                 if unfinished and run != "*":
                     raise FeatgraphError(f"the Neo4j load of run {run} did not finish (or is still running): "
+                                         "re-run `featgraph load RUN --neo4j`")
+            if graph is not None:
+                status = [r["status"] for r in tx.run(library.internal("neo4j_graph_status"), graph=graph)]
+                if not status:
+                    raise FeatgraphError(f"Neo4j holds no attribution graph {graph}: load the run that holds it with "
+                                         "`featgraph load RUN --neo4j`")
+                if status != ["complete"]:
+                    raise FeatgraphError(f"the Neo4j load of attribution graph {graph} did not finish (or is still running): "
                                          "re-run `featgraph load RUN --neo4j`")
             res = tx.run(cypher, params or {})
             keys = list(res.keys())
