@@ -73,17 +73,26 @@ def _add_attribution(g, gr: GraphFiles, nodes) -> None:
 
 
 def write_graphml(g, out: Path) -> Path:
-    """GraphML for Gephi/Cytoscape/igraph: one typed <key> per attribute, missing text as "" (a None or
-    NaN would make networkx declare a second, double-typed key of the same name)."""
+    """GraphML for Gephi/Cytoscape/igraph/JGraphT: one typed <key> per attribute, missing text as "" (a None or
+    NaN would make networkx declare a second, double-typed key of the same name), and a missing number (an
+    imported run's z, say) left out of its element: GraphML's default for an absent <data> is "unknown", while
+    the text `nan` is rejected by Java's number parser, which Gephi and other JVM readers use."""
+    import math
+
     import networkx as nx
 
     h = g.copy()
     for props, items in ((NODE_PROPS, h.nodes(data=True)), (REL_PROPS, h.edges(data=True))):
         text = [k for k, t in props.items() if t == "STRING" and k != "id"]
+        numbers = [k for k, t in props.items() if t != "STRING"]
         for *_, d in items:
             for k in text:
                 if not isinstance(d.get(k), str):
                     d[k] = ""
+            for k in numbers:
+                v = d.get(k)
+                if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                    d.pop(k, None)
     with staged_file(Path(out)) as tmp:
         nx.write_graphml(h, tmp)
     return Path(out)
