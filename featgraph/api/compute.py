@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from featgraph import families
 from featgraph.api.reload import check_heads, default_sae
 from featgraph.core import circuits, select
-from featgraph.core.circuits import OV_TARGETS, Conventions
+from featgraph.core.circuits import OV_TARGETS, Conventions, residual_basis
 from featgraph.core.circuits import ov_target as _resolve_ov_target
 from featgraph.core.progress import ProgressFactory
 from featgraph.core.schema import CIRCUITS, EDGE_COLUMNS, feature_id, normalise_circuit
@@ -194,8 +195,8 @@ def _load_model(model: Any, layer: int) -> AttentionWeights:
         return objects.attention_from_module(model, layer)
     if isinstance(model, tuple) and len(model) == 2:  # (state_dict, config)
         return objects.attention_from_state_dict(model[0], layer, model[1])
-    raise BadInput(f"model is a {type(model).__name__}: pass a Hub id, a local directory, a transformers Gemma 2 or "
-                   "Gemma 3 module, or (state_dict, config)")
+    raise BadInput(f"model is a {type(model).__name__}: pass a Hub id, a local directory, a transformers model "
+                   "(Gemma 2/3, GPT-2, GPT-NeoX), or (state_dict, config)")
 
 
 def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_in: int | tuple[int, ...], role: str,
@@ -214,8 +215,6 @@ def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_in: int | tu
 
 def _check_default_saes(attn: AttentionWeights, sae_in: Any, sae_out: Any, which: Sequence[str], layer: int) -> None:
     """Only Gemma 2 2B has default SAEs (Gemma Scope's canonical ones); other models must name theirs."""
-    from featgraph import families
-
     fam = families.of(attn.config.model_type)
     if fam is families.GEMMA2 or (sae_in is not None and (sae_out is not None or "OV" not in which)):
         return
@@ -254,7 +253,7 @@ def extract(
 ):
     """Compute the strongest QK and OV edges of `layer`'s heads between SAE features; returns a `Run`.
 
-    model: Hub id[@revision], local directory, transformers Gemma 2 / Gemma 3 module, `(state_dict, config)` or
+    model: Hub id[@revision], local directory, transformers module of a supported family (Gemma 2/3, GPT-2, GPT-NeoX), `(state_dict, config)` or
     `AttentionWeights`. sae_in / sae_out: path, Hub path or SAELens-style id (None: Gemma 2 2B's canonical 16k
     residual SAEs of layer-1 and the layer), or tensors (a mapping or object with W_dec / W_enc, e.g. a SAELens SAE).
     ov_target: what sae_out reads — "resid" (the residual stream), "attn" (the heads' outputs before o_proj,
@@ -295,13 +294,21 @@ def extract(
     if attn_scale and not mc.query_pre_attn_scalar > 0:
         raise BadInput("attn_scale needs query_pre_attn_scalar > 0 in the model's config")
     _check_default_saes(attn, sae_in, sae_out, which, layer)
+    fam = families.of(mc.model_type)
+    if rope_offset and not fam.rotary:
+        raise BadInput(f"{fam.name} has no rotary embedding (its positions are learned vectors in the residual stream): "
+                       "rope_offset (--rope-offset) does not apply; leave it 0")
     sae_i = _load_sae(sae_in, cfg.sae_in_ref, ("W_dec", "b_dec"), mc.d_model, "input SAE")
     sae_o = _load_sae(sae_out, cfg.sae_out_ref, ("W_enc",), (mc.d_model, mc.d_attn), "output SAE", mc.d_attn) \
         if "OV" in which else None
     if sae_o is not None:
         target, target_how = _resolve_ov_target(cfg.ov_target, sae_o.d_in, mc, sae_o.source.get("site"))
-        cfg = dataclasses.replace(cfg, conventions=dataclasses.replace(cfg.conventions, ov_target=target))
-        sae_o = dataclasses.replace(sae_o, source=sae_o.source | {"reads": target, "reads_how": target_how})
+        # TransformerLens centres only LayerNorm models' residual (docs/maths.md): elsewhere the basis is raw.
+        basis = residual_basis(sae_o.source) if fam.norm == "layer" and target == "resid" else "raw"
+        cfg = dataclasses.replace(cfg, conventions=dataclasses.replace(cfg.conventions, ov_target=target, out_basis=basis))
+        sae_o = dataclasses.replace(sae_o, source=sae_o.source | {"reads": target, "reads_how": target_how, "basis": basis})
+    if fam.norm == "layer":
+        sae_i = dataclasses.replace(sae_i, source=sae_i.source | {"basis": residual_basis(sae_i.source)})
 
     m_id, m_how = _model_id(model, model_id, attn.source)
     in_id, in_how = _source_id(sae_i, sae_in_id, "sae_in_id", f"{layer - 1}-sae-in-{sae_i.d_sae}", "input SAE")

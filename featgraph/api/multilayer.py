@@ -344,6 +344,7 @@ def _build(req: _Request, out: Path, force: bool, precision: str, device: str, b
                           precision=precision, attn_scale=attn_scale, rope_offset=rope_offset, device=device,
                           block_mb=block_mb, model_id=model_id, sae_in_id=given_in, sae_out_id=given_out,
                           out=atlasdir.layer_dir(out, L), labels=labels and label_table is None, restart=force,
+                          ov_target="resid",  # the atlas pairs residual SAEs (GPT-2: d_model = n_heads·d_head)
                           progress=_layer_progress(progress, overall, per_layer, L))
         if label_table is not None:
             _attach_labels(run, label_table)
@@ -403,7 +404,8 @@ def _ray_layers(cluster, req: _Request, out: Path, todo: Sequence[int], ids: dic
                           id_fn(L - 1) if id_fn else ids.get(L - 1),
                           (id_fn(L) if id_fn else ids.get(L)) if "OV" in which else None) for L in todo]
     settings = {"circuits": which, "top_k": req.top_k, "min_abs": req.min_abs, "per_source_k": req.per_source_k,
-                "attn_scale": req.attn_scale, "rope_offset": req.rope_offset, "model_id": req.model_id} | extract_args
+                "attn_scale": req.attn_scale, "rope_offset": req.rope_offset, "model_id": req.model_id,
+                "ov_target": "resid"} | extract_args
     per_layer = len(req.heads) * len(which)
     for job, results in ray_atlas.run(cluster, jobs, req.heads, settings, heads_per_task, overall):
         L = job.layer

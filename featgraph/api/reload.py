@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from featgraph import families
 from featgraph.core import circuits
 from featgraph.core.circuits import Conventions
 from featgraph.core.schema import parse_feature_id
@@ -46,7 +47,7 @@ def conventions(manifest: Manifest) -> Conventions:
     conv = manifest.conventions if isinstance(manifest.conventions, dict) else {}
     rope = (conv.get("rope") or {}).get("offset", 0) or 0
     return Conventions(attn_scale=conv.get("attn_scale") is not None, rope_offset=int(rope),
-                       ov_target=str(conv.get("ov_target") or "resid"))
+                       ov_target=str(conv.get("ov_target") or "resid"), out_basis=str(conv.get("out_basis") or "raw"))
 
 
 def run_weights(manifest: Manifest, need_out: bool) -> tuple[AttentionWeights, SAE, SAE | None]:
@@ -119,6 +120,10 @@ def positional_frame(model: str, layer: int, sae_in: str | None = None, features
     if sae_in is None:
         default_sae(layer - 1)  # layer 0 has none: fail before loading anything
     attn = attn or model_io.load_attention(model, layer)
+    fam = families.of(attn.config.model_type)
+    if not fam.rotary:
+        raise BadInput(f"{fam.name} has no rotary embedding (its positions are learned vectors in the residual stream): "
+                       "the rotary positional profile does not apply")
     if sae_in is None and attn.config.model_type != "gemma2":
         raise BadInput("featgraph picks a default input SAE only for Gemma 2 2B: pass sae_in (--sae-in) for this model, "
                        f"e.g. gemma-scope-2-1b-pt-res-all/layer_{layer - 1}_width_16k_l0_small for google/gemma-3-1b-pt")

@@ -70,6 +70,9 @@ class _Assembly:
                               "which this run does not record (an imported run or an edge table)")
             else:
                 tick = progress("figures", 2)
+                if not self._rotary():  # not a failure: there is no such profile (no warning)
+                    missing.append("the rotary positional profile: this model has no rotary embedding (GPT-2's positions "
+                                   "are learned vectors in the residual stream)")
                 try:
                     figures, corr, prof = self._report_figures(tmp, tick)
                 except FeatgraphError as err:
@@ -281,6 +284,13 @@ class _Assembly:
                 "r2_selected", "r2_active_d0", "r2_active", "r2_active_bias", "r2_exact"]
         return heads[cols], Figure("Edges against real attention on prompts", "validation.png", "")
 
+    def _rotary(self) -> bool:
+        """Whether the run's model rotates queries and keys (GPT-2 does not)."""
+        from featgraph import families
+
+        model_type = ((self.run.manifest.model or {}).get("config") or {}).get("model_type")
+        return not isinstance(model_type, str) or model_type not in families.FAMILIES or families.FAMILIES[model_type].rotary
+
     def _report_figures(self, tmp: Path, tick) -> tuple[list, pd.DataFrame | None, pd.DataFrame | None]:
         from featgraph.api import reload
         from featgraph.load.model import model_short_id
@@ -290,11 +300,13 @@ class _Assembly:
         m = self.run.manifest
         model, sae_in = m.model or {}, m.sae_in or {}
         figures = []
-        prof = reload.positional_frame(str(model["ref"]), int(m.layer or 0), str(sae_in["ref"]))
-        write_frame(prof, tmp / "positional.csv")
-        positional_figure(prof, tmp / "positional.png", str(model.get("neuronpedia_id") or model_short_id(str(model["ref"]))),
-                          int(m.layer or 0))
-        figures.append(Figure("Rotary positional profile of the input SAE's b_dec", "positional.png", "positional.csv"))
+        prof = None
+        if self._rotary():
+            prof = reload.positional_frame(str(model["ref"]), int(m.layer or 0), str(sae_in["ref"]))
+            write_frame(prof, tmp / "positional.csv")
+            positional_figure(prof, tmp / "positional.png", str(model.get("neuronpedia_id") or model_short_id(str(model["ref"]))),
+                              int(m.layer or 0))
+            figures.append(Figure("Rotary positional profile of the input SAE's b_dec", "positional.png", "positional.csv"))
         tick(1)
         corr = None
         if (m.sae_out or {}).get("ref"):

@@ -21,6 +21,7 @@ Raw values by default: no attention scale, no softcap, no 1/RMS factors, no bias
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,10 @@ from featgraph.core.weights import AttentionWeights, ModelConfig, Rope
 from featgraph.errors import BadInput, BadValue
 
 OV_TARGETS = ("resid", "attn")  # what the OV destination SAE reads: the residual stream, or the heads' outputs
+BASES = ("raw", "centred")  # the residual basis an SAE reads: transformers' own, or TransformerLens' centred one
 OV_DEFINITIONS = {
+    "resid_centred": "OV(value j, output k) = v_j · p_k, p_k = W_O[:, h]ᵀ C e_k, C = I − 11ᵀ/d_model (residual output "
+                     "SAE reading TransformerLens' centred residual, center_writing_weights: the head's write is C W_O o)",
     "resid": "OV(value j, output k) = v_j · p_k, p_k = W_O[:, h]ᵀ (g_post ⊙ e_k) (residual output SAE)",
     "resid_raw": "OV(value j, output k) = v_j · p_k, p_k = W_O[:, h]ᵀ e_k (residual output SAE; the attention output "
                  "joins the residual stream without a norm: this family's post_attention_layernorm is the MLP's input norm)",
@@ -55,10 +59,13 @@ class Conventions:
     attn_scale: bool = False
     rope_offset: int = 0
     ov_target: str = "resid"
+    out_basis: str = "raw"
 
     def __post_init__(self) -> None:
         if self.ov_target not in OV_TARGETS:
             raise BadValue("ov_target", self.ov_target, "must be resid or attn")
+        if self.out_basis not in BASES:
+            raise BadValue("out_basis", self.out_basis, "must be raw or centred")
 
     def describe(self, config: ModelConfig, layer: int) -> dict:
         fam = families.of(config.model_type)
@@ -66,19 +73,32 @@ class Conventions:
         rotation: dict[str, Any] = {"convention": "half-split rotate_half", "theta": rope.theta, "offset": self.rope_offset}
         if config.layer_types or rope != Rope(config.rope_theta):
             rotation |= rope.describe() | {"layer_type": config.layer_type(layer)}
+        if rope.rotary_dims:
+            rotation["convention"] = ("half-split rotate_half over the first rotary_dims dimensions of each head; the rest "
+                                      "unrotated (GPT-NeoX partial rotary)")
         ov = OV_DEFINITIONS["resid" if fam.post_attn_norm else "resid_raw"] if self.ov_target == "resid" else OV_DEFINITIONS["attn"]
+        if self.ov_target == "resid" and self.out_basis == "centred":
+            ov = OV_DEFINITIONS["resid_centred"]
+        if fam.norm == "layer":
+            norm = (f"LayerNorm: the direction read is g ⊙ C d (C = I − 11ᵀ/d_model, the mean-centring; g = "
+                    f"{fam.norm_gain()}); the norm's bias and the projections' biases are not features' terms")
+        else:
+            norm = f"{fam.norm_gain()} (RMSNorm)"
         out: dict[str, Any] = {
-            "norm_gain": f"{fam.norm_gain()} (RMSNorm)",
+            "norm_gain": norm,
             "rms_factors": "omitted (weights-only: 1/RMS of the residual is not applied)",
             "gqa": "query head h uses key/value head h // (n_heads / n_kv_heads)",
-            "qk": "QK(query i, key j) = (R(rope_offset) q_i) · k_j",
+            "qk": "QK(query i, key j) = (R(rope_offset) q_i) · k_j" if fam.rotary else
+                  "QK(query i, key j) = q_i · k_j (no rotary: positions are learned vectors in the residual stream)",
             "ov": ov,
             "ov_target": self.ov_target,
             "attn_scale": (1 / math.sqrt(config.query_pre_attn_scalar)) if self.attn_scale else None,
             "softcap": None,
-            "rope": rotation,
+            "rope": rotation if fam.rotary else None,
             "edge_direction": "QK: key -> query; OV: value -> output",
         }
+        if self.out_basis != "raw":
+            out["out_basis"] = self.out_basis
         if fam.qk_norm:
             out["qk_norm"] = qk_norm_text(fam)
         if fam.v_norm:
@@ -102,16 +122,20 @@ class Factors:
 
 
 def rope_rotate(x: torch.Tensor, offset: float, rope: float | Rope) -> torch.Tensor:
-    """R(offset) x for x [..., d_head], half-split pairing (dimension i with i + d_head/2).
+    """R(offset) x for x [..., d_head], half-split pairing (dimension i with i + r/2, r the rotating dimensions: all
+    of d_head, or GPT-NeoX's first rotary_dims, the rest passing unrotated).
 
-    rope: the layer's `Rope` (its base, and the linear scaling of Gemma 3's global layers), or a base θ.
+    rope: the layer's `Rope` (its base, scaling, partial rotary), or a base θ.
     """
-    d = x.shape[-1]
-    inv_freq = (rope if isinstance(rope, Rope) else Rope(float(rope))).inv_freq(d)
+    rope = rope if isinstance(rope, Rope) else Rope(float(rope))
+    r = rope.dims(x.shape[-1])
+    inv_freq = rope.inv_freq(x.shape[-1])
     ang = torch.cat([inv_freq, inv_freq]) * float(offset)
     cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+    xr = x[..., :r]
+    x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]
+    rotated = xr * cos + torch.cat([-x2, x1], dim=-1) * sin
+    return rotated if r == x.shape[-1] else torch.cat([rotated, x[..., r:]], dim=-1)
 
 
 def head_rows(W: torch.Tensor, head: int, d_head: int) -> torch.Tensor:
@@ -143,12 +167,14 @@ def circuit_factors(
     c = attn.config
     fam = families.of(c.model_type)
     kv = c.kv_head(head)
-    # Fold the gains into the (small) weight slices rather than copying the
-    # (large) SAE matrices: W (g ⊙ d) = (W ⊙ g) d.
-    g_in = fam.gain(attn.ln_in)
+    # Fold the gains (and a LayerNorm's centring) into the (small) weight slices rather than copying the
+    # (large) SAE matrices: W (g ⊙ d) = (W ⊙ g) d, W (g ⊙ C d) = ((W ⊙ g) C) d.
     if circuit == "QK":
-        q = W_dec_in @ (head_rows(attn.W_Q, head, c.d_head) * g_in).T
-        k = W_dec_in @ (head_rows(attn.W_K, kv, c.d_head) * g_in).T
+        if conv.rope_offset and not fam.rotary:
+            raise BadInput(f"{fam.name} has no rotary embedding (its positions are learned vectors in the residual "
+                           "stream): a rope offset does not apply; use 0")
+        q = W_dec_in @ fam.fold_in(head_rows(attn.W_Q, head, c.d_head), attn.ln_in).T
+        k = W_dec_in @ fam.fold_in(head_rows(attn.W_K, kv, c.d_head), attn.ln_in).T
         if fam.qk_norm:
             if attn.q_norm is None or attn.k_norm is None:
                 raise BadInput(f"{fam.name} layer {attn.layer} needs q_norm and k_norm weights")
@@ -161,7 +187,7 @@ def circuit_factors(
     if circuit == "OV":
         if W_enc_out is None:
             raise ValueError("OV factors need the output SAE's encoder")
-        v = W_dec_in @ (head_rows(attn.W_V, kv, c.d_head) * g_in).T
+        v = W_dec_in @ fam.fold_in(head_rows(attn.W_V, kv, c.d_head), attn.ln_in).T
         if fam.v_norm:
             v = qk_normalise(v, None, fam)
         if conv.ov_target == "attn":
@@ -174,9 +200,23 @@ def circuit_factors(
                 w_o = w_o * fam.gain(attn.ln_post)
             if attn.layer_scalar is not None:
                 w_o = w_o * attn.layer_scalar
+            if conv.out_basis == "centred":  # e_k · C W_O o = (C W_O)ᵀ e_k · o: centre the head's write
+                w_o = w_o - w_o.mean(-1, keepdim=True)
             p = W_enc_out.T @ w_o.T  # [n_out, d_head]
         return Factors("OV", head, kv, src=v, dst=p)
     raise ValueError(circuit)
+
+
+def residual_basis(source: Mapping[str, Any] | None) -> str:
+    """The residual basis an SAE reads, from its description: "centred" when SAELens would load its model with
+    TransformerLens' center_writing_weights (`model_from_pretrained_kwargs`, from the SAE's cfg.json and the
+    registry's config_overrides; SAELens loads HookedTransformer.from_pretrained_no_processing, so absent = "raw").
+    An explicit `basis` in the description wins. docs/maths.md, "TransformerLens' centred basis"."""
+    src = source or {}
+    if src.get("basis") in BASES:
+        return str(src["basis"])
+    kwargs = src.get("model_from_pretrained_kwargs") or {}
+    return "centred" if isinstance(kwargs, Mapping) and kwargs.get("center_writing_weights") is True else "raw"
 
 
 def ov_target(requested: str, d_in: int, config: ModelConfig, site: str | None = None) -> tuple[str, str]:

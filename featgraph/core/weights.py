@@ -31,6 +31,8 @@ class Rope:
     (`_compute_llama3_parameters`); "proportional" (Gemma 4's full-attention layers) keeps the first
     int(partial_rotary_factor·d_head // 2) frequencies, sets the rest to 0 (those dimension pairs are not
     rotated) and divides by `factor` (`_compute_proportional_rope_parameters`). Other types are refused when used.
+    rotary_dims: GPT-NeoX's partial rotary — only the first rotary_dims dimensions of a head rotate, dimension i
+    paired with i + rotary_dims/2, `inv_freq_i = θ^(-2i/rotary_dims)`; the rest pass unrotated (0: all of d_head).
     """
 
     theta: float
@@ -40,12 +42,18 @@ class Rope:
     high_freq_factor: float = 4.0
     original_max_position_embeddings: float = 8192.0
     partial_rotary_factor: float = 1.0
+    rotary_dims: int = 0
+
+    def dims(self, d_head: int) -> int:
+        """How many of a head's d_head dimensions rotate (GPT-NeoX: rotary_dims; otherwise all)."""
+        return int(self.rotary_dims) or d_head
 
     def inv_freq(self, d_head: int) -> torch.Tensor:
-        """[d_head/2] inverse frequencies in float64."""
+        """[dims(d_head)/2] inverse frequencies in float64."""
         if self.type not in ROTATED:
             raise BadInput(f"RoPE type {self.type!r} is not supported: featgraph rotates {', '.join(map(repr, ROTATED))} "
                            "RoPE; use rope offset 0")
+        d_head = self.dims(d_head)
         inv = 1.0 / (self.theta ** (torch.arange(0, d_head, 2, dtype=torch.float64) / d_head))
         if self.type == "linear":
             return inv / self.factor
@@ -70,6 +78,8 @@ class Rope:
                     "original_max_position_embeddings": self.original_max_position_embeddings}
         if self.type == "proportional":
             out["partial_rotary_factor"] = self.partial_rotary_factor
+        if self.rotary_dims:
+            out["rotary_dims"] = int(self.rotary_dims)
         return out
 
 
@@ -129,7 +139,8 @@ class ModelConfig:
         r = self.rope.get(self.layer_type(layer))
         if not r:
             return Rope(self.rope_theta)
-        extra = {k: float(v) for k, v in r.items() if k not in ("theta", "type", "factor")}
+        extra: dict[str, Any] = {k: (int(v) if k == "rotary_dims" else float(v)) for k, v in r.items()
+                                 if k not in ("theta", "type", "factor")}
         return Rope(float(r["theta"]), str(r["type"]), float(r["factor"]), **extra)
 
     def for_layer(self, layer: int, where: str) -> ModelConfig:
@@ -167,7 +178,8 @@ class AttentionWeights:
     Qwen3, Gemma 4), None for a family without them; layer_scalar: [1], what the whole layer's output is
     multiplied by (Gemma 4), None elsewhere. b_Q: [n_heads·d_head], b_K, b_V: [n_kv_heads·d_head], b_O: [d_model]:
     the projections' biases where the checkpoint has them (Qwen2, Llama with attention_bias; None = zero) — never
-    a feature's term, read for `featgraph validate`. `config` is the config as this layer sees it
+    a feature's term, read for `featgraph validate`. ln_in_bias: [d_model], a LayerNorm's bias (GPT-2, GPT-NeoX),
+    likewise never a feature's term. `config` is the config as this layer sees it
     (`ModelConfig.at_layer`).
     """
 
@@ -187,6 +199,7 @@ class AttentionWeights:
     b_K: torch.Tensor | None = None
     b_V: torch.Tensor | None = None
     b_O: torch.Tensor | None = None
+    ln_in_bias: torch.Tensor | None = None
 
     def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
         c = self.config

@@ -14,16 +14,18 @@ from featgraph.families.base import FULL, ROPE_TYPES, SLIDING, Family, fields_of
 from featgraph.families.gemma2 import GEMMA2
 from featgraph.families.gemma3 import GEMMA3, GEMMA3_TEXT
 from featgraph.families.gemma4 import GEMMA4, GEMMA4_TEXT
+from featgraph.families.gpt2 import GPT2
+from featgraph.families.gpt_neox import GPT_NEOX
 from featgraph.families.llama import LLAMA
 from featgraph.families.mistral import MISTRAL
 from featgraph.families.qwen2 import QWEN2
 from featgraph.families.qwen3 import QWEN3
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (GEMMA2, GEMMA3_TEXT, GEMMA3, GEMMA4_TEXT, GEMMA4, LLAMA, MISTRAL,
-                                                          QWEN2, QWEN3)}
+                                                          QWEN2, QWEN3, GPT2, GPT_NEOX)}
 
-__all__ = ["FAMILIES", "FULL", "GEMMA2", "GEMMA3", "GEMMA3_TEXT", "GEMMA4", "GEMMA4_TEXT", "LLAMA", "MISTRAL", "QWEN2",
-           "QWEN3", "ROPE_TYPES", "SLIDING", "Family", "config_fields", "of"]
+__all__ = ["FAMILIES", "FULL", "GEMMA2", "GEMMA3", "GEMMA3_TEXT", "GEMMA4", "GEMMA4_TEXT", "GPT2", "GPT_NEOX", "LLAMA",
+           "MISTRAL", "QWEN2", "QWEN3", "ROPE_TYPES", "SLIDING", "Family", "config_fields", "of"]
 
 
 def of(model_type: object, where: str = "the model") -> Family:

@@ -10,7 +10,7 @@ the attention modules (for `featgraph validate`). Pure: no I/O, no heavy imports
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,16 @@ class Family:
     layers the attention module marks (Gemma, Qwen). kv_sharing: config.json's num_kv_shared_layers (Gemma 4).
     value_is_key: config.json's attention_k_eq_v makes full-attention layers use the key projection as values.
     per_layer_shapes: full-attention layers have their own head size and kv-head count (Gemma 4).
+    hf_attn: the decoder layer's attention attribute in transformers (`self_attn`; GPT-2 `attn`, GPT-NeoX
+    `attention`). norm: the input norm, "rms" (RMSNorm) or "layer" (LayerNorm: mean-centred, with a bias; GPT-2,
+    GPT-NeoX; docs/maths.md). rotary: queries and keys rotate (False: GPT-2's learned absolute positions live in
+    the residual stream). partial_rotary: config.json's partial_rotary_factor (rotary_pct) rotates only the first
+    dimensions of each head, pairs within them (GPT-NeoX). layers_key: the decoder layers' name in a checkpoint
+    (`layers`; GPT-2 `h`). names: each tensor's name inside a decoder layer when not the q_proj/… defaults (keys
+    ending in `_bias` may be absent); unpack: (tensors by those keys, ModelConfig, where) -> AttentionWeights
+    fields, for fused or transposed layouts (it checks the shapes). prepare: (config.json's text config, where) ->
+    the same under featgraph's keys (hidden_size, num_attention_heads, rms_norm_eps, …) for a family naming them
+    otherwise.
     """
 
     model_type: str
@@ -66,6 +76,14 @@ class Family:
     kv_sharing: bool = False
     value_is_key: bool = False
     per_layer_shapes: bool = False
+    hf_attn: str = "self_attn"
+    norm: str = "rms"
+    rotary: bool = True
+    partial_rotary: bool = False
+    layers_key: str = "layers"
+    names: Mapping[str, str] | None = None
+    unpack: Callable[..., dict[str, Any]] | None = None
+    prepare: Callable[[Mapping[str, Any], str], Mapping[str, Any]] | None = None
 
     # -- tensors
 
@@ -76,6 +94,8 @@ class Family:
     def tensor_keys(self, value_is_key: bool = False, optional: bool = False) -> tuple[str, ...]:
         """The layer's tensors featgraph reads; `value_is_key`: the layer has no v_proj (Gemma 4 full attention);
         `optional`: with the OPTIONAL ones a checkpoint may lack."""
+        if self.names is not None:  # a family naming its own tensors: its `_bias` ones are optional
+            return tuple(k for k in self.names if optional or not k.endswith("_bias"))
         base = ("q_proj", "k_proj") + (() if value_is_key else ("v_proj",)) + ("o_proj", "input_layernorm")
         keys = (base + (("post_attention_layernorm",) if self.post_attn_norm else ())
                 + (("q_norm", "k_norm") if self.qk_norm else ()))
@@ -86,6 +106,9 @@ class Family:
 
     def relative_names(self, value_is_key: bool = False, optional: bool = False) -> dict[str, str]:
         """Each tensor's name inside one decoder layer (`self_attn.q_proj.weight`, …)."""
+        if self.names is not None:
+            return {k: self.names[k] for k in self.tensor_keys(value_is_key, optional)}
+
         def name(k: str) -> str:
             if k == "layer_scalar":
                 return k
@@ -99,15 +122,21 @@ class Family:
                      optional: bool = False) -> dict[str, str]:
         """Layer `layer`'s tensors as a checkpoint names them (with `prefix`, default the family's first)."""
         p = self.prefixes[0] if prefix is None else prefix
-        return {k: f"{p}layers.{layer}.{rel}" for k, rel in self.relative_names(value_is_key, optional).items()}
+        return {k: f"{p}{self.layers_key}.{layer}.{rel}" for k, rel in self.relative_names(value_is_key, optional).items()}
 
     def all_prefixes(self) -> tuple[str, ...]:
         """Every prefix layer tensors may carry: on disk, then in-memory module classes, then none."""
         return tuple(dict.fromkeys(self.prefixes + self.extra_prefixes + ("",)))
 
     def gain(self, w):
-        """The RMSNorm gain of stored weight `w`."""
+        """The input norm's gain of stored weight `w`."""
         return self.gain_offset + w
+
+    def fold_in(self, W, ln_in):
+        """W·N for the input norm's linear part N: W (g ⊙ x), and for a LayerNorm W (g ⊙ C x) with C = I − 11ᵀ/d
+        the mean-centring, folded into the weight rows: (W ⊙ g) minus each row's mean. W: [rows, d_model]."""
+        Wg = W * self.gain(ln_in)
+        return Wg - Wg.mean(-1, keepdim=True) if self.norm == "layer" else Wg
 
     # -- config.json
 
@@ -125,13 +154,20 @@ class Family:
         return f"{self.gain_offset:g} + weight" if self.gain_offset else "weight"
 
     def describe(self) -> dict:
-        return {"family": self.model_type, "name": self.name, "norm_gain": self.norm_gain(),
-                "qk_norm": self.qk_norm, "tensor_prefix": self.prefixes[0], "post_attn_norm": self.post_attn_norm}
+        out = {"family": self.model_type, "name": self.name, "norm_gain": self.norm_gain(),
+               "qk_norm": self.qk_norm, "tensor_prefix": self.prefixes[0], "post_attn_norm": self.post_attn_norm}
+        if self.norm != "rms":
+            out["norm"] = "LayerNorm (mean-centred, with bias)"
+        if not self.rotary:
+            out["positions"] = "learned absolute (no rotary)"
+        return out
 
 
 def fields_of(fam: Family, cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
     """ModelConfig's fields from family `fam`'s config.json (a dict); every bad field is a one-line BadInput naming it."""
     text = fam.text_config(cfg, where)
+    if fam.prepare is not None:
+        text = fam.prepare(text, where)
 
     def raw(key: str) -> Any:
         value = text.get(key)
@@ -165,6 +201,15 @@ def fields_of(fam: Family, cfg: Mapping[str, Any], where: str) -> dict[str, Any]
         "attn_logit_softcapping": None if softcap is None else _number(softcap, "attn_logit_softcapping", float, True, where),
         "model_type": fam.model_type,
     }
+    if fam.partial_rotary:
+        factor = _number(raw("partial_rotary_factor") if raw("partial_rotary_factor") is not None else 1.0,
+                         "partial_rotary_factor", float, True, where)
+        dims = int(d_head * factor)
+        if factor > 1 or dims % 2:
+            raise BadInput(f"{where}: config.json's partial_rotary_factor {factor:g} gives {dims} rotary dimensions of "
+                           f"{d_head}: it must give an even number no larger than head_dim; fix config.json")
+        if dims != d_head:
+            rope = {k: v | {"rotary_dims": dims} for k, v in rope.items()}
     if fam.local_rope:
         out |= {"rope": rope, "layer_types": layer_types}
     elif rope[FULL] != {"theta": out["rope_theta"], "type": "default", "factor": 1.0}:

@@ -1,4 +1,4 @@
-"""Read one attention layer's tensors (Gemma 2, Gemma 3), and nothing else.
+"""Read one attention layer's tensors (every family of `featgraph.families`), and nothing else.
 
 A model REF is a local directory (config.json + safetensors, sharded with
 `model.safetensors.index.json` or a single `model.safetensors`) or a Hub repo id
@@ -180,7 +180,11 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
 def weights_of(cfg: ModelConfig, layer: int, tensors: dict[str, torch.Tensor], names: dict[str, str], source: dict,
                what: str) -> AttentionWeights:
     """AttentionWeights from one layer's tensors by key (q_proj, …), every shape checked against `cfg` (the layer's
-    view). A layer whose values are its keys' projection (no v_proj) gets W_V = W_K."""
+    view). A layer whose values are its keys' projection (no v_proj) gets W_V = W_K. A family with its own
+    layout (GPT-2's Conv1D, GPT-NeoX's fused query_key_value) unpacks its tensors and checks their shapes itself."""
+    fam = families.of(cfg.model_type)
+    if fam.unpack is not None:
+        return AttentionWeights(config=cfg, layer=layer, source=source, **fam.unpack(tensors, cfg, what))
     weights = AttentionWeights(
         config=cfg, layer=layer, W_Q=tensors["q_proj"], W_K=tensors["k_proj"],
         W_V=tensors["v_proj"] if "v_proj" in tensors else tensors["k_proj"], W_O=tensors["o_proj"],
@@ -199,16 +203,18 @@ def weights_of(cfg: ModelConfig, layer: int, tensors: dict[str, torch.Tensor], n
 
 
 def _names_in(fam: families.Family, layer: int, present, ref: str, where: str, value_is_key: bool = False) -> dict[str, str]:
-    """The layer's tensor names under the first of the family's prefixes that holds its q_proj (optional ones,
-    such as Gemma 4's layer_scalar, only where present)."""
+    """The layer's tensor names under the first of the family's prefixes that holds its first tensor (q_proj;
+    optional ones, such as Gemma 4's layer_scalar or a bias, only where present)."""
+    first = fam.tensor_keys()[0]
+    required = set(fam.tensor_keys(value_is_key))
     for prefix in fam.all_prefixes():
         names = fam.tensor_names(layer, prefix, value_is_key, optional=True)
-        if names["q_proj"] in present:
-            missing = [n for k, n in names.items() if n not in present and k not in fam.OPTIONAL]
+        if names[first] in present:
+            missing = [n for k, n in names.items() if n not in present and k in required]
             if missing:
                 raise BadInput(f"{ref}: {where} has no {missing[0]}; is this a {fam.name} checkpoint?")
             return {k: n for k, n in names.items() if n in present}
-    raise BadInput(f"{ref}: {where} has no {fam.tensor_names(layer)['q_proj']}; is this a {fam.name} checkpoint?")
+    raise BadInput(f"{ref}: {where} has no {fam.tensor_names(layer)[first]}; is this a {fam.name} checkpoint?")
 
 
 def _plain_relative(name: str) -> bool:

@@ -1,6 +1,6 @@
 """Weights a user already holds in memory, turned into featgraph's containers without files.
 
-- a transformers Gemma 2 or Gemma 3 module (`Gemma2ForCausalLM`, `Gemma3ForCausalLM`,
+- a transformers module of a supported family (`Gemma2ForCausalLM`, `Gemma3ForCausalLM`, `GPT2LMHeadModel`,
   `Gemma3ForConditionalGeneration`, their base models, or one decoder layer with its config)
   or a state dict with transformers' names;
 - SAE weights as tensors or arrays: a mapping with `W_dec` / `W_enc` (Gemma Scope
@@ -57,11 +57,12 @@ def attention_from_state_dict(state: Mapping[str, Any], layer: int, config: Any,
     value_is_key = layer in cfg.value_is_key
     names = fam.tensor_names(layer, value_is_key=value_is_key, optional=True)
     tensors = {}
+    required = set(fam.tensor_keys(value_is_key))
     for key, rel in fam.relative_names(value_is_key, optional=True).items():
-        candidates = [f"{p}layers.{layer}.{rel}" for p in fam.all_prefixes()] + [rel]
+        candidates = [f"{p}{fam.layers_key}.{layer}.{rel}" for p in fam.all_prefixes()] + [rel]
         found = [k for k in candidates if k in state]
         if not found:
-            if key in fam.OPTIONAL:
+            if key not in required:
                 continue
             raise BadInput(f"{where} has no {names[key]}: pass a {fam.name} model, its state dict, or one decoder layer's")
         tensors[key] = _tensor(state[found[0]], names[key])
@@ -69,7 +70,7 @@ def attention_from_state_dict(state: Mapping[str, Any], layer: int, config: Any,
 
 
 def attention_from_module(module: torch.nn.Module, layer: int, config: Any = None) -> AttentionWeights:
-    """From a transformers Gemma 2 / Gemma 3 model or decoder layer (its `.config` is used when there is one)."""
+    """From a transformers model of a supported family, or one decoder layer (its `.config` is used when there is one)."""
     config = config if config is not None else getattr(module, "config", None)
     if config is None:
         raise BadInput("this module has no .config: pass config= (the model's transformers config or config.json dict)")
