@@ -1,7 +1,8 @@
-"""Benchmark `featgraph extract` at Gemma 2 2B's real sizes against the post's method.
+"""Benchmark `featgraph extract` at a real model's sizes (Gemma 2 2B's layer 13 by default; `--family gpt2`: GPT-2
+small's layer 8, 12 heads of 64, d_model 768, 24k SAEs) against the post's method.
 
-Builds synthetic inputs in the real formats (a layer-13 safetensors shard with
-its index and config.json, Gemma Scope params.npz files) and, in one run,
+Builds synthetic inputs in the real formats (a safetensors shard with its index and config.json — GPT-2's fused
+Conv1D c_attn under openai-community/gpt2's names — and Gemma Scope params.npz files) and, in one run,
 measures each variant in a fresh subprocess (so peak RSS is its own):
 
   (a) the post's method: full per-head float32 matrices (numpy), then a full
@@ -13,12 +14,12 @@ measures each variant in a fresh subprocess (so peak RSS is its own):
   (c) the blocked matrix products alone (same blocks, no selection).
 
 Then the selection alone ("compute"), on every device present (CPU always; CUDA when a
-GPU is visible), on head-sized factors [n, 256] for each width in --compute-n: featgraph's
+GPU is visible), on head-sized factors [n, d_head] for each width in --compute-n: featgraph's
 selection (precision auto: bf16 proposals on a GPU, fp32 on a CPU; exact re-scoring) against
 (a'') on the same device, with the same-edges check and peak memory (GPU: torch's peak
 allocation; CPU: the subprocess's peak RSS). Widths that cannot fit are skipped with a reason.
 
-Usage: python bench/extract.py [--n 16384] [--big 65536] [--heads-all] [--compute-n 16384,65536]
+Usage: python bench/extract.py [--family gemma2|gpt2] [--n 16384] [--big 65536] [--heads-all] [--compute-n 16384,65536]
                                [--gpu-n 16384,65536,262144,1048576] [--work DIR]
 """
 
@@ -36,15 +37,33 @@ from pathlib import Path
 
 import numpy as np
 
-D_MODEL, N_HEADS, N_KV, D_HEAD, LAYER, K = 2304, 8, 4, 256, 13, 1000
+# Per family: d_model, n_heads, n_kv_heads, d_head, the layer benchmarked, the default SAE width.
+SHAPES = {"gemma2": (2304, 8, 4, 256, 13, 16384), "gpt2": (768, 12, 12, 64, 8, 24576)}
+FAMILY = os.environ.get("FEATGRAPH_BENCH_FAMILY", "gemma2")  # children inherit the family from the environment
+D_MODEL, N_HEADS, N_KV, D_HEAD, LAYER, _ = SHAPES[FAMILY]
+K = 1000
 
 
 def make_inputs(root: Path, n: int) -> dict:
     """Layer-13 tensors + config + two SAEs of width n, once per (root, n)."""
     from safetensors.numpy import save_file
 
+    root = root / FAMILY if FAMILY != "gemma2" else root
     root.mkdir(parents=True, exist_ok=True)
     model = root / "model"
+    if FAMILY == "gpt2" and not (model / "config.json").exists():
+        rng = np.random.default_rng(0)
+        model.mkdir(exist_ok=True)
+        p = f"h.{LAYER}"  # openai-community/gpt2's model.safetensors has no `transformer.` prefix
+        t = {f"{p}.attn.c_attn.weight": rng.normal(0, 0.02, (D_MODEL, 3 * D_MODEL)),
+             f"{p}.attn.c_attn.bias": rng.normal(0, 0.02, 3 * D_MODEL),
+             f"{p}.attn.c_proj.weight": rng.normal(0, 0.02, (D_MODEL, D_MODEL)), f"{p}.attn.c_proj.bias": np.zeros(D_MODEL),
+             f"{p}.ln_1.weight": rng.normal(1, 0.2, D_MODEL), f"{p}.ln_1.bias": rng.normal(0, 0.05, D_MODEL)}
+        t = {k: v.astype(np.float32) for k, v in t.items()}
+        save_file(t, str(model / "model.safetensors"))
+        (model / "config.json").write_text(json.dumps({
+            "model_type": "gpt2", "n_embd": D_MODEL, "n_head": N_HEADS, "n_layer": 12, "n_positions": 1024,
+            "layer_norm_epsilon": 1e-5}))
     if not (model / "config.json").exists():
         rng = np.random.default_rng(0)
         model.mkdir(exist_ok=True)
@@ -148,7 +167,7 @@ def variant_featgraph(inp, heads):
     out = Path(tempfile.mkdtemp()) / "run"
     fg.extract(model=str(inp["model"]), layer=LAYER, sae_in=str(inp["sae_in"]), sae_out=str(inp["sae_out"]),
                heads=heads, top_k=K, device="cpu", sae_in_id="12-bench-in", sae_out_id="13-bench-out",
-               out=out, labels=False)
+               out=out, labels=False, ov_target="resid")
     import pandas as pd
 
     e = pd.read_parquet(out / "edges.parquet")
@@ -176,7 +195,7 @@ VARIANTS = {"post": variant_post, "topk": variant_topk, "chunked": variant_chunk
 # ------------------------------------------------------------ the selection alone, per device
 
 def compute_case(device: str, n: int, n_dst: int, heads: int, result: Path) -> None:
-    """Time featgraph's selection and (a'') on random head factors [n, 256] x [n_dst, 256] on `device` (a subprocess)."""
+    """Time featgraph's selection and (a'') on random head factors [n, d_head] x [n_dst, d_head] on `device` (a subprocess)."""
     import torch
 
     from featgraph.core.select import Selection, select
@@ -186,8 +205,8 @@ def compute_case(device: str, n: int, n_dst: int, heads: int, result: Path) -> N
     out = {"featgraph": 0.0, "chunked": 0.0, "same": True, "differ": 0}
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for _ in range(heads):
-        src = (torch.randn(n, 256, generator=g) / 16).to(dev)
-        dst = (torch.randn(n_dst, 256, generator=g) / 16).to(dev)
+        src = (torch.randn(n, D_HEAD, generator=g) / D_HEAD**0.5).to(dev)
+        dst = (torch.randn(n_dst, D_HEAD, generator=g) / D_HEAD**0.5).to(dev)
         sync()
         t = time.perf_counter()
         got = select(src, dst, Selection(top_k=K, precision="auto", block_bytes=None))
@@ -233,20 +252,26 @@ def measure(name: str, inp: dict, heads: list[int]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=16384)
+    ap.add_argument("--family", choices=sorted(SHAPES), default="gemma2", help="whose layer sizes (default gemma2)")
+    ap.add_argument("--n", type=int, default=0, help="SAE width (default: the family's: 16384 Gemma Scope, 24576 GPT-2 res-jb)")
     ap.add_argument("--big", type=int, default=65536, help="width for the large run (0 to skip)")
-    ap.add_argument("--heads-all", action="store_true", help="also time all 8 heads for (a), (b), (c)")
+    ap.add_argument("--heads-all", action="store_true", help="also time all heads of the layer for (a), (b), (c)")
     ap.add_argument("--compute-n", default="16384", help="widths for the CPU selection-alone section")
     ap.add_argument("--gpu-n", default="16384,65536,262144,1048576", help="widths for the GPU selection-alone section")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "featgraph-bench")
     a = ap.parse_args()
+    global FAMILY, D_MODEL, N_HEADS, N_KV, D_HEAD, LAYER
+    FAMILY = os.environ["FEATGRAPH_BENCH_FAMILY"] = a.family
+    D_MODEL, N_HEADS, N_KV, D_HEAD, LAYER, width = SHAPES[FAMILY]
+    a.n = a.n or width
 
     import torch
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}; {FAMILY}: d_model "
+          f"{D_MODEL}, {N_HEADS} heads ({N_KV} kv) of {D_HEAD}, layer {LAYER}, SAE width {a.n}")
     inp = make_inputs(a.work, a.n)
     rows = []
-    for label, heads in [("1 head", [0])] + ([("8 heads", list(range(N_HEADS)))] if a.heads_all else []):
+    for label, heads in [("1 head", [0])] + ([(f"{N_HEADS} heads", list(range(N_HEADS)))] if a.heads_all else []):
         r = {v: measure(v, inp, heads) for v in ("post", "topk", "chunked", "featgraph", "matmul")}
         same = r["post"]["edges"] == r["featgraph"]["edges"]
         for v in ("post", "topk", "chunked", "featgraph", "matmul"):
@@ -273,7 +298,7 @@ def main() -> None:
         devices.append(("cuda", [int(x) for x in a.gpu_n.split(",") if x]))
     else:
         print("\nno CUDA GPU visible: GPU figures not measured")
-    print(f"\nselection alone, {N_HEADS} heads x QK+OV = {2 * N_HEADS} matrices per width, K={K}, random factors [n, 256]")
+    print(f"\nselection alone, {N_HEADS} heads x QK+OV = {2 * N_HEADS} matrices per width, K={K}, random factors [n, {D_HEAD}]")
     print(f"{'device':<28}{'n_src x n_dst':>20}{'featgraph s':>13}{'chunked s':>11}{'ratio':>7}{'same':>6}{'peak MiB':>10}")
     for device, widths in devices:
         for n in widths:

@@ -30,10 +30,19 @@ PREDICTIONS = ("selected", "active_d0", "active", "active_bias", "exact")
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """R(pos) x for x [..., T, d_head] with the model's cos, sin [T, d_head] (half-split, rotate_half)."""
-    d = x.shape[-1]
-    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
-    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+    """R(pos) x for x [..., T, d_head] with the model's cos, sin [T, r] (half-split, rotate_half over the first r
+    dimensions; r < d_head: GPT-NeoX's partial rotary, the rest unrotated)."""
+    r = cos.shape[-1]
+    xr = x[..., :r]
+    x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]
+    out = xr * cos + torch.cat([-x2, x1], dim=-1) * sin
+    return out if r == x.shape[-1] else torch.cat([out, x[..., r:]], dim=-1)
+
+
+def _half(x: Tensor, r: int) -> Tensor:
+    """rotate_half over the first r dimensions of x [..., d], zeros on the rest."""
+    x1, x2 = x[..., : r // 2], x[..., r // 2 : r]
+    return torch.cat([-x2, x1, torch.zeros_like(x[..., r:])], dim=-1)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class Stream:
 
     x, err: [T, d_model]; a: [T, d_sae]; rms: [T]; cos, sin: [T, d_head], the rotation at positions 0..T−1;
     window: the layer's sliding window (a query at t sees keys t − window < s ≤ t), None for full attention.
+    rms: what the input norm divides by (RMSNorm: the RMS of x; LayerNorm: σ_t, the RMS of the centred x).
     """
 
     x: Tensor
@@ -83,11 +93,20 @@ class Stream:
         return keep & (dist < self.window) if self.window else keep
 
 
-def stream(x: Tensor, sae: JumpReLU, eps: float, cos: Tensor, sin: Tensor, window: int | None = None) -> Stream:
-    """Encode `x` [T, d_model] (float64) with the SAE; keep its error and the RMS the input norm divides by."""
+def stream(x: Tensor, sae: JumpReLU, eps: float, cos: Tensor, sin: Tensor, window: int | None = None,
+           layer_norm: bool = False, centred: bool = False) -> Stream:
+    """Encode `x` [T, d_model] (float64) with the SAE; keep its error and the RMS the input norm divides by.
+
+    layer_norm: the input norm is a LayerNorm (it divides by σ_t = sqrt(mean((C x_t)²) + eps), C the mean-centring).
+    centred: the SAE reads TransformerLens' centred residual C x_t (docs/maths.md), so C x_t is what is encoded and
+    split; the LayerNorm reads C x_t as it reads x_t."""
     x = x.double()
+    c = x - x.mean(-1, keepdim=True)
+    if centred:
+        x = c
     a = sae.encode(x)
-    return Stream(x, a, x - sae.decode(a), torch.sqrt(x.pow(2).mean(-1) + eps), cos.double(), sin.double(), window)
+    rms = torch.sqrt((c if layer_norm else x).pow(2).mean(-1) + eps)
+    return Stream(x, a, x - sae.decode(a), rms, cos.double(), sin.double(), window)
 
 
 @dataclass(frozen=True)
@@ -313,9 +332,9 @@ def qk_edge_usage(st: Stream, hd: QKHead, budget: int = 1 << 22) -> tuple[Tensor
     count = ((Qe != 0).double() * seen).sum(0)
     # (R(Δ) q)·k = cos(Δ)·(q ⊙ k) + sin(Δ)·(rotate_half(q) ⊙ k), at every distance Δ = 0..T−1.
     qs, ks = hd.q_feat[hd.sel_q], hd.k_feat[hd.sel_k]
-    d = qs.shape[1]
-    half = torch.cat([-qs[:, d // 2 :], qs[:, : d // 2]], dim=1)
-    table = hd.scale * (st.cos @ (qs * ks).T + st.sin @ (half * ks).T)  # [T (Δ), E]
+    r = st.cos.shape[-1]  # rotating dimensions; the rest (GPT-NeoX's partial rotary) count at every distance
+    table = hd.scale * (st.cos @ (qs[:, :r] * ks[:, :r]).T + st.sin @ (_half(qs, r)[:, :r] * ks[:, :r]).T
+                        + (qs[:, r:] * ks[:, r:]).sum(-1)[None, :])  # [T (Δ), E]
     live = torch.nonzero((Qe != 0).any(0) & (Ke != 0).any(0)).flatten()
     chunk = max(1, min(len(live), 256))
     for c0 in range(0, len(live), chunk):

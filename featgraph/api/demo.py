@@ -3,7 +3,8 @@
 Inputs are written in the real formats — a sharded safetensors checkpoint with
 `model.safetensors.index.json` and the family's `config.json` (Gemma 2 by default; `--family` picks Llama with
 Llama 3.1's rope scaling, Mistral, Qwen2 with its q/k/v biases, Qwen3 with its query/key norms or Gemma 4, whose
-demo layer is a full-attention one: its own head size, partial rotary, keys as values), Gemma Scope
+demo layer is a full-attention one: its own head size, partial rotary, keys as values, GPT-2 with its fused Conv1D
+c_attn and LayerNorms, GPT-NeoX/Pythia with partial rotary and parallel attention and MLP), Gemma Scope
 `params.npz` files, a Neuronpedia legacy label export — so every loader runs
 exactly as it does on the real thing. Each family's checkpoint is complete: transformers loads it.
 """
@@ -57,7 +58,21 @@ CONFIGS = {
         "tie_word_embeddings": True, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
     },
 }
+# GPT-2 (GPT2LMHeadModel) and GPT-NeoX (GPTNeoXForCausalLM) at the demo's sizes: d_model 64, 4 heads of 16.
+CONFIGS["gpt2"] = {
+    "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "torch_dtype": "float32", "vocab_size": 128, "n_embd": 64,
+    "n_layer": 3, "n_head": 4, "n_inner": None, "n_positions": 512, "layer_norm_epsilon": 1e-5,
+    "activation_function": "gelu_new", "scale_attn_weights": True, "tie_word_embeddings": True, "bos_token_id": 2,
+    "eos_token_id": 1,
+}
+CONFIGS["gpt_neox"] = {
+    "architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "torch_dtype": "float32", "vocab_size": 128,
+    "hidden_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 256, "rotary_pct": 0.25,
+    "rotary_emb_base": 10000, "layer_norm_eps": 1e-5, "max_position_embeddings": 512, "use_parallel_residual": True,
+    "hidden_act": "gelu", "tie_word_embeddings": False, "bos_token_id": 2, "eos_token_id": 1,
+}
 FAMILIES = tuple(CONFIGS)
+LAYERNORM_FAMILIES = ("gpt2", "gpt_neox")  # d_model = n_heads·d_head: the demo says its output SAE is a residual one
 MODEL_ID = "featgraph-demo"
 LAYER = 1
 N_IN, N_OUT = 96, 80
@@ -81,8 +96,44 @@ class DemoInputs:
     labels: Path
 
 
+def _layernorm_tensors(family: str, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """GPT-2's (Conv1D weights in [in, out] layout) or GPT-NeoX's checkpoint tensors, LayerNorms with biases."""
+    c = CONFIGS[family]
+
+    def rnd(*shape, s=0.15, mean=0.0):
+        return (torch.randn(*shape, generator=g) * s + mean).contiguous()
+
+    def ln(name, d):
+        return {f"{name}.weight": rnd(d, s=0.2, mean=1.0), f"{name}.bias": rnd(d, s=0.05)}
+
+    if family == "gpt2":
+        d, V = c["n_embd"], c["vocab_size"]
+        t = {"transformer.wte.weight": rnd(V, d), "transformer.wpe.weight": rnd(c["n_positions"], d, s=0.05),
+             **ln("transformer.ln_f", d)}
+        for L in range(c["n_layer"]):
+            p = f"transformer.h.{L}"
+            t |= {**ln(f"{p}.ln_1", d), **ln(f"{p}.ln_2", d),
+                  f"{p}.attn.c_attn.weight": rnd(d, 3 * d), f"{p}.attn.c_attn.bias": rnd(3 * d, s=0.05),
+                  f"{p}.attn.c_proj.weight": rnd(d, d), f"{p}.attn.c_proj.bias": rnd(d, s=0.05),
+                  f"{p}.mlp.c_fc.weight": rnd(d, 4 * d), f"{p}.mlp.c_fc.bias": rnd(4 * d, s=0.05),
+                  f"{p}.mlp.c_proj.weight": rnd(4 * d, d), f"{p}.mlp.c_proj.bias": rnd(d, s=0.05)}
+        return t
+    d, V, ff = c["hidden_size"], c["vocab_size"], c["intermediate_size"]
+    t = {"gpt_neox.embed_in.weight": rnd(V, d), "embed_out.weight": rnd(V, d), **ln("gpt_neox.final_layer_norm", d)}
+    for L in range(c["num_hidden_layers"]):
+        p = f"gpt_neox.layers.{L}"
+        t |= {**ln(f"{p}.input_layernorm", d), **ln(f"{p}.post_attention_layernorm", d),
+              f"{p}.attention.query_key_value.weight": rnd(3 * d, d), f"{p}.attention.query_key_value.bias": rnd(3 * d, s=0.05),
+              f"{p}.attention.dense.weight": rnd(d, d), f"{p}.attention.dense.bias": rnd(d, s=0.05),
+              f"{p}.mlp.dense_h_to_4h.weight": rnd(ff, d), f"{p}.mlp.dense_h_to_4h.bias": rnd(ff, s=0.05),
+              f"{p}.mlp.dense_4h_to_h.weight": rnd(d, ff), f"{p}.mlp.dense_4h_to_h.bias": rnd(d, s=0.05)}
+    return t
+
+
 def _tensors(family: str, g: torch.Generator) -> dict[str, torch.Tensor]:
     """Every tensor of the family's checkpoint, named as transformers names them (so it loads the model)."""
+    if family in LAYERNORM_FAMILIES:
+        return _layernorm_tensors(family, g)
     c = CONFIGS[family]
     d, nh, ff = c["hidden_size"], c["num_attention_heads"], c["intermediate_size"]
     gemma = family.startswith("gemma")
@@ -129,7 +180,7 @@ def write_inputs(root: Path, seed: int = 0, family: str = "gemma2") -> DemoInput
         raise BadValue("family", family, f"must be one of {', '.join(FAMILIES)}")
     g = torch.Generator().manual_seed(seed)
     c = CONFIGS[family]
-    d = c["hidden_size"]
+    d = c.get("hidden_size") or c["n_embd"]
     tensors = _tensors(family, g)
     model = root / "model"
     model.mkdir(parents=True, exist_ok=True)
@@ -235,7 +286,8 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2") -> list[str
         inputs = write_inputs(tmp / "inputs", family=family)
         run = extract(model=str(inputs.model), layer=LAYER, sae_in=str(inputs.sae_in), sae_out=str(inputs.sae_out),
                       top_k=200, per_source_k=2, device="cpu", model_id=MODEL_ID, sae_in_id=SOURCE_IN,
-                      sae_out_id=SOURCE_OUT, out=tmp / "run", label_sources=[inputs.labels])
+                      sae_out_id=SOURCE_OUT, out=tmp / "run", label_sources=[inputs.labels],
+                      ov_target="resid" if family in LAYERNORM_FAMILIES else "auto")
         counts = run.load()
         hubs = run.query("hubs", head=0, circuit="ov", limit=3)
         tet = run.tetrads()

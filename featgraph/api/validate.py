@@ -105,7 +105,7 @@ def attention_module(model, family: families.Family, layer: int):
     layers: Any = model
     for name in family.hf_layers:
         layers = getattr(layers, name)
-    return layers[layer].self_attn
+    return getattr(layers[layer], family.hf_attn)
 
 
 def hidden_index(layer: int) -> int:
@@ -117,6 +117,16 @@ def gains(family: families.Family, attn: AttentionWeights) -> tuple[torch.Tensor
     """g_in, g_post: the input and post-attention RMSNorm gains (g_post None where the family has no norm on the
     attention output)."""
     return family.gain(attn.ln_in), (family.gain(attn.ln_post) if attn.ln_post is not None else None)
+
+
+def shift(W: torch.Tensor, ln_bias: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """The part of a head's projection that does not scale with the residual: W b + b_proj (W: [d_head, d_model]
+    the head's rows; b: the input norm's bias (a LayerNorm's); b_proj: the projection's bias slice), None when both
+    are absent."""
+    out = None if ln_bias is None else W @ ln_bias
+    if bias is not None:
+        out = bias if out is None else out + bias
+    return out
 
 
 def sliding_window(model, family: families.Family, layer: int) -> int | None:
@@ -149,8 +159,9 @@ def capturing(model, family: families.Family, layer: int) -> Iterator[dict[str, 
         return out, weights
 
     def rotation(module, args, kwargs):
-        cos, sin = kwargs["position_embeddings"]
-        got.update(cos=cos[0].detach(), sin=sin[0].detach())
+        if kwargs.get("position_embeddings") is not None:  # GPT-2 has none (run_model fills the identity)
+            cos, sin = kwargs["position_embeddings"]
+            got.update(cos=cos[0].detach(), sin=sin[0].detach())
 
     AttentionInterface.register(CAPTURE, capture)
     # A name without a mask function gets no mask at all: give ours the eager (additive) causal mask.
@@ -174,6 +185,9 @@ def run_model(model, family: families.Family, layer: int, ids: Sequence[int]) ->
     with torch.inference_mode(), capturing(model, family, layer) as got:
         res = model(input_ids=torch.tensor([list(ids)], device=dev), output_hidden_states=True, use_cache=False)
         resid = res.hidden_states[hidden_index(layer)][0]
+    if not family.rotary and "q" in got:  # GPT-2: no rotation; R(t) is the identity
+        T, d_head = got["q"].shape[1], got["q"].shape[2]
+        got.update(cos=torch.ones(T, d_head, device=dev), sin=torch.zeros(T, d_head, device=dev))
     if not {"q", "cos"} <= got.keys():
         raise FeatgraphError(f"layer {layer}'s attention was not captured: this transformers version calls attention differently")
     return Captured(resid, got["q"], got["k"], got["v"], got["weights"], got["out"], got["cos"], got["sin"])
@@ -314,7 +328,7 @@ class Session:
         self.sae = dc.JumpReLU(d64["W_enc"], d64["b_enc"], d64["threshold"], d64["W_dec"], d64["b_dec"])
         attn64 = dataclasses.replace(self.attn, **{f: getattr(self.attn, f).to(dev, torch.float64)
                                                    for f in ("W_Q", "W_K", "W_V", "W_O", "ln_in", "ln_post", "q_norm", "k_norm",
-                                                             "layer_scalar", "b_Q", "b_K", "b_V", "b_O")
+                                                             "layer_scalar", "b_Q", "b_K", "b_V", "b_O", "ln_in_bias")
                                                    if getattr(self.attn, f) is not None})
         self.attn64 = attn64
         self.qk = {h: self._qk_head(h) for h in self.heads} if "QK" in self.circuits else {}
@@ -344,10 +358,11 @@ class Session:
 
     def _qk_head(self, h: int) -> dc.QKHead:
         a, c = self.attn64, self.attn64.config
-        g_in, _ = gains(self.family, a)
         kv = c.kv_head(h)
-        Nq = circuits.head_rows(a.W_Q, h, c.d_head) * g_in
-        Nk = circuits.head_rows(a.W_K, kv, c.d_head) * g_in
+        Nq = self.family.fold_in(circuits.head_rows(a.W_Q, h, c.d_head), a.ln_in)
+        Nk = self.family.fold_in(circuits.head_rows(a.W_K, kv, c.d_head), a.ln_in)
+        q_shift = shift(circuits.head_rows(a.W_Q, h, c.d_head), a.ln_in_bias, _rows(a.b_Q, h, c.d_head))
+        k_shift = shift(circuits.head_rows(a.W_K, kv, c.d_head), a.ln_in_bias, _rows(a.b_K, kv, c.d_head))
         e = self._edges(h, "QK")
         qi, kj = self._idx(e["dst_index"]), self._idx(e["src_index"])
         # Stored weights are QK at the run's offset, times the scale when the run used --attn-scale.
@@ -369,22 +384,19 @@ class Session:
             Wq, Wk = Nq, Nk
         q_feat, k_feat = self.sae.W_dec @ Wq.T, self.sae.W_dec @ Wk.T
         q_run = circuits.rope_rotate(q_feat, self.conv.rope_offset, a.rope) if self.conv.rope_offset else q_feat
-        shift = (None if a.b_Q is None else circuits.head_rows(a.b_Q, h, c.d_head),
-                 None if a.b_K is None else circuits.head_rows(a.b_K, kv, c.d_head))
         return dc.QKHead(h, Wq, Wk, q_feat, k_feat, q_run, Wq @ self.sae.b_dec, Wk @ self.sae.b_dec, self.scale,
-                         qi, kj, w, norm, *shift)
+                         qi, kj, w, norm, q_shift, k_shift)
 
     def _ov_head(self, h: int, w_enc_out: torch.Tensor) -> dc.OVHead:
         a, c = self.attn64, self.attn64.config
-        g_in, _ = gains(self.family, a)
         e = self._edges(h, "OV")
         scored = np.unique(e["dst_index"].to_numpy(np.int64))
         f = circuits.circuit_factors(a, self.sae.W_dec, w_enc_out[:, self._idx(scored)], h, "OV",
-                                     circuits.Conventions(ov_target=self.conv.ov_target))
-        Wv = circuits.head_rows(a.W_V, f.kv_head, c.d_head) * g_in
+                                     circuits.Conventions(ov_target=self.conv.ov_target, out_basis=self.conv.out_basis))
+        Wv = self.family.fold_in(circuits.head_rows(a.W_V, f.kv_head, c.d_head), a.ln_in)
+        v_shift = shift(circuits.head_rows(a.W_V, f.kv_head, c.d_head), a.ln_in_bias, _rows(a.b_V, f.kv_head, c.d_head))
         row = np.searchsorted(scored, e["dst_index"].to_numpy(np.int64))
         v_feat, w, norm = f.src, self._weights(e), None
-        v_shift = None if a.b_V is None else circuits.head_rows(a.b_V, f.kv_head, c.d_head)
         if self.family.v_norm:
             if v_shift is not None:
                 raise BadInput(f"validate does not decompose a value norm of a biased projection ({self.family.name} "
@@ -403,7 +415,8 @@ class Session:
         self.load()
         cap = run_model(self._model, self.family, self.layer, ids)
         st = dc.stream(cap.resid.to(torch.float64), self.sae, self.attn.config.rms_norm_eps, cap.cos, cap.sin,
-                       self.sliding)
+                       self.sliding, layer_norm=self.family.norm == "layer",
+                       centred=(self.run.manifest.sae_in or {}).get("basis") == "centred")
         return cap, st
 
     def qk_blocks(self, cap: Captured, st: dc.Stream, h: int, block: int = 256) -> Iterator[dict[str, torch.Tensor]]:
@@ -423,6 +436,10 @@ class Session:
 
     def ov_blocks(self, cap: Captured, st: dc.Stream, h: int, rms_o: torch.Tensor, block: int = 256):
         return dc.ov_blocks(st, self.ov[h], cap.weights[h], cap.out[:, h], rms_o, block)
+
+
+def _rows(b: torch.Tensor | None, head: int, d_head: int) -> torch.Tensor | None:
+    return None if b is None else circuits.head_rows(b, head, d_head)
 
 
 # ---------------------------------------------------------------- the whole validation

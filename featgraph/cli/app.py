@@ -394,7 +394,7 @@ def demo(
     out: Path = typer.Option(Path("exports/demo"), "--out", help="Directory for the demo's inputs and run."),
     force: ForceOpt = False,
     family: str = typer.Option("gemma2", "--family",
-                               help="The tiny model's family: gemma2, llama, mistral, qwen2, qwen3 or gemma4."),
+                               help="The tiny model's family: gemma2, llama, mistral, qwen2, qwen3, gemma4, gpt2 or gpt_neox."),
 ):
     """Run the whole pipeline offline on a tiny synthetic model (Gemma 2 unless --family) and SAEs (seconds)."""
     from featgraph.api.demo import run_demo
