@@ -227,7 +227,8 @@ def test_other_bad_requests_write_nothing(inputs, tmp_path):
         r = cli(*_atlas_args(inputs, tmp_path / "atlas", flag, value))
         assert r.exit_code == 2 and r.stderr.startswith(f"error: {says}"), r.stderr
     r = cli("atlas", "--model", model, "--layers", "1", "--out", tmp_path / "atlas", "--no-labels")  # no default SAEs
-    assert r.exit_code == 2 and "default SAEs only for Gemma 2 2B" in r.stderr
+    assert r.exit_code == 2 and "default SAEs only for a model with a residual SAE after every layer" in r.stderr
+    assert "gpt2-small (gpt2-small-res-jb)" in r.stderr and r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
     run_dir = tmp_path / "run"
     fg.extract(model=model, layer=1, sae_in=template.format(layer=0), sae_out=template.format(layer=1), top_k=5,

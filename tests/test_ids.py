@@ -77,7 +77,7 @@ def test_hf_cache_snapshot_and_gemma_scope_local_dir_get_neuronpedia_ids_and_lab
     assert "warning" not in r.stderr
     m = _manifest(out)
     assert m["model"]["neuronpedia_id"] == "gemma-2-2b"
-    assert m["model"]["id_source"] == "HF cache folder name models--google--gemma-2-2b"
+    assert m["model"]["id_source"] == "SAELens registry: the SAEs' Neuronpedia model gemma-2-2b"
     assert (m["sae_in"]["neuronpedia_id"], m["sae_out"]["neuronpedia_id"]) == ("12-gemmascope-res-16k", "13-gemmascope-res-16k")
     # the path names no repo: its tail is a registry path of several repos, and d_in = Gemma 2 2B's d_model picks
     # Gemma Scope 2B's residual SAE, the canonical entry's id
@@ -120,8 +120,9 @@ def test_non_canonical_l0_is_not_named_as_the_canonical_sae(wide, tmp_path):
     m = _manifest(tmp_path / "run2")
     assert m["sae_out"]["neuronpedia_id"] == "13-gemmascope-res-16k__l0-23"
     assert "lists no Neuronpedia source for gemma-scope-2b-pt-res/layer_13/width_16k/average_l0_23" in r.stderr
-    # the model directory is named `model`: that name is what the files say
-    assert (m["model"]["neuronpedia_id"], m["model"]["id_source"]) == ("model", "directory name")
+    # the model directory is named `model`, but the SAEs are Gemma 2 2B's in SAELens' registry: Neuronpedia's name wins
+    assert (m["model"]["neuronpedia_id"], m["model"]["id_source"]) == (
+        "gemma-2-2b", "SAELens registry: the SAEs' Neuronpedia model gemma-2-2b (the model reference alone says model)")
 
 
 def test_model_id_from_config_name_or_path(tiny, tmp_path):

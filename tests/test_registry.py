@@ -225,3 +225,75 @@ def test_a_local_copy_without_its_repo_name_is_confirmed_by_its_files(tmp_path):
     hz, _ = write_hook_z(tmp_path / "z", "attn_L5", 64, 40, 3)
     d = fg.sae_info(str(hz))[0]
     assert (d["format"], d["site"], d["output_of_layer"], d["d_in"]) == ("hook_z", "att", 5, 64)
+
+
+# ---------------------------------------------------------------- pairing by hook point, atlas defaults, model ids
+
+def test_atlas_defaults_pair_by_hook_points():
+    """An atlas layer L reads the residual SAE of layer L−1 (its input) and of layer L (its output): for GPT-2's
+    res-jb that is blocks.L.hook_resid_pre and blocks.(L+1).hook_resid_pre, for Gemma Scope layer_{L−1} and layer_L."""
+    from featgraph.api.reload import default_sae
+    from featgraph.load import registry
+
+    gpt2 = registry.atlas_default("gpt2", 12)
+    assert gpt2 is not None and gpt2.release == "gpt2-small-res-jb"
+    assert [gpt2.sae(s) for s in (7, 8, 11)] == ["gpt2-small-res-jb/blocks.8.hook_resid_pre", "gpt2-small-res-jb/blocks.9.hook_resid_pre",
+                                                "gpt2-small-res-jb/blocks.11.hook_resid_post"]
+    llama = registry.atlas_default("meta-llama/Llama-3.1-8B", 32)
+    assert llama is not None and llama.sae(14) == "llama_scope_lxr_8x/l14r_8x" and llama.d_sae == 32768
+    assert registry.atlas_default("llama3.1-8b", 32) == llama  # Neuronpedia's name finds it too
+    gemma = registry.atlas_default("google/gemma-2-2b", 26)
+    assert gemma is not None and all(gemma.sae(s) == default_sae(s) for s in range(26))  # the post's SAEs, as before
+    assert registry.atlas_default("gpt2", 13) is None  # no SAE after a 13th layer
+    models = registry.atlas_models()
+    assert {"gpt2-small (gpt2-small-res-jb)", "meta-llama/Llama-3.1-8B (llama_scope_lxr_8x)",
+            "pythia-70m-deduped (pythia-70m-deduped-res-sm)", "gemma-2-9b (gemma-scope-9b-pt-res-canonical)"} <= set(models)
+    assert not any("Qwen3-8B" in m for m in models)  # Qwen Scope's .sae.pt files: a format featgraph does not read
+
+
+def test_a_registry_sae_names_the_model_and_its_labels_come_from_its_export(tiny, tmp_path, monkeypatch):
+    """Llama Scope SAEs (their real layout, in the HF cache) on a tiny model: the run's model id is Neuronpedia's
+    `llama3.1-8b` from the registry, not the directory's name, and labels are fetched from
+    v1/llama3.1-8b/0-llamascope-res-32k/explanations/ (a loopback S3)."""
+    import http.server
+    import threading
+
+    import pandas as pd
+    from test_labels import _S3, _write_jsonl_gz
+
+    from featgraph.load import neuronpedia as L
+
+    from helpers import LAYER, TINY
+
+    model_dir = tiny[0]
+    d = TINY["hidden_size"]
+    root = _cache(tmp_path, "fnlp/Llama3_1-8B-Base-LXR-8x")
+    sae_in, _ = write_llama_scope(root / "Llama3_1-8B-Base-L0R-8x", d, 40, 1, hook="blocks.0.hook_resid_post")
+    sae_out, _ = write_llama_scope(root / "Llama3_1-8B-Base-L1R-8x", d, 36, 2, hook="blocks.1.hook_resid_post")
+    rows = [{"modelId": "llama3.1-8b", "layer": f"{s}-llamascope-res-32k", "index": str(i), "description": f"feature {s}/{i}",
+             "explanationModelName": "x"} for s in (0, 1) for i in range(40)]
+    objs = {}
+    for s in (0, 1):
+        p = tmp_path / f"{s}.jsonl.gz"
+        _write_jsonl_gz(p, [r for r in rows if r["layer"].startswith(f"{s}-")])
+        objs[f"v1/llama3.1-8b/{s}-llamascope-res-32k/explanations/batch-0.jsonl.gz"] = p.read_bytes()
+    _S3.objects, _S3.requests = objs, []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _S3)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv(L.S3_ENV, f"http://127.0.0.1:{srv.server_address[1]}")
+    monkeypatch.setenv("FEATGRAPH_CACHE", str(tmp_path / "cache"))
+    try:
+        run = fg.extract(model=str(model_dir), layer=LAYER, sae_in=str(sae_in), sae_out=str(sae_out), top_k=20, device="cpu",
+                         out=tmp_path / "run")
+    finally:
+        srv.shutdown()
+    m = run.manifest
+    assert m.model["neuronpedia_id"] == "llama3.1-8b" and "SAELens registry" in m.model["id_source"]
+    assert (m.sae_in["neuronpedia_id"], m.sae_out["neuronpedia_id"]) == ("0-llamascope-res-32k", "1-llamascope-res-32k")
+    assert (m.sae_in["input_of_layer"], m.sae_out["output_of_layer"]) == (1, 1)  # resid_post 0 feeds layer 1
+    assert m.sae_in["norm_scaling_factor"] == reg.get().lookup("llama_scope_lxr_8x", "l0r_8x").norm_scaling_factor
+    f = pd.read_parquet(tmp_path / "run" / "features.parquet")
+    assert f["description"].notna().all() and f["id"].str.startswith("llama3.1-8b/").all()
+    for fid, desc in zip(f["id"], f["description"]):
+        _, source, index = fid.split("/")
+        assert desc == f"feature {source.split('-')[0]}/{index}"

@@ -310,7 +310,7 @@ def extract(
     if fam.norm == "layer":
         sae_i = dataclasses.replace(sae_i, source=sae_i.source | {"basis": residual_basis(sae_i.source)})
 
-    m_id, m_how = _model_id(model, model_id, attn.source)
+    m_id, m_how = _model_id(model, model_id, attn.source, (sae_i, sae_o))
     in_id, in_how = _source_id(sae_i, sae_in_id, "sae_in_id", f"{layer - 1}-sae-in-{sae_i.d_sae}", "input SAE")
     out_id, out_how = _source_id(sae_o, sae_out_id, "sae_out_id", f"{layer}-sae-out-{sae_o.d_sae}", "output SAE") \
         if sae_o is not None else (None, None)
@@ -388,12 +388,18 @@ def extract(
 
 # How the Neuronpedia ids naming a run's features are found: docs/ids.md.
 
-def _model_id(model: Any, given: str | None, source: dict) -> tuple[str, str]:
-    """The model's Neuronpedia id and how it was found: given, inferred from the reference, or invented (a warning)."""
+def _model_id(model: Any, given: str | None, source: dict, saes: Sequence[SAE | None] = ()) -> tuple[str, str]:
+    """The model's Neuronpedia id and how it was found: given, the SAEs' registry entries' model, inferred from the
+    reference, or invented (a warning)."""
     if given:
         return given, _given("model_id")
     ref = str(model) if isinstance(model, (str, Path)) else _name_from_source(source)
     found, how = model_io.infer_model_id(ref) if ref else (None, "invented")
+    named = {str(s.source["neuronpedia_model"]) for s in saes if s is not None and s.source.get("neuronpedia_model")}
+    if len(named) == 1:  # Neuronpedia's name for the model the SAEs were trained on (llama3.1-8b, gpt2-small, …)
+        np_model = named.pop()
+        return np_model, f"SAELens registry: the SAEs' Neuronpedia model {np_model}" + (
+            f" (the model reference alone says {found})" if found and found != np_model else "")
     if found:
         return found, how if isinstance(model, (str, Path)) else f"{how} (named by the object)"
     return _invented("model", "model_id", "the model"), "invented"

@@ -36,7 +36,6 @@ from featgraph.runs import atlasdir
 from featgraph.runs.files import holds_output
 from featgraph.runs.manifest import Manifest
 
-_GEMMA_2_2B_D_MODEL = 2304
 _LAYERS_RE = re.compile(r"^\d+(-\d+)?$")
 
 
@@ -268,15 +267,11 @@ def atlas(
         raise BadValue("layers", wanted[-1], f"is beyond the model's layers 0..{config.n_layers - 1}", value_first=True)
     for L in wanted:  # a layer featgraph refuses (Gemma 4's that reuse another layer's keys) is refused now
         config.for_layer(L, str(model) if isinstance(model, (str, Path)) else "the model")
-    from featgraph.api.reload import check_heads, default_sae
+    from featgraph.api.reload import check_heads
 
     head_list = check_heads(tuple(heads) if heads is not None else None, config.n_heads, wanted[0])
     if sae_fn is None:
-        if config.model_type != "gemma2" or config.d_model != _GEMMA_2_2B_D_MODEL:
-            raise BadInput("featgraph picks default SAEs only for Gemma 2 2B: pass sae_template, a template with {layer} "
-                           "(--sae-template), e.g. gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small for "
-                           "google/gemma-3-1b-pt, or saes/layer_{layer}/params.npz for local files")
-        sae_fn = default_sae
+        sae_fn = _default_saes(model, config, model_id)
     req = _Request(model, wanted, head_list, which, top_k, min_abs, per_source_k, attn_scale, rope_offset, model_id, sae_fn, id_fn)
     _check_sae_refs(req, wanted)
     label_table = neuronpedia.read_labels([Path(s) for s in label_sources]) if (labels and label_sources) else None
@@ -437,6 +432,27 @@ def _ray_layers(cluster, req: _Request, out: Path, todo: Sequence[int], ids: dic
 
 
 # ---------------------------------------------------------------- checks before anything is written
+
+def _default_saes(model: Any, config: Any, model_id: str | None) -> Callable[[int], Any]:
+    """The residual SAE of each layer from SAELens' registry: the model's first complete per-layer residual series
+    (featgraph.load.registry.atlas_default; docs/formats.md), found by the model's name."""
+    from featgraph.load import model as model_io
+    from featgraph.load import registry
+
+    names = [model_id]
+    if isinstance(model, (str, Path)):
+        names += [model_io.infer_model_id(str(model))[0], str(model).split("@")[0]]
+    else:
+        names.append(getattr(getattr(model, "config", None), "_name_or_path", None))
+    for name in dict.fromkeys(n for n in names if n):
+        series = registry.atlas_default(str(name), config.n_layers)
+        if series is not None:
+            return series.sae
+    raise BadInput("featgraph picks default SAEs only for a model with a residual SAE after every layer in SAELens' "
+                   f"registry ({'; '.join(registry.atlas_models())}), found by its name: pass sae_template, a template with "
+                   "{layer} (--sae-template), e.g. gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small for "
+                   "google/gemma-3-1b-pt, or saes/layer_{layer}/params.npz for local files, or name the model (--model-id)")
+
 
 def _model_config(model: Any):
     """The model's config (n_layers, n_heads, …) without loading its weights when it is a reference."""

@@ -74,6 +74,11 @@ class Registry:
         return {k: tuple(v) for k, v in out.items()}
 
     @functools.cached_property
+    def series(self) -> tuple[tuple[frozenset[str], Series], ...]:
+        """Every residual series (atlas defaults), with the model names each belongs to."""
+        return _all_series(self)
+
+    @functools.cached_property
     def repos(self) -> frozenset[str]:
         return frozenset(e.repo for e in self.entries())
 
@@ -357,3 +362,93 @@ _MODEL_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
 def model_types(model: str) -> tuple[str, ...]:
     """transformers model_type(s) of a model the registry names (`gpt2-small` -> gpt2); () when unknown."""
     return next((types for pattern, types in _MODEL_TYPES if re.search(pattern, model)), ())
+
+
+# ---------------------------------------------------------------- atlas defaults: complete per-layer residual series
+
+_ALIASES = {"gpt2": "gpt2-small", "mistral-7b-v0.1": "mistral-7b"}  # Hub names -> the registry's TransformerLens names
+
+
+def _model_key(name: str) -> str:
+    key = name.rsplit("/", 1)[-1].lower()
+    key = re.sub(r"^(gemma-3-\w+?)-pt$", r"\1", key)  # google/gemma-3-1b-pt is gemma-3-1b, as infer_model_id says
+    return _ALIASES.get(key, key)
+
+
+@dataclass(frozen=True)
+class Series:
+    """A residual SAE for every residual position of a model: `refs[p]` reads the input of layer p (resid_pre p,
+    the same stream as resid_post p−1). An atlas layer L reads refs[L] (keys, queries, values) and refs[L+1] (OV)."""
+
+    release: str
+    template: str
+    refs: dict[int, str]
+    neuronpedia: bool
+    d_sae: int | None
+
+    def sae(self, layer: int) -> str:
+        """The atlas' `sae_template` function: the residual SAE of layer `layer` (resid_post `layer`)."""
+        try:
+            return self.refs[layer + 1]
+        except KeyError:
+            raise BadInput(f"{self.release} has no residual SAE after layer {layer}") from None
+
+
+def residual_series(model: str, reg: Registry | None = None) -> list[Series]:
+    """The model's registry SAEs on the residual stream, grouped into series (one SAE id pattern of one release,
+    the layer number aside; resid_pre and resid_post of a release together), best first: every SAE on Neuronpedia,
+    a `-canonical` release, the most positions, the narrowest (widths the registry does not say last), by name."""
+    reg = reg or get()
+    key = _model_key(model)
+    return [s for keys, s in reg.series if key in keys]
+
+
+def _all_series(reg: Registry) -> tuple[tuple[frozenset[str], Series], ...]:
+    groups: dict[tuple[str, str], dict[int, tuple[str, bool, int | None]]] = {}
+    names: dict[tuple[str, str], set[str]] = {}
+    for e in reg.entries():
+        if FORMATS.get(e.conversion) is None:
+            continue
+        h, _ = hook(e)
+        inp, _ = pairing(h)
+        if inp is None or h is None or site_of(h) != "res":
+            continue
+        m = re.match(r"blocks\.(\d+)\.", h)
+        layer = int(m[1]) if m else inp
+        pattern = re.sub(rf"(?<!\d){layer}(?!\d)", "{layer}", e.sae_id, count=1).replace("hook_resid_pre", "hook_resid_*") \
+            .replace("hook_resid_post", "hook_resid_*")
+        width = d_sae(e)[0] or _np_width(e)
+        groups.setdefault((e.release, pattern), {}).setdefault(inp, (e.ref, bool(e.neuronpedia), width))
+        names.setdefault((e.release, pattern), set()).update({_model_key(e.model), (e.neuronpedia or "").partition("/")[0]} - {""})
+    series = [(frozenset(names[k]), Series(k[0], k[1], {p: v[0] for p, v in sorted(g.items())}, all(v[1] for v in g.values()),
+                                           next(iter({v[2] for v in g.values()})))) for k, g in groups.items()]
+    return tuple(sorted(series, key=lambda x: (not x[1].neuronpedia, not x[1].release.endswith("-canonical"), -len(x[1].refs),
+                                               x[1].d_sae is None, x[1].d_sae or 0, x[1].release, x[1].template)))
+
+
+def _np_width(e: Entry) -> int | None:
+    m = re.search(r"-(\d+k|1m)(?:$|__|-)", (e.neuronpedia or "").partition("/")[2])
+    return WIDTHS.get(m[1]) if m else None
+
+
+def atlas_default(model: str, n_layers: int, reg: Registry | None = None) -> Series | None:
+    """The series an atlas of `model` uses by default: the first complete one (a residual SAE at every position
+    1..n_layers, i.e. after every layer), or None."""
+    for s in residual_series(model, reg):
+        if all(p in s.refs for p in range(1, n_layers + 1)):
+            return s
+    return None
+
+
+def atlas_models(reg: Registry | None = None) -> list[str]:
+    """The registry's models with a residual series that has an SAE after each of its layers (positions 1..max, with
+    max its deepest position): those `atlas` gives default SAEs (when the model has that many layers)."""
+    reg = reg or get()
+    out = []
+    for model in sorted({e.model for e in reg.entries()}):
+        for s in residual_series(model, reg):
+            top = max(s.refs)
+            if top > 1 and all(p in s.refs for p in range(1, top + 1)):
+                out.append(f"{model} ({s.release})")
+                break
+    return out
