@@ -126,6 +126,10 @@ def test_admin_import_equals_online_load(demo_run, neo4j_env, tmp_path):
     from neo4j_server import neo4j_server
 
     demo_run = shutil.copytree(demo_run, tmp_path / "run")  # a load records itself in the run's manifest
+    f = fg_api.open_run(demo_run).features.head(1)  # a label over two lines (a quoted CSV field with a newline)
+    fg_api.open_run(demo_run).label(label_table=pd.DataFrame({
+        "model": [f["id"].iloc[0].split("/")[0]], "sae": f["sae"], "index": f["index"],
+        "description": ['line one\nline two, "quoted"'], "explainer": "test"}))
     imp = tmp_path / "imp"
     cmd = fg_api.open_run(demo_run).export_neo4j(imp)
     assert cmd[:5] == ["neo4j-admin", "database", "import", "full", "neo4j"]
@@ -145,3 +149,4 @@ def test_admin_import_equals_online_load(demo_run, neo4j_env, tmp_path):
          "QK": int((run.edges["circuit"] == "QK").sum()), "OV": int((run.edges["circuit"] == "OV").sum())}]
     for k in ("nodes", "labels", "features", "rels", "rel_rows"):
         assert offline[k] == online[k], k
+    assert 'line one\nline two, "quoted"' in {p.get("description") for p in offline["features"]}

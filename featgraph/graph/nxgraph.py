@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +73,11 @@ def _add_attribution(g, gr: GraphFiles, nodes) -> None:
             i += 1
 
 
+# Characters XML 1.0 does not allow in a document (control characters but tab, newline and CR; lone surrogates;
+# U+FFFE, U+FFFF): written raw they make the GraphML unreadable, so they become U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def write_graphml(g, out: Path) -> Path:
     """GraphML for Gephi/Cytoscape/igraph/JGraphT: one typed <key> per attribute, missing text as "" (a None or
     NaN would make networkx declare a second, double-typed key of the same name), and a missing number (an
@@ -93,6 +99,12 @@ def write_graphml(g, out: Path) -> Path:
                 v = d.get(k)
                 if v is None or (isinstance(v, float) and not math.isfinite(v)):
                     d.pop(k, None)
+            for k, v in d.items():
+                if isinstance(v, str) and _NOT_XML.search(v):
+                    d[k] = _NOT_XML.sub("\ufffd", v)
+    bad = {n: _NOT_XML.sub("\ufffd", n) for n in h.nodes if isinstance(n, str) and _NOT_XML.search(n)}
+    if bad:
+        h = nx.relabel_nodes(h, bad)
     with staged_file(Path(out)) as tmp:
         nx.write_graphml(h, tmp)
     return Path(out)

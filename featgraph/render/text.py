@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from featgraph.errors import BadValue
@@ -13,10 +15,38 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
     if fmt in ("md", "table"):
         return markdown(df)
     if fmt == "csv":
-        return df.to_csv(index=False)
+        return csv_safe(df).to_csv(index=False)
     if fmt == "json":
         return df.to_json(orient="records", indent=2, force_ascii=False) + "\n"
     raise BadValue("format", fmt, f"must be one of {', '.join(FORMATS)}")
+
+
+# A cell a spreadsheet would read as a formula (OWASP, "CSV Injection"): text starting with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that start like a formula get a leading `'`, as spreadsheet tools expect; numbers are untouched."""
+    def fix(v):
+        return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].map(fix)
+    return out
+
+
+_MD_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")
+_MD_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MD_SPECIAL = re.compile(r"([\\|<>\[\]])")
+
+
+def md_text(text: str) -> str:
+    """Text as one Markdown table cell that shows as written: no line break (a row), no raw HTML, link or image
+    (`<`, `>`, `[`, `]` and `|` backslash-escaped, the backslash first), no control characters (U+FFFD)."""
+    text = _MD_CONTROL.sub("\ufffd", _MD_BREAK.sub(" ", text))
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -27,8 +57,8 @@ def markdown(df: pd.DataFrame) -> str:
             return ""
         if isinstance(v, float):
             return f"{v:.4g}"
-        return str(v).replace("|", "\\|")
+        return md_text(str(v))
 
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = ["| " + " | ".join(md_text(str(c)) for c in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
