@@ -259,9 +259,11 @@ def _write_sae(path: Path, rng, d_in: int, d_sae: int, antipodal: list[tuple[int
     return path
 
 
-def run_demo(out: Path, force: bool = False, family: str = "gemma2") -> list[str]:
+def run_demo(out: Path, force: bool = False, family: str = "gemma2", prog: str = "featgraph") -> list[str]:
     """The whole pipeline on synthetic inputs of `family` (a key of CONFIGS), through the public API; returns the
-    lines to show the user."""
+    lines to show the user (`prog`: how the user runs featgraph, for the commands it suggests).
+
+    Running it again replaces what an earlier demo made in `out` (its marker says so); anything else there is refused."""
     import shutil
 
     from featgraph.analyse.tables import post_view
@@ -271,12 +273,14 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2") -> list[str
 
     out = Path(out)
     # The run records absolute input paths, so the demo is built in place (not renamed into place):
-    # --force replaces only an earlier demo, and a failed build removes what it wrote.
+    # an earlier demo is replaced, and a failed build removes what it wrote.
     if family not in CONFIGS:
         from featgraph.errors import BadValue
 
         raise BadValue("family", family, f"must be one of {', '.join(FAMILIES)}")
-    check_target(out, force, kind="demo")
+    from featgraph.runs.files import marker_kind
+
+    check_target(out, force or (out.is_dir() and marker_kind(out, legacy=False) == "demo"), kind="demo")  # the demo's own: replaced
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -312,8 +316,8 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2") -> list[str
         "head 0, OV, hub features (cypher/hubs.cypher):",
         markdown(hubs),
         "try next:",
-        f"  featgraph tables {run_dir} --head 1 --circuit ov --top 10",
-        f"  featgraph query {run_dir} two_step --param head=0 --param limit=5",
-        f"  featgraph tetrads {run_dir} --head 0 --circuit ov --top 5",
-        "  featgraph query --list",
+        f"  {prog} tables {run_dir} --head 1 --circuit ov --top 10",
+        f"  {prog} query {run_dir} two_step --param head=0 --param limit=5",
+        f"  {prog} tetrads {run_dir} --head 0 --circuit ov --top 5",
+        f"  {prog} query --list",
     ]

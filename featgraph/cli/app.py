@@ -391,15 +391,20 @@ def tables(
 
 @app.command(epilog="Example: featgraph demo --out exports/demo   (featgraph demo --family llama --out exports/demo-llama)")
 def demo(
-    out: Path = typer.Option(Path("exports/demo"), "--out", help="Directory for the demo's inputs and run."),
+    out: Path = typer.Option(Path("exports/demo"), "--out", help="Directory for the demo's inputs and run (an earlier demo "
+                             "there is replaced)."),
     force: ForceOpt = False,
     family: str = typer.Option("gemma2", "--family",
                                help="The tiny model's family: gemma2, llama, mistral, qwen2, qwen3, gemma4, gpt2 or gpt_neox."),
 ):
     """Run the whole pipeline offline on a tiny synthetic model (Gemma 2 unless --family) and SAEs (seconds)."""
+    import shlex
+
     from featgraph.api.demo import run_demo
 
-    for line in run_demo(out, force=force, family=family):
+    # The hints name featgraph as it was run (.venv/bin/featgraph after scripts/setup, which puts nothing on PATH).
+    invoked = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "featgraph" else "featgraph"
+    for line in run_demo(out, force=force, family=family, prog=shlex.quote(invoked)):
         typer.echo(line)
 
 
@@ -428,7 +433,7 @@ def query(
                                     metavar="NAME=VALUE"),
     neo4j: bool = typer.Option(False, "--neo4j", help="Query Neo4j instead of the embedded store."),
     write: bool = typer.Option(False, "--write", help="Allow writes (Neo4j; read access mode otherwise)."),
-    format: str = typer.Option("table", "--format", help="table, csv or json."),
+    format: FormatOpt = "md",  # `table` is still read as md
     list_: bool = typer.Option(False, "--list", help="List the query library with descriptions and parameters."),
 ):
     """Run Cypher (literal, a library query, or --file) against a loaded run."""
