@@ -18,8 +18,10 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import featgraph as fg_api
+from featgraph.errors import BadInput
 
 from helpers import LAYER, REPO, TINY, fg, make_tiny_model, write_sae
 
@@ -290,3 +292,29 @@ def test_graphml_with_control_characters_is_valid_xml(hostile, tmp_path):
     g = nx.read_graphml(out)
     labels = {d.get("description") for _, d in g.nodes(data=True)}
     assert "token \ufffd \ufffd control \ufffd[31m" in labels and HOSTILE_LABELS[0] in labels
+
+
+# ---------------------------------------------------------------- quantized weights (21.9)
+
+@pytest.mark.parametrize("dtype", ["int8", "bool", "float8_e4m3fn"])
+def test_integer_bool_or_float8_weights_are_refused(tiny, tmp_path, dtype):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny[0], model)
+    name = f"model.layers.{LAYER}.self_attn.q_proj.weight"
+    shard = model / json.loads((model / "model.safetensors.index.json").read_text())["weight_map"][name]
+    with safe_open(str(shard), framework="pt") as f:
+        keys = list(f.keys())  # the handle is not iterable
+        tensors, meta = {k: f.get_tensor(k) for k in keys}, f.metadata()
+    tensors[name] = tensors[name].to(getattr(torch, dtype))
+    save_file(tensors, str(shard), metadata=meta)
+    r = _extract((model, *tiny[1:]), tmp_path / "run")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert name in r.stderr and dtype in r.stderr and not (tmp_path / "run").exists()
+    # a state dict in memory is refused the same way
+    sd = {k: v.to(getattr(torch, dtype)) if k == name else v for k, v in tiny[1].state_dict().items()}
+    with pytest.raises(BadInput, match=dtype):
+        fg_api.extract(model=(sd, tiny[1].config), layer=LAYER, sae_in=tiny[2], sae_out=tiny[3], device="cpu",
+                       labels=False, sae_in_id="0-t-in", sae_out_id="1-t-out")

@@ -164,7 +164,7 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
             with safe_open(str(path), framework="pt") as f:
                 for key, name in names.items():
                     if shard_of[key] == shard:
-                        tensors[key] = f.get_tensor(name).to(torch.float32)
+                        tensors[key] = float_weights(f.get_tensor(name), f"{name} in {path}").to(torch.float32)
                         if not all_finite(tensors[key]):
                             raise BadInput(f"{name} in {path} has NaN or infinite values: the checkpoint is corrupt; "
                                            "re-download it")
@@ -200,6 +200,18 @@ def weights_of(cfg: ModelConfig, layer: int, tensors: dict[str, torch.Tensor], n
         if got != shape:
             raise BadInput(f"{names[key]} has shape {list(got)}, {what} implies {list(shape)}")
     return weights
+
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def float_weights(t: torch.Tensor, what: str) -> torch.Tensor:
+    """`t` if it holds plain float weights; BadInput for integer, bool or float8 ones (a quantized checkpoint: cast
+    to float they are not the weights, and would give wrong edges)."""
+    if t.dtype not in FLOAT_DTYPES:
+        raise BadInput(f"{what} is {str(t.dtype).removeprefix('torch.')}, not float32/float16/bfloat16: featgraph reads "
+                       "unquantized weights; pass the model's full-precision checkpoint")
+    return t
 
 
 def _names_in(fam: families.Family, layer: int, present, ref: str, where: str, value_is_key: bool = False) -> dict[str, str]:

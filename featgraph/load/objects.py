@@ -19,7 +19,7 @@ import torch
 from featgraph import families
 from featgraph.core.weights import SAE, AttentionWeights, ModelConfig, all_finite
 from featgraph.errors import BadInput
-from featgraph.load.model import weights_of
+from featgraph.load.model import float_weights, weights_of
 from featgraph.load.sae import check_d_in, site_of_hook
 
 SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
@@ -27,8 +27,10 @@ SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 
 def _tensor(x: Any, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
-        t = x.detach().to("cpu", torch.float32)
+        t = float_weights(x, what).detach().to("cpu", torch.float32)
     elif isinstance(x, np.ndarray):
+        if x.dtype.kind != "f" or x.dtype.itemsize < 2:
+            raise BadInput(f"{what} is {x.dtype}, not float32/float16: featgraph reads unquantized weights")
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     else:
         raise BadInput(f"{what} is a {type(x).__name__}, not a tensor or array")
