@@ -29,7 +29,7 @@ from featgraph.serve.server import start
 from helpers import REPO, browser
 
 HOSTILE = ['<img src=x onerror="window.__pwned=1">', "</script><script>window.__pwned=2</script>",
-           '"><svg onload="window.__pwned=3">', "{{7*7}} ${alert(1)} javascript:alert(1)"]
+           '"><svg onload="window.__pwned=3">', "{{7*7}} ${alert(1)} javascript:alert(1)", '=HYPERLINK("http://evil.example","x")']
 
 
 @pytest.fixture(scope="module")
@@ -467,6 +467,12 @@ def test_hostile_labels_stay_text(tmp_path):
             assert b.page.locator("main img, main svg, #tip img, #tip svg, #results script").count() == 0
             assert '<img src=x onerror="window.__pwned=1">' in b.page.inner_text("#results")
             assert _page_errors(b) == [] and b.requests == []
+        # the CSV export prefixes a label a spreadsheet would run as a formula
+        status, _, body = _post(srv, "/api/export", {"format": "csv", "features": list(feats["id"])})
+        assert status == 200
+        got = pd.read_csv(io.BytesIO(body))
+        labels = set(got["src_description"]) | set(got["dst_description"])
+        assert any(x.startswith("'=HYPERLINK") for x in labels) and not any(x.startswith("=") for x in labels)
     finally:
         srv.close()
 

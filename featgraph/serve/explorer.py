@@ -322,8 +322,10 @@ class Explorer:
         e = self.pinned_edges(ids)
         if fmt == "csv":
             desc = self.features["description"]
+            from featgraph.render.text import csv_safe
+
             out = e.assign(src_description=e["src"].map(desc), dst_description=e["dst"].map(desc))
-            return out.to_csv(index=False).encode(), "text/csv; charset=utf-8", "pinned.csv"
+            return csv_safe(out).to_csv(index=False).encode(), "text/csv; charset=utf-8", "pinned.csv"
         if fmt == "graphml":
             import tempfile
             from pathlib import Path
