@@ -102,3 +102,25 @@ def test_missing_descriptions_are_na_in_every_result(demo_run, tmp_path):
     assert q["description"].iloc[0] is pd.NA and r.edges["src_description"].dtype == q["description"].dtype
     top = r.query("top_edges", head=0, circuit="qk", limit=3)
     assert str(top["src_description"].dtype) == "string"
+
+
+def test_default_saes_only_for_the_model_they_were_trained_on(tiny, tmp_path, monkeypatch):
+    """A 48-wide Gemma 2 got Gemma 2 2B's default SAEs (a Hub download that failed); now one line, before any download."""
+    from types import SimpleNamespace
+
+    from featgraph.api.reload import check_default_sae_fits
+    from featgraph.errors import BadInput
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model_dir = tiny[0]
+    for args in (["extract", "--model", model_dir, "--layer", 1, "--no-labels", "--out", tmp_path / "run"],
+                 ["extract", "--model", model_dir, "--layer", 1, "--sae-in", tiny[2], "--no-labels", "--out", tmp_path / "run"],
+                 ["positional", "--model", model_dir, "--layer", 1, "--out", tmp_path / "p.png"]):
+        line = _one_line(fg(*args))
+        assert "no default SAE for" in line and "d_model 48" in line and "--sae-in" in line, line
+        assert not (tmp_path / "run").exists() and not (tmp_path / "p.png").exists()
+    g2b = SimpleNamespace(model_type="gemma2", d_model=2304, n_layers=26)
+    check_default_sae_fits(g2b, "google/gemma-2-2b")  # the model they were trained on
+    check_default_sae_fits(g2b, None)  # an object in memory of that shape
+    with pytest.raises(BadInput, match="no default SAE for gemma-2-2b-it|no default SAE for gemma-2-9b"):
+        check_default_sae_fits(SimpleNamespace(model_type="gemma2", d_model=3584, n_layers=42), "google/gemma-2-9b")

@@ -194,7 +194,7 @@ def test_cli_extract_and_positional_on_gemma3(tmp_path, g3):
             "--ov-target", "mlp", "--no-labels", "--out", tmp_path / "bad")
     assert r.exit_code == 2 and "--ov-target must be auto, resid or attn" in r.stderr and not (tmp_path / "bad").exists()
     r = cli("extract", "--model", model_dir, "--layer", 2, "--no-labels", "--out", tmp_path / "nosae")
-    assert r.exit_code == 2 and "default SAEs only for Gemma 2 2B" in r.stderr
+    assert r.exit_code == 2 and "no default SAE for" in r.stderr and "--sae-in and --sae-out" in r.stderr
     r = cli("positional", "--model", model_dir, "--layer", 2, "--sae-in", saes[("res", 1)], "--out", tmp_path / "p.png")
     assert r.exit_code == 0, r.output
     assert pd.read_csv(tmp_path / "p.csv")["head"].nunique() == N_HEADS

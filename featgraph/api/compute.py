@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from featgraph import families
-from featgraph.api.reload import check_heads, default_sae
+from featgraph.api.reload import check_default_sae_fits, check_heads, default_sae
 from featgraph.core import circuits, select
 from featgraph.core.circuits import OV_TARGETS, Conventions, residual_basis
 from featgraph.core.circuits import ov_target as _resolve_ov_target
@@ -213,14 +213,12 @@ def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_in: int | tu
     return objects.sae_from_object(sae, parts, role, expect_d_in=d_in)
 
 
-def _check_default_saes(attn: AttentionWeights, sae_in: Any, sae_out: Any, which: Sequence[str], layer: int) -> None:
+def _check_default_saes(attn: AttentionWeights, sae_in: Any, sae_out: Any, which: Sequence[str], layer: int,
+                        model: Any = None) -> None:
     """Only Gemma 2 2B has default SAEs (Gemma Scope's canonical ones); other models must name theirs."""
-    fam = families.of(attn.config.model_type)
-    if fam is families.GEMMA2 or (sae_in is not None and (sae_out is not None or "OV" not in which)):
+    if sae_in is not None and (sae_out is not None or "OV" not in which):
         return
-    raise BadInput(f"featgraph picks default SAEs only for Gemma 2 2B: pass sae_in and sae_out for this {fam.name} model "
-                   f"(--sae-in, --sae-out), e.g. Gemma Scope 2's gemma-scope-2-1b-pt-res-all/layer_{max(layer - 1, 0)}_width_16k_l0_small "
-                   f"and gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small for google/gemma-3-1b-pt")
+    check_default_sae_fits(attn.config, model, "--sae-in and --sae-out (sae_in=, sae_out=)")
 
 
 @holds_output  # one process at a time per output: a second one stops with one line (runs.files.output_lock)
@@ -293,7 +291,7 @@ def extract(
     head_list = check_heads(cfg.heads, mc.n_heads, layer)
     if attn_scale and not mc.query_pre_attn_scalar > 0:
         raise BadInput("attn_scale needs query_pre_attn_scalar > 0 in the model's config")
-    _check_default_saes(attn, sae_in, sae_out, which, layer)
+    _check_default_saes(attn, sae_in, sae_out, which, layer, model)
     fam = families.of(mc.model_type)
     if rope_offset and not fam.rotary:
         raise BadInput(f"{fam.name} has no rotary embedding (its positions are learned vectors in the residual stream): "

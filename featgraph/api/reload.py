@@ -24,6 +24,27 @@ from featgraph.load import model as model_io
 from featgraph.load import sae as sae_io
 from featgraph.runs.manifest import Manifest
 
+DEFAULT_SAE_MODEL = ("gemma-2-2b", "gemma2", 2304, 26)  # Neuronpedia id, model_type, d_model, layers of Gemma Scope's model
+
+
+def check_default_sae_fits(config, ref: object, what: str = "--sae-in/--sae-out") -> None:
+    """Gemma Scope's default SAEs were trained on Gemma 2 2B: refuse them, in one line, for any other model.
+
+    The model must be a Gemma 2 of Gemma 2 2B's width and depth, and when its reference names it (a Hub id, an HF
+    cache folder, config.json's _name_or_path — not a directory's own name) that name must be gemma-2-2b."""
+    name, model_type, d_model, n_layers = DEFAULT_SAE_MODEL
+    named = None
+    if isinstance(ref, (str, Path)) and str(ref):
+        found, how = model_io.infer_model_id(str(ref))
+        named = found if found and not how.startswith("directory name") else None
+    shape = (config.model_type, config.d_model, config.n_layers)
+    if shape == (model_type, d_model, n_layers) and named in (None, name):
+        return
+    this = f"{named or ref if isinstance(ref, (str, Path)) else 'this model'} ({config.model_type}, d_model {config.d_model}, " \
+           f"{config.n_layers} layers)"
+    raise BadInput(f"no default SAE for {this}: featgraph's defaults are Gemma Scope's, trained on google/gemma-2-2b "
+                   f"(d_model {d_model}); pass {what}")
+
 
 def default_sae(layer: int, kind: str = "res") -> str:
     """The post's choice: Gemma Scope's canonical 16k residual SAE of `layer` (the input of attention layer L is
@@ -124,9 +145,8 @@ def positional_frame(model: str, layer: int, sae_in: str | None = None, features
     if not fam.rotary:
         raise BadInput(f"{fam.name} has no rotary embedding (its positions are learned vectors in the residual stream): "
                        "the rotary positional profile does not apply")
-    if sae_in is None and attn.config.model_type != "gemma2":
-        raise BadInput("featgraph picks a default input SAE only for Gemma 2 2B: pass sae_in (--sae-in) for this model, "
-                       f"e.g. gemma-scope-2-1b-pt-res-all/layer_{layer - 1}_width_16k_l0_small for google/gemma-3-1b-pt")
+    if sae_in is None:
+        check_default_sae_fits(attn.config, model, "--sae-in (sae_in=)")
     sae_ref = sae_in or default_sae(layer - 1)
     features = list(features)
     parts = ("W_dec", "b_dec") if features else ("b_dec",)
