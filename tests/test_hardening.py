@@ -318,3 +318,59 @@ def test_integer_bool_or_float8_weights_are_refused(tiny, tmp_path, dtype):
     with pytest.raises(BadInput, match=dtype):
         fg_api.extract(model=(sd, tiny[1].config), layer=LAYER, sae_in=tiny[2], sae_out=tiny[3], device="cpu",
                        labels=False, sae_in_id="0-t-in", sae_out_id="1-t-out")
+
+
+# ---------------------------------------------------------------- leftovers and errors (21.12)
+
+def test_staging_leftovers_of_killed_runs_are_removed(tiny, tmp_path):
+    for name in (".run.tmp-k1ll3d", ".run.old-k1ll3d"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "edges.parquet").write_bytes(b"half")
+    (tmp_path / ".other.tmp-keep").mkdir()  # another output's
+    assert _extract(tiny, tmp_path / "run").exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-keep", "run"]
+
+
+def test_atlas_removes_its_layers_leftovers(tmp_path):
+    model = tmp_path / "model"
+    make_tiny_model(model)
+    for layer in (0, 1, 2):
+        write_sae(tmp_path / "saes" / str(layer), TINY["hidden_size"], 30 + layer, seed=40 + layer)
+    args = ["atlas", "--model", model, "--sae-template", str(tmp_path / "saes" / "{layer}"), "--top-k", 20,
+            "--device", "cpu", "--no-labels", "--out", tmp_path / "atlas", "--layers", "1"]
+    assert fg(*args).exit_code == 0
+    layers = tmp_path / "atlas" / "layers"
+    for name in (".L1.tmp-k1ll3d", ".L2.tmp-k1ll3d", ".L1.old-k1ll3d", ".L1.partial", ".L2.partial"):
+        (layers / name).mkdir()
+    assert fg(*args).exit_code == 0  # nothing to compute: it resumes, and tidies
+    assert sorted(p.name for p in layers.iterdir()) == [".L2.partial", "L1"]  # layer 2's parts may be resumed
+
+
+def test_an_npz_header_claiming_a_huge_array_is_refused_by_its_header(tiny, tmp_path):
+    import zipfile
+
+    d_in, d_sae = TINY["hidden_size"], 80_000_000  # W_enc alone would be 14 GiB, the whole SAE 29 GiB
+    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,), "threshold": (d_sae,)}
+    sae = tmp_path / "huge" / "params.npz"
+    sae.parent.mkdir()
+    with zipfile.ZipFile(sae, "w") as zf:
+        for k, shape in shapes.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            zf.writestr(f"{k}.npy", buf.getvalue() + b"\0" * 64)
+    model, m, _, sae_out = tiny
+    r = _extract((model, m, sae, sae_out), tmp_path / "run")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert "claims shape" in r.stderr and "corrupt" in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_a_lone_surrogate_in_a_label_file_is_replaced(run_copy, tmp_path):
+    f = fg_api.open_run(run_copy).features.iloc[0]
+    labels = tmp_path / "labels.json"
+    row = {"modelId": f["id"].split("/")[0], "layer": f["sae"], "index": int(f["index"]), "description": "half \ud83d pair"}
+    labels.write_text(json.dumps({"explanations": [row]}))  # json writes the lone surrogate as the escape \ud83d
+    r = fg("labels", run_copy, "--source", labels)
+    assert r.exit_code == 0, r.output
+    got = fg_api.open_run(run_copy).features.set_index("id").loc[f["id"], "description"]
+    assert got == "half \ufffd pair"
+    assert fg("search", run_copy, "half", "--format", "json").exit_code == 0

@@ -316,6 +316,7 @@ def _build(req: _Request, out: Path, force: bool, precision: str, device: str, b
         check_target(out, force, kind=atlasdir.KIND)  # refuses an existing run, report or foreign folder
         atlasdir.create(out)
     (out / atlasdir.LAYERS_DIR).mkdir(exist_ok=True)
+    atlasdir.remove_leftovers(out)
 
     done = atlasdir.finished(out)
     todo = [L for L in wanted if L not in done]

@@ -18,6 +18,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -77,12 +78,21 @@ def _files(source: Path) -> list[Path]:
     raise BadInput(f"label source {source} not found: pass a Neuronpedia export file or directory")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(v):
+    """A string with lone surrogates (JSON's "\\ud800" escapes, which no file or terminal can encode) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
+
+
 def read_records(records: Iterable[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         try:
-            rows.append((r.get("modelId"), str(r["layer"]), int(r["index"]), (r.get("description") or "").strip(),
-                         r.get("explanationModelName") or r.get("autoInterpModel")))
+            rows.append((_text(r.get("modelId")), _text(str(r["layer"])), int(r["index"]),
+                         _text((r.get("description") or "").strip()),
+                         _text(r.get("explanationModelName") or r.get("autoInterpModel"))))
         except (KeyError, TypeError, ValueError):
             continue  # not an explanation row
     return pd.DataFrame(rows, columns=LABEL_COLUMNS)

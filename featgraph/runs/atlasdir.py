@@ -53,6 +53,17 @@ def create(out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def remove_leftovers(out: Path) -> None:
+    """Staging folders killed runs left in layers/ (`.L3.tmp-*`, `.L3.old-*`), and the resumable parts of layers
+    that are finished (`.L3.partial` beside a complete `L3`); the caller holds the atlas' lock."""
+    from featgraph.runs.files import remove_stale
+
+    layers = out / LAYERS_DIR
+    done = finished(out)
+    remove_stale(p for p in layers.glob(".L*") if ".tmp-" in p.name or ".old-" in p.name or ".new-" in p.name
+                 or (p.name.endswith(".partial") and p.name[2:-8].isdigit() and int(p.name[2:-8]) in done))
+
+
 def clear(out: Path) -> None:
     """Start an atlas over (force): its layers and combined tables go; the folder and its marker stay."""
     from featgraph.runs import rundir

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -230,6 +231,8 @@ def output_lock(out: Path) -> Iterator[None]:
             break
         os.close(fd)  # the holder before us removed the file we opened: lock the new one
     try:
+        # what a killed writer of this output left beside it (staged_dir's .NAME.tmp-*/.old-*, atlasdir's .NAME.new-*)
+        remove_stale(p for pattern in (".tmp-*", ".old-*", ".new-*") for p in out.parent.glob(f".{glob.escape(out.name)}{pattern}"))
         yield
     finally:
         with contextlib.suppress(OSError):

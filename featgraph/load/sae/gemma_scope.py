@@ -39,7 +39,11 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
                 with zf.open(name) as fh:
                     version = np.lib.format.read_magic(fh)
                     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape, _, _ = read(fh)
+                    shape, _, dtype = read(fh)
+                claimed = math.prod(shape) * dtype.itemsize
+                if claimed > zf.getinfo(name).file_size:  # a header claiming more than its entry holds: refuse, not allocate
+                    raise BadInput(f"{path}: {name[:-4]}'s header claims shape {list(shape)} ({claimed / 2**30:.3g} GiB), more "
+                                   f"than the file holds ({zf.getinfo(name).file_size} bytes): the file is corrupt; re-download it")
                 shapes[name[:-4]] = tuple(shape)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise BadInput(f"{path} is not a readable .npz ({e.__class__.__name__}): re-download it") from None
