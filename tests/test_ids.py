@@ -119,7 +119,7 @@ def test_non_canonical_l0_is_not_named_as_the_canonical_sae(wide, tmp_path):
     assert r.exit_code == 0, r.output
     m = _manifest(tmp_path / "run2")
     assert m["sae_out"]["neuronpedia_id"] == "13-gemmascope-res-16k__l0-23"
-    assert "lists no Neuronpedia source for gemma-scope-2b-pt-res/layer_13/width_16k/average_l0_23" in r.stderr
+    assert "Neuronpedia has no source for gemma-scope-2b-pt-res/layer_13/width_16k/average_l0_23" in r.stderr
     # the model directory is named `model`, but the SAEs are Gemma 2 2B's in SAELens' registry: Neuronpedia's name wins
     assert (m["model"]["neuronpedia_id"], m["model"]["id_source"]) == (
         "gemma-2-2b", "SAELens registry: the SAEs' Neuronpedia model gemma-2-2b (the model reference alone says model)")

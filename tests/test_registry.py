@@ -297,3 +297,40 @@ def test_a_registry_sae_names_the_model_and_its_labels_come_from_its_export(tiny
     for fid, desc in zip(f["id"], f["description"]):
         _, source, index = fid.split("/")
         assert desc == f"feature {source.split('-')[0]}/{index}"
+
+
+def test_extract_picks_a_registry_models_saes_by_hook_point(tmp_path, monkeypatch):
+    """A GPT-2 (tiny, saved by transformers in a folder named gpt2) without --sae-in/--sae-out: layer 1 reads
+    gpt2-small-res-jb's blocks.1.hook_resid_pre (its input) and blocks.2.hook_resid_pre (after it), in SAELens'
+    format from the Hub (faked: the files as the Hub serves them); the model is Neuronpedia's gpt2-small, and the
+    registry's center_writing_weights override is recorded."""
+    import huggingface_hub
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from featgraph.load import hub
+
+    torch.manual_seed(0)
+    d = 24
+    GPT2LMHeadModel(GPT2Config(vocab_size=32, n_positions=64, n_embd=d, n_layer=3, n_head=4)).save_pretrained(tmp_path / "gpt2")
+    snap = tmp_path / "snap"
+    for L, seed in ((1, 1), (2, 2)):
+        write_saelens(snap / f"blocks.{L}.hook_resid_pre", d, 40 + L, seed, hook=f"blocks.{L}.hook_resid_pre")
+    asked = []
+
+    def fake_download(repo_id, filename, revision=None, **kw):
+        assert repo_id == "jbloom/GPT2-Small-SAEs-Reformatted"
+        asked.append(filename)
+        return str(snap / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(hub, "_check_reachable", lambda ref, filename: None, raising=False)
+    run = fg.extract(model=str(tmp_path / "gpt2"), layer=1, top_k=5, device="cpu", labels=False)
+    m = run.manifest
+    assert sorted(asked) == sorted(f"blocks.{L}.hook_resid_pre/{f}" for L in (1, 2) for f in ("cfg.json", "sae_weights.safetensors"))
+    assert (m.sae_in["release"], m.sae_in["sae_id"], m.sae_out["sae_id"]) == ("gpt2-small-res-jb", "blocks.1.hook_resid_pre",
+                                                                            "blocks.2.hook_resid_pre")
+    assert (m.sae_in["d_sae"], m.sae_out["d_sae"]) == (41, 42)
+    assert (m.model["neuronpedia_id"], m.sae_in["neuronpedia_id"], m.sae_out["neuronpedia_id"]) == ("gpt2-small", "1-res-jb", "2-res-jb")
+    assert m.sae_in["model_from_pretrained_kwargs"] == {"center_writing_weights": True}
+    assert m.sae_out["reads"] == "resid"

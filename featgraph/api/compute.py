@@ -213,6 +213,22 @@ def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_in: int | tu
     return objects.sae_from_object(sae, parts, role, expect_d_in=d_in)
 
 
+def default_series(model: Any, model_id: str | None, n_layers: int, source: dict | None = None) -> Any:
+    """The model's residual SAE series in SAELens' registry (featgraph.load.registry.atlas_default), found by the
+    model's names (model_id, the Hub id or HF cache folder, config.json's _name_or_path), or None."""
+    from featgraph.load import registry
+
+    names: list[Any] = [model_id]
+    if isinstance(model, (str, Path)):
+        names += [model_io.infer_model_id(str(model))[0], str(model).split("@")[0]]
+    names += [getattr(getattr(model, "config", None), "_name_or_path", None), _name_from_source(source or {})]
+    for name in dict.fromkeys(str(n) for n in names if n):
+        series = registry.atlas_default(name, n_layers)
+        if series is not None:
+            return series
+    return None
+
+
 def _check_default_saes(attn: AttentionWeights, sae_in: Any, sae_out: Any, which: Sequence[str], layer: int,
                         model: Any = None) -> None:
     """Only Gemma 2 2B has default SAEs (Gemma Scope's canonical ones); other models must name theirs."""
@@ -291,6 +307,13 @@ def extract(
     head_list = check_heads(cfg.heads, mc.n_heads, layer)
     if attn_scale and not mc.query_pre_attn_scalar > 0:
         raise BadInput("attn_scale needs query_pre_attn_scalar > 0 in the model's config")
+    if sae_in is None or (sae_out is None and "OV" in which):  # SAELens' registry's series, paired by hook point
+        series = default_series(model, model_id, mc.n_layers, attn.source) if layer >= 1 else None
+        if series is not None and series.release != "gemma-scope-2b-pt-res-canonical":  # Gemma 2 2B: the post's defaults
+            sae_in = series.sae(layer - 1) if sae_in is None else sae_in
+            sae_out = series.sae(layer) if sae_out is None and "OV" in which else sae_out
+            cfg = dataclasses.replace(cfg, sae_in=str(sae_in) if isinstance(sae_in, (str, Path)) else cfg.sae_in,
+                                      sae_out=str(sae_out) if isinstance(sae_out, (str, Path)) else cfg.sae_out)
     _check_default_saes(attn, sae_in, sae_out, which, layer, model)
     fam = families.of(mc.model_type)
     if rope_offset and not fam.rotary:

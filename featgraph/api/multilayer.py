@@ -437,18 +437,16 @@ def _ray_layers(cluster, req: _Request, out: Path, todo: Sequence[int], ids: dic
 def _default_saes(model: Any, config: Any, model_id: str | None) -> Callable[[int], Any]:
     """The residual SAE of each layer from SAELens' registry: the model's first complete per-layer residual series
     (featgraph.load.registry.atlas_default; docs/formats.md), found by the model's name."""
-    from featgraph.load import model as model_io
+    from featgraph.api.compute import default_series
     from featgraph.load import registry
 
-    names = [model_id]
-    if isinstance(model, (str, Path)):
-        names += [model_io.infer_model_id(str(model))[0], str(model).split("@")[0]]
-    else:
-        names.append(getattr(getattr(model, "config", None), "_name_or_path", None))
-    for name in dict.fromkeys(n for n in names if n):
-        series = registry.atlas_default(str(name), config.n_layers)
-        if series is not None:
-            return series.sae
+    series = default_series(model, model_id, config.n_layers)
+    if series is not None:
+        if series.release == "gemma-scope-2b-pt-res-canonical":  # the post's defaults: only for Gemma 2 2B itself
+            from featgraph.api.reload import check_default_sae_fits
+
+            check_default_sae_fits(config, model, "--sae-template (sae_template=)")
+        return series.sae
     raise BadInput("featgraph picks default SAEs only for a model with a residual SAE after every layer in SAELens' "
                    f"registry ({'; '.join(registry.atlas_models())}), found by its name: pass sae_template, a template with "
                    "{layer} (--sae-template), e.g. gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small for "

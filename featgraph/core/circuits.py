@@ -240,11 +240,12 @@ def ov_target(requested: str, d_in: int, config: ModelConfig, site: str | None =
         raise BadInput(f"the output SAE reads vectors of size {d_in}, but {what}: pick an SAE of this model")
     if len(fits) == 1:
         return fits[0], f"d_in {d_in} = {'d_model' if fits[0] == 'resid' else 'n_heads·d_head'}"
-    by_site = {"res": "resid", "att": "attn"}.get(site or "")
+    by_site = {"res": "resid", "att": "attn", "attn_out": "resid"}.get(site or "")  # attn_out: o_proj's output
     if by_site is None:
         raise BadInput(f"the output SAE reads vectors of size {d_in}, which is both d_model and n_heads·d_head here: "
                        "say what it reads with ov_target resid or attn (--ov-target)")
-    return by_site, f"the SAE's files say it reads {'the residual stream' if site == 'res' else 'attention outputs'}"
+    return by_site, ("the SAE's files say it reads " + {"res": "the residual stream", "att": "attention outputs",
+                                                         "attn_out": "o_proj's output (residual units)"}[str(site)])
 
 
 def moments(src: torch.Tensor, dst: torch.Tensor) -> tuple[float, float]:

@@ -319,8 +319,8 @@ def _entry_naming(e: reg.Entry, how: str) -> Naming:
         if x.model == e.model and x.neuronpedia:
             hosted.setdefault(x.release, set()).add(reg.describe(x)["layer"] if reg.hook(x)[0] else -1)
     listed = "; ".join(f"{rel}: layers {', '.join(str(v) for v in sorted(ls) if v >= 0)}" for rel, ls in sorted(hosted.items())[:4])
-    note = (f"SAELens' registry lists no Neuronpedia source for {e.ref} (it lists some for {e.model}: {listed})" if hosted
-            else f"SAELens' registry lists no Neuronpedia source for {e.ref}, nor for any SAE of {e.model}")
+    note = (f"Neuronpedia has no source for {e.ref}: SAELens' registry lists none (it lists some for {e.model}: {listed})"
+            if hosted else f"Neuronpedia has no source for {e.ref}: SAELens' registry lists none, nor any for {e.model}")
     return Naming(None, None, None, fb, note, layer)
 
 
