@@ -183,7 +183,9 @@ def test_a_run_written_before_format_version_2_opens(tmp_path):
            "featgraph_version": "0.1.0", "rows": {"edges": 1, "features": 2}, "files": {}, "future_key": {"kept": True}}
     (d / "manifest.json").write_text(json.dumps(old))
     run = fg.open_run(d)
-    assert run.manifest.format_version == 1 and run.manifest.conventions == "unknown (imported)"
+    conv = run.manifest.conventions
+    assert run.manifest.format_version == 1 and not conv.known and conv.note == "unknown (imported)" and conv.ov_target == "resid"
+    assert run.manifest.to_dict()["conventions"] == "unknown (imported)"  # written back as it came
     assert run.run_id.startswith("old-") and fg.open_run(d).run_id == run.run_id  # stable, derived from the edges
     assert run.manifest.to_dict()["future_key"] == {"kept": True}  # unknown keys survive a round trip
     assert run.table(0, "qk")["key"].tolist() == ["1"]

@@ -54,3 +54,16 @@ def test_keyword_calls_and_a_short_repr(demo_run, tmp_path):
     assert g.number_of_edges() == len(run.edge_table.query("head == 0 and circuit == 'QK'"))
     text = repr(run)
     assert "\n" not in text and len(text) < 200 and str(demo_run) in text and "edges" in text, text
+
+
+def test_manifest_conventions_and_selection_are_typed(demo_run):
+    from featgraph.runs.manifest import ConventionsRecord, Manifest, SelectionRecord
+
+    m = fg.open_run(demo_run).manifest
+    conv, sel = m.conventions, m.selection
+    assert isinstance(conv, ConventionsRecord) and isinstance(sel, SelectionRecord)
+    assert conv.known and conv.ov_target == "resid" and conv.attn_scale is None and conv.rope_offset == 0
+    assert conv.rope_theta == 10000.0 and conv.qk_norm is False and conv["rope"]["theta"] == 10000.0  # still reads as stored
+    assert sel.top_k == 200 and sel.per_source_k == 2 and sel.min_abs is None and sel.precision == "fp32"
+    raw = json.loads((demo_run / "manifest.json").read_text())
+    assert json.loads(m.to_json())["conventions"] == raw["conventions"] and Manifest.from_dict(m.to_dict()) == m

@@ -30,7 +30,7 @@ from featgraph.core.weights import SAE, AttentionWeights
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning
 from featgraph.load import model as model_io
 from featgraph.runs.files import holds_output
-from featgraph.runs.manifest import Manifest
+from featgraph.runs.manifest import ConventionsRecord, Manifest, SelectionRecord
 
 DEFAULT_MODEL = "google/gemma-2-2b"
 DEFAULT_LAYER = 13
@@ -383,8 +383,8 @@ def extract(
         sae_out=(sae_o.source | {"neuronpedia_id": out_id, "id_source": out_how}) if sae_o else None,
         heads=tuple(head_list),
         circuits=which,
-        conventions=cfg.conventions.describe(mc, layer),
-        selection=sel.describe(requested),
+        conventions=ConventionsRecord(cfg.conventions.describe(mc, layer)),
+        selection=SelectionRecord(sel.describe(requested)),
         device=str(dev),
         stats={f"{p.head}/{p.circuit}": p.stats() for p in parts},
     )

@@ -22,7 +22,7 @@ from featgraph.core.weights import SAE, AttentionWeights
 from featgraph.errors import BadInput, BadValue
 from featgraph.load import model as model_io
 from featgraph.load import sae as sae_io
-from featgraph.runs.manifest import Manifest
+from featgraph.runs.manifest import ConventionsRecord, Manifest
 
 DEFAULT_SAE_MODEL = ("gemma-2-2b", "gemma2", 2304, 26)  # Neuronpedia id, model_type, d_model, layers of Gemma Scope's model
 
@@ -65,10 +65,9 @@ def _model_ref(manifest: Manifest) -> str:
 
 def conventions(manifest: Manifest) -> Conventions:
     """The conventions a run was computed with (read back from its manifest)."""
-    conv = manifest.conventions if isinstance(manifest.conventions, dict) else {}
-    rope = (conv.get("rope") or {}).get("offset", 0) or 0
-    return Conventions(attn_scale=conv.get("attn_scale") is not None, rope_offset=int(rope),
-                       ov_target=str(conv.get("ov_target") or "resid"), out_basis=str(conv.get("out_basis") or "raw"))
+    conv = manifest.conventions if manifest.conventions is not None else ConventionsRecord()
+    return Conventions(attn_scale=conv.attn_scale is not None, rope_offset=conv.rope_offset,
+                       ov_target=conv.ov_target, out_basis=str(conv.get("out_basis") or "raw"))
 
 
 def run_weights(manifest: Manifest, need_out: bool) -> tuple[AttentionWeights, SAE, SAE | None]:

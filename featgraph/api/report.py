@@ -127,7 +127,7 @@ class _Assembly:
             sid = (getattr(m, key) or {}).get("neuronpedia_id")
             if sid:
                 facts[what] = str(sid)
-        sel = m.selection or {}
+        sel: dict = dict(m.selection or {})
         if sel:
             facts["selection"] = ", ".join(f"{k} {sel[k]}" for k in ("top_k", "min_abs", "per_source_k") if sel.get(k) is not None)
         labelled = int(self.run.features["description"].notna().sum())

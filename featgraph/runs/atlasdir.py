@@ -16,7 +16,7 @@ import pandas as pd
 
 from featgraph.core.schema import CIRCUITS
 from featgraph.errors import BadInput, FeatgraphError
-from featgraph.runs.manifest import Manifest
+from featgraph.runs.manifest import ConventionsRecord, Manifest, SelectionRecord
 
 KIND = "atlas"
 LAYERS_DIR = "layers"
@@ -138,8 +138,8 @@ def combine(out: Path, done: dict[int, Manifest], circuits: Sequence[str], reque
         model=model,
         heads=tuple(sorted({h for m in done.values() for h in m.heads})),
         circuits=tuple(circuits),
-        conventions="per layer: layers/L{layer}/manifest.json",
-        selection={k: (first.selection or {}).get(k) for k in ("top_k", "min_abs", "per_source_k", "order", "values")},
+        conventions=ConventionsRecord.of("per layer: layers/L{layer}/manifest.json"),
+        selection=SelectionRecord({k: (first.selection or {}).get(k) for k in ("top_k", "min_abs", "per_source_k", "order", "values")}),
         device=first.device,
         stores=dict(old.stores) if old is not None else {},
         labels=_label_record(labels or (old.labels if old is not None else None), feats),

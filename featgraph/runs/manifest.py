@@ -25,6 +25,81 @@ from featgraph.errors import BadInput
 FORMAT_VERSION = 2
 
 
+class ConventionsRecord(dict):
+    """`manifest.conventions`: the conventions behind a run's raw values, as manifest.json stores them (a dict, so
+    `conv["rope"]["theta"]` reads as before) with typed accessors. A run that records none (imported: the sentence
+    `unknown (imported)`; an atlas: `per layer: …`) is an empty record with `known` False and that sentence in `note`."""
+
+    note: str | None = None
+
+    @classmethod
+    def of(cls, value: object) -> ConventionsRecord:
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            record = cls()
+            record.note = value
+            return record
+        return cls(value if isinstance(value, Mapping) else {})
+
+    @property
+    def known(self) -> bool:
+        return self.note is None
+
+    @property
+    def ov_target(self) -> str:
+        """What the output SAE reads: `resid` or `attn`."""
+        return str(self.get("ov_target") or "resid")
+
+    @property
+    def attn_scale(self) -> float | None:
+        """The QK factor applied (1/sqrt(query_pre_attn_scalar)), or None (raw, as the post)."""
+        v = self.get("attn_scale")
+        return None if v is None else float(v)
+
+    @property
+    def rope_offset(self) -> int:
+        return int((self.get("rope") or {}).get("offset", 0) or 0)
+
+    @property
+    def rope_theta(self) -> float | None:
+        v = (self.get("rope") or {}).get("theta")
+        return None if v is None else float(v)
+
+    @property
+    def qk_norm(self) -> bool:
+        """True for families with per-head query/key norms (Gemma 3)."""
+        return "qk_norm" in self
+
+    def stored(self) -> dict | str:
+        """As manifest.json holds it (the sentence of a run that records none)."""
+        return self.note if self.note is not None and not self else dict(self)
+
+
+class SelectionRecord(dict):
+    """`manifest.selection`: how the edges were chosen, as manifest.json stores it (a dict), with typed accessors."""
+
+    @property
+    def top_k(self) -> int | None:
+        v = self.get("top_k")
+        return None if v is None else int(v)
+
+    @property
+    def min_abs(self) -> float | None:
+        v = self.get("min_abs")
+        return None if v is None else float(v)
+
+    @property
+    def per_source_k(self) -> int | None:
+        v = self.get("per_source_k")
+        return None if v is None else int(v)
+
+    @property
+    def precision(self) -> str | None:
+        v = self.get("precision")
+        return None if v is None else str(v)
+
+
 @dataclass(frozen=True)
 class Manifest:
     """The typed contents of `manifest.json`.
@@ -45,8 +120,8 @@ class Manifest:
     sae_out: Mapping[str, Any] | None = None
     heads: tuple[int, ...] = ()
     circuits: tuple[str, ...] = ()
-    conventions: Mapping[str, Any] | str | None = None
-    selection: Mapping[str, Any] | None = None
+    conventions: ConventionsRecord | None = None
+    selection: SelectionRecord | None = None
     device: str | None = None
     stats: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, Any] | None = None
@@ -55,6 +130,13 @@ class Manifest:
     files: Mapping[str, Any] = field(default_factory=dict)
     stores: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Typed records whatever was passed (a dict, or a sentence for conventions); stored back as they came.
+        if self.conventions is not None and not isinstance(self.conventions, ConventionsRecord):
+            object.__setattr__(self, "conventions", ConventionsRecord.of(self.conventions))
+        if self.selection is not None and not isinstance(self.selection, SelectionRecord):
+            object.__setattr__(self, "selection", SelectionRecord(self.selection))
 
     @classmethod
     def from_dict(cls, d: object, where: str = "manifest.json") -> Manifest:
@@ -82,6 +164,10 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         d["heads"], d["circuits"] = list(self.heads), list(self.circuits)
+        if self.conventions is not None:
+            d["conventions"] = self.conventions.stored()
+        if self.selection is not None:
+            d["selection"] = dict(self.selection)
         return d | dict(self.extra)
 
     def to_json(self) -> str:

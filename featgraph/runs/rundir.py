@@ -30,7 +30,7 @@ from featgraph.core.schema import (
 from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.runs.files import sha256, staged_dir, staged_file, write_text
 from featgraph.runs.graphs import GRAPHS_DIR
-from featgraph.runs.manifest import Manifest, new_run_id
+from featgraph.runs.manifest import ConventionsRecord, Manifest, new_run_id
 
 EDGES = "edges.parquet"
 FEATURES = "features.parquet"
@@ -304,5 +304,5 @@ def import_edges(edge_file: Path, out: Path, force: bool = False) -> Path:
     edges = read_edge_file(Path(edge_file))
     features = features_from_edges(edges)
     manifest = Manifest(command="import", source={"imported_from": str(Path(edge_file).resolve())},
-                        conventions="unknown (imported)")
+                        conventions=ConventionsRecord.of("unknown (imported)"))
     return write_run(Path(out), edges, features, manifest, force=force)
