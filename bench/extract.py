@@ -19,7 +19,11 @@ selection (precision auto: bf16 proposals on a GPU, fp32 on a CPU; exact re-scor
 (a'') on the same device, with the same-edges check and peak memory (GPU: torch's peak
 allocation; CPU: the subprocess's peak RSS). Widths that cannot fit are skipped with a reason.
 
-Usage: python bench/extract.py [--family gemma2|gpt2] [--n 16384] [--big 65536] [--heads-all] [--compute-n 16384,65536]
+`--family llama`: Llama-3.1-8B's layer 15 (32 heads over 8 kv heads of 128, d_model 4096, llama3 RoPE in
+config.json, Llama Scope's 32k width); at 32k the post's method needs 4 GiB for |S| and 8 GiB of argsort indices
+per matrix, so leave it out with --variants.
+
+Usage: python bench/extract.py [--family gemma2|gpt2|llama] [--n 16384] [--big 65536] [--heads-all] [--compute-n 16384,65536]
                                [--gpu-n 16384,65536,262144,1048576] [--work DIR]
 """
 
@@ -38,7 +42,15 @@ from pathlib import Path
 import numpy as np
 
 # Per family: d_model, n_heads, n_kv_heads, d_head, the layer benchmarked, the default SAE width.
-SHAPES = {"gemma2": (2304, 8, 4, 256, 13, 16384), "gpt2": (768, 12, 12, 64, 8, 24576)}
+SHAPES = {"gemma2": (2304, 8, 4, 256, 13, 16384), "gpt2": (768, 12, 12, 64, 8, 24576), "llama": (4096, 32, 8, 128, 15, 32768)}
+# config.json's attention fields beside the sizes (meta-llama/Llama-3.1-8B's for llama: layer 15, Llama Scope's 32k).
+CONFIGS = {
+    "gemma2": {"model_type": "gemma2", "num_hidden_layers": 26, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-6,
+               "rope_theta": 10000.0, "attn_logit_softcapping": 50.0},
+    "llama": {"model_type": "llama", "num_hidden_layers": 32, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+              "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                               "original_max_position_embeddings": 8192, "rope_type": "llama3"}},
+}
 FAMILY = os.environ.get("FEATGRAPH_BENCH_FAMILY", "gemma2")  # children inherit the family from the environment
 D_MODEL, N_HEADS, N_KV, D_HEAD, LAYER, _ = SHAPES[FAMILY]
 K = 1000
@@ -81,9 +93,8 @@ def make_inputs(root: Path, n: int) -> dict:
         save_file(t, str(model / shard))
         (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": {k: shard for k in t}}))
         (model / "config.json").write_text(json.dumps({
-            "model_type": "gemma2", "hidden_size": D_MODEL, "num_attention_heads": N_HEADS, "num_key_value_heads": N_KV,
-            "head_dim": D_HEAD, "num_hidden_layers": 26, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-6,
-            "rope_theta": 10000.0, "attn_logit_softcapping": 50.0}))
+            "hidden_size": D_MODEL, "num_attention_heads": N_HEADS, "num_key_value_heads": N_KV, "head_dim": D_HEAD}
+            | CONFIGS[FAMILY]))
     saes = {}
     for name, seed in (("in", 1), ("out", 2)):
         path = root / f"sae_{name}_{n}" / "params.npz"
