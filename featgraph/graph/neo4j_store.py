@@ -3,7 +3,7 @@
 Connection settings come from the environment only — NEO4J_URI,
 NEO4J_USERNAME, NEO4J_PASSWORD, NEO4J_DATABASE (and FEATGRAPH_NEO4J_BATCH, rows
 per write transaction) — and the password is never printed or written anywhere,
-nor is any user:password@ inside the URI.
+nor is any user:password@, query string or fragment of the URI.
 
 Each loaded run has a `(:FeatgraphRun {id, status, features, QK, OV, loaded_at})`
 node. A load commits status 'loading' before it touches the run's edges and
@@ -48,12 +48,17 @@ from featgraph.runs.files import staged_dir
 
 BATCH = 50_000  # rows per transaction; measured faster than 10k on a 2-core machine
 LOAD_FORMAT = 3  # what a load writes (edge properties, Degree rows); part of the fingerprint, so a change rewrites
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def redact(uri: str) -> str:
-    """`uri` with any `user:password@` replaced by `***@` (up to the last @: a password may hold '/' or '@')."""
-    return _USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", uri, count=1)
+    """`uri` as scheme://host:port only: a `user:password@` becomes `***@` (up to the last @: a password may hold
+    '/', '?' or '@') and a query string or fragment (`?apikey=…`, `?auth=…`, `#…`) `?***`; a path is dropped."""
+    m = _SCHEME.match(uri)
+    scheme, rest = (m.group(0), uri[m.end():]) if m else ("", uri)
+    host = rest.rsplit("@", 1)[-1]
+    host = re.split(r"[/?#]", host, maxsplit=1)[0]
+    return scheme + ("***@" if "@" in rest else "") + host + ("?***" if re.search(r"[?#]", rest) else "")
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,11 @@ class Neo4jStore:
         where = redact(s.uri)
         try:
             # Server notifications (e.g. "property key does not exist" before any label is loaded) are not errors.
-            self._driver = GraphDatabase.driver(s.uri, auth=(s.user, s.password), notifications_min_severity="OFF")
+            with warnings.catch_warnings(record=True) as said:  # the driver's warnings quote the URI whole
+                warnings.simplefilter("always")
+                self._driver = GraphDatabase.driver(s.uri, auth=(s.user, s.password), notifications_min_severity="OFF")
+            for w in said:
+                warnings.warn(str(w.message).replace(s.uri, where), FeatgraphWarning, stacklevel=2)
             self._driver.verify_connectivity()
         except neo4j_errors.AuthError:
             self._close()
