@@ -10,8 +10,19 @@ Measured, each in a fresh subprocess (so peak memory is its own): the atlas end 
 the peak so far after each layer, which must not grow with the layers beyond the combined edge table), then the
 embedded store's load of the whole-model graph and three cross-layer queries on it.
 
-Usage: python bench/atlas.py [--layers 1-25] [--n 16384] [--heads 0-7] [--work DIR]
+With --bare, the bare matrix products of the same layers are timed too, in their own subprocess: the block products
+S = src @ dst.T in featgraph's CPU blocks (no selection), and the factor products (W_dec·W_Q etc.) each matrix needs;
+--bare-layers K times them on the first K layers only and scales by layers/K (printed as such: every layer has the
+same shapes). The atlas' ratio to them is its overhead (issue 20's target: within 1.15x of the block products).
+
+With --engines process,ray,ray2 the atlas is made once per engine (each in a fresh subprocess, into its own folder):
+`process` the single-process atlas, `ray` fg.atlas(ray=True) on a local Ray runtime of this machine's cores (one CPU
+per task), `ray2` a two-node local cluster (ray.cluster_utils.Cluster, half the cores per node); every address on
+127.0.0.1. Their edges must be identical; their wall times give Ray's overhead on the same cores.
+
+Usage: python bench/atlas.py [--layers 1-25] [--n 16384] [--heads 0-7] [--work DIR] [--bare] [--bare-layers K]
        python bench/atlas.py --layers 1-2 --n 2048      # a small version in about a minute
+       python bench/atlas.py --layers 1-4 --n 4096 --engines process,ray,ray2 --no-store   # Ray against one process
        python bench/atlas.py --store DIR                # the store and queries of an atlas made before
 """
 
@@ -105,8 +116,30 @@ def _hwm_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_atlas(model: str, template: str, layers: list[int], heads: list[int], out: str, result: str) -> None:
+def child_atlas(model: str, template: str, layers: list[int], heads: list[int], out: str, result: str,
+                engine: str = "process") -> None:
+    if engine != "process":  # Ray reads these when first imported: every address 127.0.0.1, no usage report
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import featgraph as fg
+
+    cluster = None
+    t_start = time.perf_counter()
+    ray: bool | str | None = None
+    if engine == "ray":  # started here, timed apart; fg.atlas(ray=True) then uses it as its local runtime
+        import ray as ray_module
+
+        ray_module.init(include_dashboard=False, log_to_driver=False)
+        ray = True
+    elif engine == "ray2":
+        from ray.cluster_utils import Cluster
+
+        per_node = max(1, (os.cpu_count() or 2) // 2)
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": per_node})
+        cluster.add_node(num_cpus=per_node)
+        cluster.wait_for_nodes()
+        ray = cluster.address
+    t_cluster = time.perf_counter() - t_start
 
     per_layer = len(heads) * 2
     t0 = time.perf_counter()
@@ -122,12 +155,49 @@ def child_atlas(model: str, template: str, layers: list[int], heads: list[int], 
         return advance if description.startswith("atlas:") else (lambda n: None)
 
     run = fg.atlas(model=model, layers=layers, out=out, heads=heads, top_k=K, device="cpu", labels=False,
-                   sae_template=lambda L: template.format(layer=L, l0=L0[L]), progress=progress)
+                   sae_template=lambda L: template.format(layer=L, l0=L0[L]), progress=progress, ray=ray)
     wall = time.perf_counter() - t0
     use = resource.getrusage(resource.RUSAGE_SELF)
+    if cluster is not None:
+        cluster.shutdown()
+    if engine == "ray":
+        ray_module.shutdown()
     Path(result).write_text(json.dumps({"wall": wall, "cpu": use.ru_utime + use.ru_stime, "load": os.getloadavg(),
                                         "peak_mib": _hwm_mib(), "marks": marks, "edges": len(run.edge_table),
-                                        "features": len(run.features), "layers": run.layers}))
+                                        "features": len(run.features), "layers": run.layers, "cluster_start": t_cluster}))
+
+
+def child_bare(model: str, template: str, layers: list[int], heads: list[int], result: str) -> None:
+    """The bare matrix products of `layers`: each matrix's factors (timed) and its block products src @ dst.T in
+    featgraph's CPU blocks (timed), nothing selected; loading is not timed."""
+    import torch
+
+    from featgraph.core.circuits import Conventions, circuit_factors
+    from featgraph.core.select import CPU_BLOCK_BYTES
+    from featgraph.load import model as model_io
+    from featgraph.load import sae as sae_io
+
+    t_fac = t_blk = c_fac = c_blk = 0.0
+    with torch.inference_mode():
+        for L in layers:
+            attn = model_io.load_attention(model, L)
+            W_dec = sae_io.load(template.format(layer=L - 1, l0=L0[L - 1]), ("W_dec",)).W_dec
+            W_enc = sae_io.load(template.format(layer=L, l0=L0[L]), ("W_enc",)).W_enc
+            for h in heads:
+                for circ in ("QK", "OV"):
+                    w, c = time.perf_counter(), time.process_time()
+                    f = circuit_factors(attn, W_dec, W_enc, h, circ, Conventions())
+                    t_fac += time.perf_counter() - w
+                    c_fac += time.process_time() - c
+                    rows = max(1, CPU_BLOCK_BYTES // (f.dst.shape[0] * 12))
+                    w, c = time.perf_counter(), time.process_time()
+                    for r0 in range(0, f.src.shape[0], rows):
+                        blk = f.src[r0 : r0 + rows] @ f.dst.T
+                        del blk
+                    t_blk += time.perf_counter() - w
+                    c_blk += time.process_time() - c
+    Path(result).write_text(json.dumps({"factors": t_fac, "blocks": t_blk, "factors_cpu": c_fac, "blocks_cpu": c_blk,
+                                        "load": os.getloadavg()}))
 
 
 # The query library's cross-layer queries (cypher/), when this featgraph has them, with their parameters.
@@ -211,6 +281,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16384, help="SAE width")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "featgraph-bench-atlas")
     ap.add_argument("--store", type=Path, help="only load and query this finished atlas", metavar="DIR")
+    ap.add_argument("--bare", action="store_true", help="also time the bare matrix products of the same layers")
+    ap.add_argument("--bare-layers", type=int, default=0, help="time the bare products on this many layers only (0: all)")
+    ap.add_argument("--engines", default="process", help="process, ray (local runtime), ray2 (two local nodes); comma-separated")
+    ap.add_argument("--no-store", action="store_true", help="skip the store's load and queries")
     a = ap.parse_args()
 
     if a.store:
@@ -223,11 +297,52 @@ def main() -> None:
     t0 = time.perf_counter()
     model, template = make_model(a.work), make_saes(a.work, a.n)
     print(f"inputs ready in {time.perf_counter() - t0:.0f} s ({a.work})")
-    out = a.work / f"atlas-{a.n}-{a.layers}-{a.heads}"
-    shutil.rmtree(out, ignore_errors=True)
-    r = measure("atlas", str(model), template, json.dumps(layers), json.dumps(heads), str(out))
-    print(f"\natlas: layers {a.layers}, heads {a.heads}, QK+OV, top {K}, {a.n:,} features per SAE")
-    print(f"  wall {r['wall']:.0f} s ({r['wall'] / 60:.1f} min; {r['wall'] / len(layers):.1f} s per layer), "
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
+    results, tables = {}, {}
+    for engine in engines:
+        out = a.work / f"atlas-{a.n}-{a.layers}-{a.heads}" / engine
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        results[engine] = measure("atlas", str(model), template, json.dumps(layers), json.dumps(heads), str(out), engine)
+        tables[engine] = _sorted_edges(out)
+        report_atlas(a, layers, engine, results[engine])
+    if len(engines) > 1:
+        first = engines[0]
+        for engine in engines[1:]:
+            same = tables[engine].equals(tables[first])
+            print(f"\n{engine} against {first}: edges {'identical' if same else 'DIFFERENT'} after sorting; wall "
+                  f"{results[engine]['wall']:.1f} s against {results[first]['wall']:.1f} s "
+                  f"({100 * (results[engine]['wall'] / results[first]['wall'] - 1):+.0f}%; cluster start "
+                  f"{results[engine]['cluster_start']:.1f} s of it outside the atlas call)")
+    r = results[engines[0]]
+    if a.bare:
+        sample = layers[: a.bare_layers] if a.bare_layers else layers
+        b = measure("bare", str(model), template, json.dumps(sample), json.dumps(heads))
+        scale = len(layers) / len(sample)
+        blocks, factors = b["blocks"] * scale, b["factors"] * scale
+        said = f" (timed on layers {sample[0]}-{sample[-1]}, scaled x{scale:g})" if scale != 1 else ""
+        print(f"\nbare products of the same {len(layers)} layers{said}: blocks {blocks:.0f} s wall "
+              f"({b['blocks_cpu'] * scale:.0f} s CPU), factors {factors:.0f} s wall ({b['factors_cpu'] * scale:.0f} s CPU)")
+        print(f"  {engines[0]} atlas / block products: {r['wall'] / blocks:.2f} wall, {r['cpu'] / (b['blocks_cpu'] * scale):.2f} CPU; "
+              f"/ (blocks + factors): {r['wall'] / (blocks + factors):.2f} wall, "
+              f"{r['cpu'] / ((b['blocks_cpu'] + b['factors_cpu']) * scale):.2f} CPU (load average {b['load'][0]:.1f})")
+    if a.no_store:
+        return
+    out = a.work / f"atlas-{a.n}-{a.layers}-{a.heads}" / engines[0]
+    report_store(measure("store", str(out)))
+    print(f"\nthe atlas is kept in {out} (bench/atlas.py --store {out} measures its store again)")
+
+
+def _sorted_edges(out: Path):
+    import pandas as pd
+
+    e = pd.read_parquet(out / "edges.parquet")
+    return e.sort_values(["layer", "head", "circuit", "src", "dst"]).reset_index(drop=True)
+
+
+def report_atlas(a, layers: list[int], engine: str, r: dict) -> None:
+    print(f"\natlas ({engine}): layers {a.layers}, heads {a.heads}, QK+OV, top {K}, {a.n:,} features per SAE")
+    print(f"  wall {r['wall']:.1f} s ({r['wall'] / 60:.1f} min; {r['wall'] / len(layers):.1f} s per layer), "
           f"peak RSS {r['peak_mib']:.0f} MiB")
     print(f"  CPU time {r['cpu']:.0f} s ({r['cpu'] / r['wall']:.2f} cores busy on average; load average at the end "
           f"{r['load'][0]:.1f}, {r['load'][1]:.1f}, {r['load'][2]:.1f} on {os.cpu_count()} cores: other processes shared them)")
@@ -236,8 +351,6 @@ def main() -> None:
     for i, (t, m) in enumerate(r["marks"], 1):
         if i <= 3 or i == len(r["marks"]) or i % 5 == 0:
             print(f"    {i:>3}  {t:7.0f}  {m:7.0f}")
-    report_store(measure("store", str(out)))
-    print(f"\nthe atlas is kept in {out} (bench/atlas.py --store {out} measures its store again)")
 
 
 def report_store(s: dict) -> None:
@@ -251,8 +364,11 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         kind = sys.argv[2]
         if kind == "atlas":
-            model, template, layers, heads, out, res = sys.argv[3:9]
-            child_atlas(model, template, json.loads(layers), json.loads(heads), out, res)
+            model, template, layers, heads, out, engine, res = sys.argv[3:10]
+            child_atlas(model, template, json.loads(layers), json.loads(heads), out, res, engine)
+        elif kind == "bare":
+            model, template, layers, heads, res = sys.argv[3:8]
+            child_bare(model, template, json.loads(layers), json.loads(heads), res)
         else:
             child_store(sys.argv[3], sys.argv[4])
     else:
