@@ -141,13 +141,17 @@ def compute_edges(
     todo = [(h, c) for h in heads for c in which]
     overall = progress("all matrices", len([t for t in todo if t not in done])) if progress else None
     parts = []
+    shared: dict[tuple[str, int], torch.Tensor] = {}  # a key/value head's factors, for the query heads sharing it
+    sums: tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None] = (None, None)
     for head, circ in todo:
         if (head, circ) in done:
             parts.append(done[(head, circ)])
             continue
-        f = circuits.circuit_factors(attn, W_dec_in, W_enc_out, head, circ, conv)
+        f = circuits.circuit_factors(attn, W_dec_in, W_enc_out, head, circ, conv, shared)
         src, dst = f.src.to(device), f.dst.to(device)
-        mean, std = circuits.moments(src, dst)
+        if sums[0] is not f.src:  # the source factor is a key/value head's, shared by its query heads: its sums too
+            sums = (f.src, circuits.sum_and_gram(src))
+        mean, std = circuits.moments(src, dst, sums[1])
         tick = progress(f"head {head} {circ}", src.shape[0]) if progress else None
         chosen = select.select(src, dst, sel, tick)
         part = CircuitEdges(head, f.kv_head, circ, chosen, mean, std, int(src.shape[0]), int(dst.shape[0]))

@@ -21,7 +21,7 @@ Raw values by default: no attention scale, no softcap, no 1/RMS factors, no bias
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,12 +157,15 @@ def circuit_factors(
     head: int,
     circuit: str,
     conv: Conventions = Conventions(),
+    shared: dict[tuple[str, int], torch.Tensor] | None = None,
 ) -> Factors:
     """Factors of head `head`'s QK or OV matrix.
 
     W_dec_in: [n_in, d_model] input SAE decoder rows; W_enc_out: the output SAE's encoder (OV only),
     [d_model, n_out] for a residual SAE, [n_heads·d_head, n_out] for an attention-output SAE
-    (`conv.ov_target` "attn").
+    (`conv.ov_target` "attn"). shared: a dict the caller keeps across the heads of one layer and these same
+    SAE tensors: a key/value head's keys and values are then computed once for the query heads sharing it (GQA),
+    the same tensors as computed each time; it holds one key/value head's at a time.
     """
     c = attn.config
     fam = families.of(c.model_type)
@@ -173,12 +176,17 @@ def circuit_factors(
         if conv.rope_offset and not fam.rotary:
             raise BadInput(f"{fam.name} has no rotary embedding (its positions are learned vectors in the residual "
                            "stream): a rope offset does not apply; use 0")
+        if fam.qk_norm and (attn.q_norm is None or attn.k_norm is None):
+            raise BadInput(f"{fam.name} layer {attn.layer} needs q_norm and k_norm weights")
         q = W_dec_in @ fam.fold_in(head_rows(attn.W_Q, head, c.d_head), attn.ln_in).T
-        k = W_dec_in @ fam.fold_in(head_rows(attn.W_K, kv, c.d_head), attn.ln_in).T
         if fam.qk_norm:
-            if attn.q_norm is None or attn.k_norm is None:
-                raise BadInput(f"{fam.name} layer {attn.layer} needs q_norm and k_norm weights")
-            q, k = qk_normalise(q, attn.q_norm, fam), qk_normalise(k, attn.k_norm, fam)
+            q = qk_normalise(q, attn.q_norm, fam)
+
+        def keys() -> torch.Tensor:
+            k = W_dec_in @ fam.fold_in(head_rows(attn.W_K, kv, c.d_head), attn.ln_in).T
+            return qk_normalise(k, attn.k_norm, fam) if fam.qk_norm else k
+
+        k = _once(shared, ("K", kv), keys)
         if conv.rope_offset:
             q = rope_rotate(q, conv.rope_offset, attn.rope)
         if conv.attn_scale:
@@ -187,9 +195,11 @@ def circuit_factors(
     if circuit == "OV":
         if W_enc_out is None:
             raise ValueError("OV factors need the output SAE's encoder")
-        v = W_dec_in @ fam.fold_in(head_rows(attn.W_V, kv, c.d_head), attn.ln_in).T
-        if fam.v_norm:
-            v = qk_normalise(v, None, fam)
+        def values() -> torch.Tensor:
+            v = W_dec_in @ fam.fold_in(head_rows(attn.W_V, kv, c.d_head), attn.ln_in).T
+            return qk_normalise(v, None, fam) if fam.v_norm else v
+
+        v = _once(shared, ("V", kv), values)
         if conv.ov_target == "attn":
             p = head_rows(W_enc_out, head, c.d_head).T  # [n_out, d_head]: the head's slice of what the SAE reads
         else:
@@ -205,6 +215,18 @@ def circuit_factors(
             p = W_enc_out.T @ w_o.T  # [n_out, d_head]
         return Factors("OV", head, kv, src=v, dst=p)
     raise ValueError(circuit)
+
+
+def _once(shared: dict[tuple[str, int], torch.Tensor] | None, key: tuple[str, int],
+          make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """make(), kept in `shared` under key (what, kv head) while the caller stays on that key/value head."""
+    if shared is None:
+        return make()
+    if key not in shared:
+        for other in [k for k in shared if k[1] != key[1]]:
+            del shared[other]
+        shared[key] = make()
+    return shared[key]
 
 
 def residual_basis(source: Mapping[str, Any] | None) -> str:
@@ -248,19 +270,21 @@ def ov_target(requested: str, d_in: int, config: ModelConfig, site: str | None =
                                                          "attn_out": "o_proj's output (residual units)"}[str(site)])
 
 
-def moments(src: torch.Tensor, dst: torch.Tensor) -> tuple[float, float]:
+def moments(src: torch.Tensor, dst: torch.Tensor,
+            src_sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[float, float]:
     """Mean and standard deviation of all n_src·n_dst entries of src @ dst.T, exactly.
 
-    Σ_ij s_i·d_j = (Σ s_i)·(Σ d_j) and Σ_ij (s_i·d_j)² = ⟨SᵀS, DᵀD⟩_F, in float64.
+    Σ_ij s_i·d_j = (Σ s_i)·(Σ d_j) and Σ_ij (s_i·d_j)² = ⟨SᵀS, DᵀD⟩_F, in float64. src_sums: sum_and_gram(src),
+    when the caller has it already (a key/value head's factor shared by its query heads).
     """
     n = src.shape[0] * dst.shape[0]
-    (s_sum, s_gram), (d_sum, d_gram) = _sum_and_gram(src), _sum_and_gram(dst)
+    (s_sum, s_gram), (d_sum, d_gram) = src_sums if src_sums is not None else sum_and_gram(src), sum_and_gram(dst)
     mean = float(s_sum @ d_sum) / n
     sq = float((s_gram * d_gram).sum()) / n
     return mean, math.sqrt(max(sq - mean * mean, 0.0))
 
 
-def _sum_and_gram(x: torch.Tensor, rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
+def sum_and_gram(x: torch.Tensor, rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_i x_i and XᵀX in float64, a chunk of rows at a time (no float64 copy of a 1M-row factor)."""
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
