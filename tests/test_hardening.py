@@ -374,3 +374,16 @@ def test_a_lone_surrogate_in_a_label_file_is_replaced(run_copy, tmp_path):
     got = fg_api.open_run(run_copy).features.set_index("id").loc[f["id"], "description"]
     assert got == "half \ufffd pair"
     assert fg("search", run_copy, "half", "--format", "json").exit_code == 0
+
+
+# ---------------------------------------------------------------- validate's prompt files (21.8, in part)
+
+def test_prompt_files_split_on_newlines_only(tmp_path):
+    from featgraph.api.validate import read_prompts
+
+    text = tmp_path / "p.txt"
+    text.write_bytes("one\x0cstill one\x85and\u2028one\r\ntwo\x0b2\n\nthree".encode())
+    assert read_prompts(text) == ["one\x0cstill one\x85and\u2028one", "two\x0b2", "three"]
+    rows = tmp_path / "p.jsonl"
+    rows.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in ("a\u2028b", "c\u2029d\x85e")) + "\r\n")
+    assert read_prompts(rows) == ["a\u2028b", "c\u2029d\x85e"]

@@ -201,7 +201,9 @@ def read_prompts(path: Path) -> list[str]:
     if not path.is_file():
         raise BadInput(f"{path} does not exist or is not a file: give a text file with one prompt per line")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # lines end at \n (or \r\n) only: str.splitlines also splits at \x0b, \x0c, \x1c-\x1e, \x85, U+2028 and U+2029,
+        # which cut a prompt in several and a JSON string holding U+2028 in two
+        lines = [line.removesuffix("\r") for line in path.read_text(encoding="utf-8").split("\n")]
     except (OSError, UnicodeDecodeError) as e:
         raise BadInput(f"cannot read {path} ({e.__class__.__name__}): give a UTF-8 text file") from None
     prompts = []
