@@ -387,3 +387,11 @@ def test_prompt_files_split_on_newlines_only(tmp_path):
     rows = tmp_path / "p.jsonl"
     rows.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in ("a\u2028b", "c\u2029d\x85e")) + "\r\n")
     assert read_prompts(rows) == ["a\u2028b", "c\u2029d\x85e"]
+
+
+def test_text_prompts_need_the_models_tokenizer(tiny, tmp_path):
+    assert not any((tiny[0] / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
+    assert _extract(tiny, tmp_path / "run").exit_code == 0
+    r = fg("validate", tmp_path / "run", "--prompt", "the cat sat", "--device", "cpu", "--format", "json")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "no tokenizer files" in r.stderr, r.output
+    assert not (tmp_path / "run" / "validation.parquet").exists()

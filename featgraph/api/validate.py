@@ -235,9 +235,18 @@ def _split_ref(manifest) -> tuple[str, str | None]:
     return base, rev or m.get("revision")
 
 
+# What a local model folder must hold for AutoTokenizer to be its tokenizer (without any, transformers may fall
+# back to something that turns a whole prompt into one token).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "vocab.txt",
+                   "spiece.model", "merges.txt")
+
+
 def _tokenize(ref: str, revision: str | None, texts: Sequence[str]) -> list[list[int]]:
     from transformers import AutoTokenizer
 
+    if Path(ref).is_dir() and not any((Path(ref) / f).is_file() for f in TOKENIZER_FILES):
+        raise BadInput(f"{ref} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, …): add the model's tokenizer "
+                       "files there (or, from Python, pass token_ids=)")
     try:
         tok = AutoTokenizer.from_pretrained(ref, revision=revision)
     except Exception as e:
