@@ -74,7 +74,13 @@ def test_hf_cache_snapshot_and_gemma_scope_local_dir_get_neuronpedia_ids_and_lab
     out = tmp_path / "run"
     r = _extract(snap, out, sae_in, sae_out, "--label-source", NEURONPEDIA)
     assert r.exit_code == 0, r.output
-    assert "warning" not in r.stderr
+    # the tiny model's layer 1 with Gemma Scope's layer 12/13 SAEs: the hook points say they do not pair, and nothing else
+    assert r.stderr.splitlines() == [
+        "warning: the input SAE reads blocks.12.hook_resid_post, the input of layer 13, but layer 1 reads resid_pre 1 "
+        "(= resid_post 0): its edges pair features of other points of the model (`featgraph sae REF` shows where an SAE reads)",
+        "warning: the output SAE reads blocks.13.hook_resid_post, layer 13's attention output, but layer 1 writes resid_post, "
+        "resid_mid, attn_out or hook_z of 1: its edges pair features of other points of the model (`featgraph sae REF` "
+        "shows where an SAE reads)"], r.stderr
     m = _manifest(out)
     assert m["model"]["neuronpedia_id"] == "gemma-2-2b"
     assert m["model"]["id_source"] == "SAELens registry: the SAEs' Neuronpedia model gemma-2-2b"

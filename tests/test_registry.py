@@ -334,3 +334,17 @@ def test_extract_picks_a_registry_models_saes_by_hook_point(tmp_path, monkeypatc
     assert (m.model["neuronpedia_id"], m.sae_in["neuronpedia_id"], m.sae_out["neuronpedia_id"]) == ("gpt2-small", "1-res-jb", "2-res-jb")
     assert m.sae_in["model_from_pretrained_kwargs"] == {"center_writing_weights": True}
     assert m.sae_out["reads"] == "resid"
+
+
+def test_attention_output_in_residual_units_is_a_resid_destination():
+    """Llama-3.1-8B and GPT-2 have d_model = n_heads·d_head: the hook decides. hook_attn_out (after o_proj) -> resid;
+    hook_z (before o_proj) -> attn."""
+    from featgraph.core.circuits import ov_target
+    from featgraph.core.weights import ModelConfig
+
+    cfg = ModelConfig(d_model=64, n_heads=4, n_kv_heads=4, d_head=16, n_layers=2, query_pre_attn_scalar=16, rms_norm_eps=1e-6,
+                      rope_theta=1e4, attn_logit_softcapping=None, model_type="llama")
+    lxa = fg.sae_info("llama_scope_lxa_8x/l3a_8x")[0]
+    hz = fg.sae_info("gpt2-small-hook-z-kk/blocks.5.hook_z")[0]
+    assert ov_target("auto", 64, cfg, lxa["site"])[0] == "resid"
+    assert ov_target("auto", 64, cfg, hz["site"])[0] == "attn"

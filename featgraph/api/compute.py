@@ -217,6 +217,24 @@ def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_in: int | tu
     return objects.sae_from_object(sae, parts, role, expect_d_in=d_in)
 
 
+def _warn_unpaired(sae_i: SAE, sae_o: SAE | None, layer: int) -> None:
+    """One warning per SAE whose hook point (from its files or SAELens' registry) is not where layer `layer` reads
+    (its input: resid_pre L = resid_post L−1) or writes (its attention output: resid_post, resid_mid, attn_out or
+    hook_z of L); docs/formats.md, "Pairing by hook point". SAEs that say no hook are not checked."""
+    checks = ((sae_i, "input SAE", "input_of_layer", "the input of layer {}",
+               f"layer {layer} reads resid_pre {layer} (= resid_post {layer - 1})"),
+              (sae_o, "output SAE", "output_of_layer", "layer {}'s attention output",
+               f"layer {layer} writes resid_post, resid_mid, attn_out or hook_z of {layer}"))
+    for sae, role, key, where, want in checks:
+        hook = sae.source.get("hook") if sae is not None else None
+        if sae is None or not hook or sae.source.get(key) == layer:
+            continue
+        got = sae.source.get(key)
+        says = where.format(got) if got is not None else f"not a point where an attention layer {'reads' if key == 'input_of_layer' else 'writes'}"
+        warnings.warn(f"the {role} reads {hook}, {says}, but {want}: its edges pair features of other points of the model "
+                      "(`featgraph sae REF` shows where an SAE reads)", FeatgraphWarning, stacklevel=4)
+
+
 def default_series(model: Any, model_id: str | None, n_layers: int, source: dict | None = None) -> Any:
     """The model's residual SAE series in SAELens' registry (featgraph.load.registry.atlas_default), found by the
     model's names (model_id, the Hub id or HF cache folder, config.json's _name_or_path), or None."""
@@ -334,6 +352,7 @@ def extract(
         sae_o = dataclasses.replace(sae_o, source=sae_o.source | {"reads": target, "reads_how": target_how, "basis": basis})
     if fam.norm == "layer":
         sae_i = dataclasses.replace(sae_i, source=sae_i.source | {"basis": residual_basis(sae_i.source)})
+    _warn_unpaired(sae_i, sae_o, layer)
 
     m_id, m_how = _model_id(model, model_id, attn.source, (sae_i, sae_o))
     in_id, in_how = _source_id(sae_i, sae_in_id, "sae_in_id", f"{layer - 1}-sae-in-{sae_i.d_sae}", "input SAE")
