@@ -348,3 +348,15 @@ def test_attention_output_in_residual_units_is_a_resid_destination():
     hz = fg.sae_info("gpt2-small-hook-z-kk/blocks.5.hook_z")[0]
     assert ov_target("auto", 64, cfg, lxa["site"])[0] == "resid"
     assert ov_target("auto", 64, cfg, hz["site"])[0] == "attn"
+
+
+def test_sae_ids_are_described_without_torch():
+    """`featgraph sae release/sae_id` reads the registry alone (the same record as the loaders' info) and imports no torch."""
+    from featgraph.load import sae as sae_io
+
+    for ref in ("gpt2-small-res-jb/blocks.8.hook_resid_pre", "gemma-scope-2-1b-pt-res-all/layer_12_width_16k_l0_small"):
+        assert fg.sae_info(ref)[0] == sae_io.info(ref)
+    code = ("import sys, featgraph as fg; d = fg.sae_info('llama_scope_lxr_8x/l15r_8x')[0]; "
+            "print(d['neuronpedia_id'], 'torch' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0 and p.stdout.split() == ["15-llamascope-res-32k", "False"], p.stderr

@@ -18,14 +18,36 @@ def sae_info(*refs: str | Iterable[str]) -> list[dict]:
         fg.sae_info("gpt2-small-res-jb/blocks.8.hook_resid_pre", "llama_scope_lxr_8x/l15r_8x")
     """
     from featgraph.errors import BadInput
-    from featgraph.load import sae as sae_io
 
     flat: list[str] = []
     for r in refs:
         flat.extend([r] if isinstance(r, str) else list(r))
     if not flat:
         raise BadInput("name at least one SAE: a SAELens release/sae_id, a Hub path, or a local file or folder")
-    return [sae_io.info(str(r)) for r in flat]
+    out = []
+    for r in flat:
+        d = _registry_id(str(r))
+        if d is None:  # paths and Hub paths: the SAE loaders (which import torch) resolve them
+            from featgraph.load import sae as sae_io
+
+            d = sae_io.info(str(r))
+        out.append(d)
+    return out
+
+
+def _registry_id(ref: str) -> dict | None:
+    """A `release/sae_id` the registry holds, described from the registry alone (no torch import: `featgraph sae`
+    answers at once); the same record featgraph.load.sae.info gives. None for anything else."""
+    from pathlib import Path
+
+    from featgraph.load import registry
+
+    head, _, rest = ref.partition("/")
+    reg = registry.get()
+    if head not in reg.releases or Path(ref).expanduser().exists():
+        return None
+    e = reg.lookup(head, rest.strip("/"))
+    return None if e is None else {"input": ref, "matched_by": "release/sae_id"} | registry.describe(e, reg)
 
 
 def format_info(d: dict) -> str:
