@@ -106,3 +106,20 @@ def write_openai(path: Path, d_in: int, d_sae: int, seed: int, topk: int | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, path)
     return path, raw
+
+
+def write_llama_scope_r1(folder: Path, d_model: int, expansion: int, seed: int, hook: str = "blocks.0.hook_resid_post") -> tuple[Path, dict]:
+    """Llama Scope R1 Distill (lm_saes' newer layout): config.json + sae_weights.safetensors, nn.Linear orientation,
+    log_jumprelu_threshold."""
+    from safetensors.torch import save_file
+
+    r = _rng(seed)
+    d_sae = d_model * expansion
+    raw = {"encoder.weight": _t(r.normal(size=(d_sae, d_model))), "encoder.bias": _t(r.normal(size=d_sae)),
+           "decoder.weight": _t(r.normal(size=(d_model, d_sae))), "decoder.bias": _t(r.normal(size=d_model)),
+           "log_jumprelu_threshold": _t(r.normal(size=d_sae) * 0.3)}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"d_model": d_model, "expansion_factor": expansion, "hook_point_in": hook,
+                                                    "hook_point_out": hook, "act_fn": "jumprelu"}))
+    save_file(raw, str(folder / "sae_weights.safetensors"))
+    return folder, raw

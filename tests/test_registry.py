@@ -132,7 +132,7 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
     for (rel, r, s), d in zip(rows, infos):
         assert (d["release"], d["sae_id"], d["repo"], d["path"], d["model"]) == (rel, s["id"], r["repo"], str(s["path"]), r["model"])
         assert d["files"] and d["hook"], d
-        assert d["readable"] == (d["format"] in {"gemma_scope", "gemma_scope_2", "saelens", "llama_scope",
+        assert d["readable"] == (d["format"] in {"gemma_scope", "gemma_scope_2", "saelens", "llama_scope", "llama_scope_r1",
                                                  "dictionary_learning", "hook_z"})
         per_family[_family_of(r["model"])] += 1
         np_id = s.get("neuronpedia")

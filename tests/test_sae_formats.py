@@ -13,7 +13,7 @@ import torch
 from featgraph.errors import BadInput
 from featgraph.load import sae as sae_io
 
-from sae_formats import write_dictionary_learning, write_hook_z, write_llama_scope, write_openai, write_saelens
+from sae_formats import write_dictionary_learning, write_hook_z, write_llama_scope, write_llama_scope_r1, write_openai, write_saelens
 
 D_IN, D_SAE = 24, 40
 
@@ -143,3 +143,21 @@ def test_format_errors_are_one_line(tmp_path):
     torch.save({"W_enc": torch.zeros(2, 3), "f": torch.nn.ReLU()}, p)  # a module: not weights-only
     with pytest.raises(BadInput, match="weights-only torch checkpoint"):
         sae_io.load(str(p))
+
+
+def test_llama_scope_r1_format(tmp_path):
+    """In the HF cache as llama_scope_r1_distill/l0r_800m_slimpajama: the registry's factor folds W_enc·s, W_dec/s,
+    b_dec/s; threshold exp(log_jumprelu_threshold); b_dec not subtracted before encoding."""
+    from featgraph.load import registry
+
+    e = registry.get().lookup("llama_scope_r1_distill", "l0r_800m_slimpajama")
+    folder, raw = write_llama_scope_r1(tmp_path / "models--fnlp--Llama-Scope-R1-Distill" / "snapshots" / "c" / e.path, D_IN, 2, 6)
+    s = sae_io.load(str(folder))
+    k = e.norm_scaling_factor
+    assert s.source["release"] == "llama_scope_r1_distill" and s.source["norm_scaling_factor"] == k and s.d_sae == 2 * D_IN
+    x = _x()
+    pre = (x * k) @ raw["encoder.weight"].T + raw["encoder.bias"]
+    f = pre * (pre > raw["log_jumprelu_threshold"].exp())
+    _close(_ours(s, x)[1], f)
+    _close(_ours(s, x)[2], (f @ raw["decoder.weight"].T + raw["decoder.bias"]) / k)
+    assert s.source["hook"] == "blocks.0.hook_resid_post" and s.neuronpedia_id == e.neuronpedia.split("/")[1]

@@ -22,7 +22,7 @@ from featgraph.core.weights import SAE
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
 from featgraph.load import registry as reg
-from featgraph.load.sae import dictionary_learning, gemma_scope, gemma_scope_2, hook_z, llama_scope, openai, saelens
+from featgraph.load.sae import dictionary_learning, gemma_scope, gemma_scope_2, hook_z, llama_scope, llama_scope_r1, openai, saelens
 from featgraph.load.sae.common import KEYS, finite
 from featgraph.load.sae.gemma_scope import npz_shapes
 from featgraph.load.sae.gemma_scope_2 import ST_KEYS, safetensors_shapes
@@ -34,8 +34,8 @@ __all__ = ["KEYS", "ST_KEYS", "SAERef", "check_d_in", "info", "load", "neuronped
 PARAMS = gemma_scope.PARAMS
 PARAMS_ST = gemma_scope_2.PARAMS
 CONFIG = gemma_scope_2.CONFIG
-READERS: dict[str, ModuleType] = {m.NAME: m for m in (gemma_scope, gemma_scope_2, saelens, llama_scope, dictionary_learning,
-                                                        hook_z, openai)}
+READERS: dict[str, ModuleType] = {m.NAME: m for m in (gemma_scope, gemma_scope_2, saelens, llama_scope, llama_scope_r1,
+                                                        dictionary_learning, hook_z, openai)}
 # The weights file of each format inside an SAE's folder (the others are its config files).
 _WEIGHTS = {"gemma_scope": PARAMS, "gemma_scope_2": PARAMS_ST, "saelens": saelens.WEIGHTS, "llama_scope": llama_scope.WEIGHTS,
             "dictionary_learning": dictionary_learning.WEIGHTS}
@@ -77,7 +77,7 @@ class SAERef:
 
 def _weights_in(folder: Path) -> tuple[Path, str] | None:
     for fmt, mod in (("gemma_scope_2", gemma_scope_2), ("gemma_scope", gemma_scope), ("saelens", saelens),
-                     ("llama_scope", llama_scope), ("dictionary_learning", dictionary_learning)):
+                     ("llama_scope_r1", llama_scope_r1), ("llama_scope", llama_scope), ("dictionary_learning", dictionary_learning)):
         found = mod.detect(folder)
         if found is not None:
             return found, fmt
@@ -96,6 +96,8 @@ def _local_format(p: Path, ref: str) -> tuple[Path, str]:
         return p, "gemma_scope"
     if name == saelens.WEIGHTS and (p.parent / saelens.CFG).is_file():
         return p, "saelens"
+    if llama_scope_r1.detect(p.parent) == p:
+        return p, "llama_scope_r1"
     if name == "final.safetensors" and p.parent.name == "checkpoints" and (p.parent.parent / llama_scope.HYPER).is_file():
         return p, "llama_scope"
     if p.suffix == ".safetensors":
