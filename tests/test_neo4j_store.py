@@ -3,6 +3,7 @@ sharing features in one database, and credentials inside NEO4J_URI."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -201,3 +202,13 @@ def test_reload_rewrites_only_what_changed(run_dir, neo4j_env):
     got = sorted((a, b, w) for a, b, w in edges().values())
     want = sorted(zip(halved["src"], halved["dst"], halved["weight"].astype("float64")))
     assert [g[:2] for g in got] == [w[:2] for w in want] and np.allclose([g[2] for g in got], [w[2] for w in want])
+
+
+@pytest.mark.neo4j
+def test_a_run_loaded_under_a_name_is_queried_under_it(run_dir, neo4j_env, tmp_path):
+    d = shutil.copytree(run_dir, tmp_path / "run")
+    assert fg("load", d, "--neo4j", "--run-name", "my-name").exit_code == 0
+    r = fg("query", d, "top_edges", "--neo4j", "--param", "head=0", "--param", "circuit=QK", "--param", "limit=5",
+           "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.stdout)) == 5 and fg_api.open_run(d).neo4j_run == "my-name"

@@ -299,6 +299,12 @@ class Run:
         whole = head is None and circuit is None and layer is None  # the whole run holds its attribution graphs too
         return to_networkx(e, self.features[self.features["id"].isin(ids)], self.run_id, self.graphs if whole else ())
 
+    @property
+    def neo4j_run(self) -> str:
+        """The name this run was last loaded into Neo4j under (`load(name=…)`, `--run-name`), else its run id."""
+        loaded = (self.manifest.stores or {}).get("neo4j") or {}
+        return str(loaded.get("run") or self.run_id)
+
     def load(self, neo4j: bool = False, name: str | None = None, progress: ProgressFactory | None = None) -> dict[str, int]:
         """Load into the run's embedded store (default) or Neo4j (NEO4J_* environment); re-loading replaces.
 
@@ -337,7 +343,7 @@ class Run:
         if is_named:
             q = library.resolve(query)
             if "run" not in params and any(p.name == "run" for p in q.params) and neo4j:
-                params["run"] = self.run_id  # a shared Neo4j holds many runs: answer for this one
+                params["run"] = self.neo4j_run  # a shared Neo4j holds many runs: answer for this one
             bound = self._check_params(q.bind(params))
             cypher = q.text_for("neo4j" if neo4j else "embedded")
         elif text.strip():
@@ -349,7 +355,7 @@ class Run:
 
             # A read answers for a run (the `run` parameter, else this one) only if its load finished;
             # writes are left free, e.g. to repair a store.
-            check = None if write else (bound["run"] if isinstance(bound.get("run"), str) else self.run_id)
+            check = None if write else (bound["run"] if isinstance(bound.get("run"), str) else self.neo4j_run)
             graph = None if write or not is_named else bound.get("graph")
             graph = graph if isinstance(graph, str) else None
             if open_store is not None:

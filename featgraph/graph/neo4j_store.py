@@ -53,12 +53,14 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 def redact(uri: str) -> str:
     """`uri` as scheme://host:port only: a `user:password@` becomes `***@` (up to the last @: a password may hold
-    '/', '?' or '@') and a query string or fragment (`?apikey=…`, `?auth=…`, `#…`) `?***`; a path is dropped."""
+    '/', '?' or '@'), a query string or fragment (`?apikey=…`, `?auth=…`, `#…`) `?***`, a path other than `/` `/***`."""
     m = _SCHEME.match(uri)
     scheme, rest = (m.group(0), uri[m.end():]) if m else ("", uri)
-    host = rest.rsplit("@", 1)[-1]
-    host = re.split(r"[/?#]", host, maxsplit=1)[0]
-    return scheme + ("***@" if "@" in rest else "") + host + ("?***" if re.search(r"[?#]", rest) else "")
+    tail = rest.rsplit("@", 1)[-1]
+    host = re.split(r"[/?#]", tail, maxsplit=1)[0]
+    path = re.split(r"[?#]", tail[len(host):], maxsplit=1)[0]
+    path = path if path in ("", "/") else "/***"
+    return scheme + ("***@" if "@" in rest else "") + host + path + ("?***" if re.search(r"[?#]", rest) else "")
 
 
 @dataclass(frozen=True)
