@@ -25,7 +25,7 @@ _API = {
     "sae_info": "featgraph.api.saes",
     "Manifest": "featgraph.runs.manifest",
     "query_library": "featgraph.graph.library",
-    "serve": "featgraph.serve",
+    "serve": "featgraph.api.run",
     "BadInput": "featgraph.errors",
     "BadValue": "featgraph.errors",
     "FeatgraphError": "featgraph.errors",

@@ -24,7 +24,10 @@ RUN_DIRECTORY = ("featgraph.runs.manifest", "featgraph.runs.rundir", "featgraph.
 STORES = ("featgraph.graph",)
 VIEWS = ("featgraph.render",)
 API = ("featgraph.api",)
-APPS = ("featgraph.cli", "featgraph.serve")
+APPS = ("featgraph.cli", "featgraph.server")
+# The one upward import, by name: Run.serve is the API twin of the `serve` app (lazy; serve.server never imports
+# api.run, so no cycle — test_no_import_cycle checks it).
+UPWARD = {("featgraph.api.run", "featgraph.server.server")}
 # What each layer must never import (prefixes).
 FORBIDDEN = {
     PURE: LOAD + RUNS + STORES + VIEWS + API + APPS,
@@ -123,5 +126,5 @@ def test_every_package_ships():
 def test_layers_import_only_downwards(layer):
     g = import_graph()
     bad = [(a, b) for a, b in g.edges
-           if a.startswith(layer) and b.startswith(FORBIDDEN[layer])]
+           if a.startswith(layer) and b.startswith(FORBIDDEN[layer]) and (a, b) not in UPWARD]
     assert bad == []

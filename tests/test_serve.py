@@ -23,8 +23,8 @@ from test_graph import multilayer_edges
 import featgraph as fg
 from featgraph.analyse.search import rank_features
 from featgraph.errors import FeatgraphWarning
-from featgraph.serve import explorer as explorer_mod
-from featgraph.serve.server import start
+from featgraph.server import explorer as explorer_mod
+from featgraph.server.server import start
 
 from helpers import REPO, browser
 
@@ -140,6 +140,17 @@ def ref_expand(e, feature, limit=25, only_layer=-1, only_head=-1, only_circuit="
 
 
 # ---------------------------------------------------------------- the HTTP guard (no browser)
+
+def test_run_serve_and_fg_serve_are_the_api_twins(demo_copy):
+    run = fg.open_run(demo_copy)
+    for srv in (run.serve(port=0, block=False), fg.serve(demo_copy, port=0, block=False)):
+        try:
+            assert srv.url.startswith("http://127.0.0.1:")
+            status, _, body = _get(srv, "/")
+            assert status == 200 and b"/static/app.js" in body
+        finally:
+            srv.close()
+
 
 def test_binds_loopback_and_answers_only_requests_addressed_to_it(server):
     assert server.url.startswith("http://127.0.0.1:")

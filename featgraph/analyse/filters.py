@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from featgraph.core.schema import normalise_circuit
 from featgraph.errors import BadInput, BadValue
 
 
@@ -65,3 +66,13 @@ def subgraph(edges: pd.DataFrame, head: int | None, circuit: str, top: int = 100
                 near |= set(nx.single_source_shortest_path_length(g, c, cutoff=hops))
         e = e[e["src"].isin(near) & e["dst"].isin(near)]
     return e.sort_values(["rank", "layer", "head"], kind="stable").head(top)
+
+
+def circuit_param(circuit: str | None) -> str | None:
+    """`qk`/`QK` -> `QK` (None stays None); anything else is a BadValue."""
+    if circuit is None:
+        return None
+    try:
+        return normalise_circuit(circuit)
+    except ValueError:
+        raise BadValue("circuit", circuit, "must be qk or ov") from None

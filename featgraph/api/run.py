@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
+from featgraph.analyse.filters import circuit_param
 from featgraph.core.progress import ProgressFactory, no_progress
-from featgraph.core.schema import normalise_circuit, parse_feature_id
+from featgraph.core.schema import parse_feature_id
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning, MissingValue
 from featgraph.runs import rundir
 from featgraph.runs.files import check_output_file, write_frame
@@ -58,14 +59,6 @@ def _required_circuit(circuit: str) -> str:
     return c
 
 
-def circuit_param(circuit: str | None) -> str | None:
-    """`qk`/`QK` -> `QK` (None stays None); anything else is a BadValue."""
-    if circuit is None:
-        return None
-    try:
-        return normalise_circuit(circuit)
-    except ValueError:
-        raise BadValue("circuit", circuit, "must be qk or ov") from None
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -525,6 +518,21 @@ class Run:
         centres = [feature] if isinstance(feature, str) else list(feature or ())
         return write_page(build_html(e, self.features, title, centres), out)
 
+    def serve(self, neo4j: bool = False, host: str = "127.0.0.1", port: int = 8765, timeout: float = 10.0,
+              block: bool = True):
+        """The live explorer over this run's store (`featgraph serve`): http://HOST:PORT/ until interrupted, or, with
+        `block=False`, in a background thread (the returned server has `url` and `close()`). Binds the loopback
+        unless `host` says otherwise; read-only; `timeout` seconds per query."""
+        # The one upward import of the API layer (tests/test_layering.py allows it by name): `serve` is the app,
+        # Run.serve its API twin; serve.server never imports this module, so there is no cycle.
+        from featgraph.server.server import start
+
+        server = start(self, neo4j=neo4j, host=host, port=port, timeout=timeout)
+        if not block:
+            return server.start_thread()
+        server.serve_forever()
+        return server
+
     def show(self, head: int | None = None, circuit: str = "qk", top: int = 100, feature: str | Sequence[str] | None = None,
              hops: int = 1, match: str | None = None, layer: int | None = None, query: str | None = None,
              params: dict[str, Any] | None = None, layout: str | None = None, height: int = 640):
@@ -649,6 +657,13 @@ def to_networkx(run: Run | str | Path, head: int | None = None, circuit: str | N
     """A run's (or one layer's / head's / circuit's) MultiDiGraph; `run` may be a path. As `Run.to_networkx`."""
     r = run if isinstance(run, Run) else Run.open(run)
     return r.to_networkx(head, circuit, layer=layer)
+
+
+def serve(run: Run | str | Path, neo4j: bool = False, host: str = "127.0.0.1", port: int = 8765, timeout: float = 10.0,
+          block: bool = True):
+    """`Run.serve` for a run or a run directory: the live explorer at http://HOST:PORT/."""
+    r = run if isinstance(run, Run) else Run.open(run)
+    return r.serve(neo4j=neo4j, host=host, port=port, timeout=timeout, block=block)
 
 
 def positional(model: str, layer: int, sae_in: str | None = None, features: Sequence[str] = (),

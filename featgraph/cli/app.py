@@ -674,7 +674,7 @@ def serve(
 ):
     """A local, read-only web app over the run's store: find features, expand them, layouts, paths, Cypher, exports."""
     from featgraph.api.run import open_run
-    from featgraph.serve.server import start
+    from featgraph.server.server import start
 
     server = start(open_run(run), neo4j=neo4j, host=host, port=port, timeout=timeout)
     typer.echo(f"featgraph explorer at {server.url}  ({server.explorer.where}; Ctrl-C stops it)")

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from featgraph.errors import BadInput, BadValue, FeatgraphError, FeatgraphWarning, MissingValue
-from featgraph.serve.explorer import Explorer
+from featgraph.server.explorer import Explorer
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_BODY = 1 << 20  # bytes of a POST body

@@ -199,7 +199,7 @@ class Explorer:
         """One head's `limit` strongest edges of one circuit, for the two-column layout: the rows of the library's
         `top_edges` (tests check they are the same), read from the run's edge table grouped by head once, as the
         embedded store scans every edge for it (0.3-0.5 s at 10⁶ edges)."""
-        from featgraph.api.run import circuit_param
+        from featgraph.analyse.filters import circuit_param
 
         limit = _bounded("limit", limit, 1, MAX_EDGES)
         circ = circuit_param(circuit)
