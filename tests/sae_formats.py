@@ -123,3 +123,30 @@ def write_llama_scope_r1(folder: Path, d_model: int, expansion: int, seed: int, 
                                                     "hook_point_out": hook, "act_fn": "jumprelu"}))
     save_file(raw, str(folder / "sae_weights.safetensors"))
     return folder, raw
+
+
+def write_qwen_scope(path: Path, d_in: int, d_sae: int, seed: int) -> tuple[Path, dict]:
+    """Qwen Scope's layer{L}.sae.pt: a plain dict, W_enc [d_sae, d_in], W_dec [d_in, d_sae], b_enc, b_dec (SAELens'
+    qwen_scope loader transposes both)."""
+    r = _rng(seed)
+    raw = {"W_enc": _t(r.normal(size=(d_sae, d_in))), "W_dec": _t(r.normal(size=(d_in, d_sae))),
+           "b_enc": _t(r.normal(size=d_sae)), "b_dec": _t(r.normal(size=d_in))}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(raw, path)
+    return path, raw
+
+
+def write_linear_pair(path: Path, d_in: int, d_sae: int, seed: int, prefix: str = "encoder_linear",
+                      dec_prefix: str = "decoder_linear", dtype: torch.dtype = torch.float32) -> tuple[Path, dict]:
+    """A state dict of two nn.Linear modules as torch.save(module.state_dict()) writes it: Goodfire's SparseAutoEncoder
+    (encoder_linear / decoder_linear) or qresearch's DeepSeek-R1 SAE (encoder / decoder, bfloat16)."""
+    enc, dec = torch.nn.Linear(d_in, d_sae), torch.nn.Linear(d_sae, d_in)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (*enc.parameters(), *dec.parameters()):
+            p.copy_(torch.randn(p.shape, generator=g))
+    sd = {f"{prefix}.{k}": v.to(dtype) for k, v in enc.state_dict().items()}
+    sd |= {f"{dec_prefix}.{k}": v.to(dtype) for k, v in dec.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(sd, path)
+    return path, {k: v.to(torch.float32) for k, v in sd.items()}

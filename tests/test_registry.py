@@ -133,7 +133,8 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
         assert (d["release"], d["sae_id"], d["repo"], d["path"], d["model"]) == (rel, s["id"], r["repo"], str(s["path"]), r["model"])
         assert d["files"] and d["hook"], d
         assert d["readable"] == (d["format"] in {"gemma_scope", "gemma_scope_2", "saelens", "llama_scope", "llama_scope_r1",
-                                                 "dictionary_learning", "hook_z"})
+                                                 "dictionary_learning", "hook_z", "qwen_scope", "goodfire",
+                                                 "deepseek_r1"})
         per_family[_family_of(r["model"])] += 1
         np_id = s.get("neuronpedia")
         if d["neuronpedia_id"] is None and np_id:
@@ -165,6 +166,10 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
     ("pythia-70m-deduped-res-sm/blocks.0.hook_resid_pre", dict(input_of_layer=0, neuronpedia_id="e-att-sm")),
     ("sae_bench_pythia70m_sweep_topk_ctx128_0730/blocks.3.hook_resid_post__trainer_0",
      dict(format="dictionary_learning", hook="blocks.3.hook_resid_post")),
+    ("goodfire-llama-3.1-8b-instruct/layer_19", dict(format="goodfire", readable=True, neuronpedia_model="llama3.1-8b-it",
+                                                     neuronpedia_id="19-resid-post-gf", input_of_layer=20)),
+    ("qwen-scope-3-8b-base-w64k-l50/layer7", dict(format="qwen_scope", readable=True, d_sae=65536, hook="blocks.7.hook_resid_post",
+                                                   files=["layer7.sae.pt"], input_of_layer=8)),
     ("mwhanna-qwen3-4b-transcoders/layer_0", dict(readable=False, site="transcoder", neuronpedia_id="0-transcoder-hp")),
 ])
 def test_sae_info_fields(ref, want):
@@ -248,7 +253,7 @@ def test_atlas_defaults_pair_by_hook_points():
     models = registry.atlas_models()
     assert {"gpt2-small (gpt2-small-res-jb)", "meta-llama/Llama-3.1-8B (llama_scope_lxr_8x)",
             "pythia-70m-deduped (pythia-70m-deduped-res-sm)", "gemma-2-9b (gemma-scope-9b-pt-res-canonical)"} <= set(models)
-    assert not any("Qwen3-8B" in m for m in models)  # Qwen Scope's .sae.pt files: a format featgraph does not read
+    assert "Qwen/Qwen3-8B-Base (qwen-scope-3-8b-base-w64k-l100)" in models  # Qwen Scope's layer{L}.sae.pt series
 
 
 def test_a_registry_sae_names_the_model_and_its_labels_come_from_its_export(tiny, tmp_path, monkeypatch):

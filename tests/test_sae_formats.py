@@ -13,7 +13,16 @@ import torch
 from featgraph.errors import BadInput
 from featgraph.load import sae as sae_io
 
-from sae_formats import write_dictionary_learning, write_hook_z, write_llama_scope, write_llama_scope_r1, write_openai, write_saelens
+from sae_formats import (
+    write_dictionary_learning,
+    write_hook_z,
+    write_linear_pair,
+    write_llama_scope,
+    write_llama_scope_r1,
+    write_openai,
+    write_qwen_scope,
+    write_saelens,
+)
 
 D_IN, D_SAE = 24, 40
 
@@ -161,3 +170,54 @@ def test_llama_scope_r1_format(tmp_path):
     _close(_ours(s, x)[1], f)
     _close(_ours(s, x)[2], (f @ raw["decoder.weight"].T + raw["decoder.bias"]) / k)
     assert s.source["hook"] == "blocks.0.hook_resid_post" and s.neuronpedia_id == e.neuronpedia.split("/")[1]
+
+
+def test_qwen_scope_format_in_the_hub_cache(tmp_path):
+    """Qwen Scope (SAELens' qwen_scope loader): W_enc [d_sae, d_in] and W_dec [d_in, d_sae] transposed; TopK with
+    apply_b_dec_to_input False, so pre = x W_enc + b_enc and no threshold; layer{L}.sae.pt is blocks.L.hook_resid_post,
+    layer L+1's input; in the HF cache the registry entry is found by repo and file."""
+    p, raw = write_qwen_scope(tmp_path / "models--Qwen--SAE-Res-Qwen3-1.7B-Base-W32K-L0_50" / "snapshots" / "c" / "layer3.sae.pt",
+                              D_IN, D_SAE, 7)
+    s = sae_io.load(str(p))
+    x = _x()
+    _close(_ours(s, x)[0], x @ raw["W_enc"].T + raw["b_enc"])
+    _close(s.W_dec, raw["W_dec"].T)
+    _close(_ours(s, x)[0] @ s.W_dec + s.b_dec, (x @ raw["W_enc"].T + raw["b_enc"]) @ raw["W_dec"].T + raw["b_dec"])
+    assert s.threshold is None and s.source["format"] == "qwen_scope"
+    assert (s.source["hook"], s.source["input_of_layer"], s.source["release"], s.source["sae_id"]) == \
+        ("blocks.3.hook_resid_post", 4, "qwen-scope-3-1.7b-base-w32k-l50", "layer3")
+    assert s.source["architecture"] == "topk (k=50)"
+
+
+@pytest.mark.parametrize("publisher", ["goodfire", "deepseek_r1"])
+def test_goodfire_and_deepseek_r1_formats(tmp_path, publisher):
+    """Goodfire's SparseAutoEncoder (f = relu(encoder_linear(x)), x̂ = decoder_linear(f)) and qresearch's DeepSeek-R1 SAE
+    (encoder / decoder, stored in bfloat16): nn.Linear weights transposed, ReLU with b_dec not subtracted. The file
+    names give the layer; in the HF cache, the registry's Neuronpedia id."""
+    if publisher == "goodfire":
+        repo, name, keys = "models--Goodfire--Llama-3.1-8B-Instruct-SAE-l19", "Llama-3.1-8B-Instruct-SAE-l19.pth", \
+            ("encoder_linear", "decoder_linear")
+        np_id, dtype = "19-resid-post-gf", torch.float32
+    else:
+        repo, name, keys = "models--qresearch--DeepSeek-R1-Distill-Llama-8B-SAE-l19", "DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt", \
+            ("encoder", "decoder")
+        np_id, dtype = "19-qresearch-res-65k", torch.bfloat16
+    p, raw = write_linear_pair(tmp_path / repo / "snapshots" / "c" / name, D_IN, D_SAE, 8, *keys, dtype=dtype)
+    s = sae_io.load(str(p))
+    x = _x()
+    enc, dec = keys
+    f = torch.relu(x @ raw[f"{enc}.weight"].T + raw[f"{enc}.bias"])
+    _close(_ours(s, x)[1], f)
+    _close(_ours(s, x)[2], f @ raw[f"{dec}.weight"].T + raw[f"{dec}.bias"])
+    assert (s.source["format"], s.source["hook"], s.source["input_of_layer"], s.neuronpedia_id) == \
+        (publisher, "blocks.19.hook_resid_post", 20, np_id)
+    # outside the cache the keys (and the publisher's file name) still choose the reader
+    q, _ = write_linear_pair(tmp_path / "loose" / name, D_IN, D_SAE, 8, *keys, dtype=dtype)
+    assert sae_io.load(str(q)).source["format"] == publisher
+    bad = tmp_path / "bad" / name
+    bad.parent.mkdir()
+    sd = torch.load(q)
+    sd[f"{dec}.weight"] = sd[f"{dec}.weight"][:, :-1]
+    torch.save(sd, bad)
+    with pytest.raises(BadInput, match=rf"{dec}.weight has shape \[{D_IN}, {D_SAE - 1}\], expected \[{D_IN}, {D_SAE}\]"):
+        sae_io.load(str(bad))

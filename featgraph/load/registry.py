@@ -168,7 +168,7 @@ def get() -> Registry:
 FORMATS: dict[str | None, str] = {
     None: "saelens", "gemma_2": "gemma_scope", "gemma_2_transcoder": "gemma_scope", "gemma_3": "gemma_scope_2",
     "llama_scope": "llama_scope", "llama_scope_r1_distill": "llama_scope_r1", "dictionary_learning_1": "dictionary_learning",
-    "connor_rob_hook_z": "hook_z",
+    "connor_rob_hook_z": "hook_z", "qwen_scope": "qwen_scope", "goodfire": "goodfire", "deepseek_r1": "deepseek_r1",
 }
 # Widths as SAELens' gemma_2 loader maps them (width_16k -> 16384 ...), also Gemma Scope 2's and Llama Scope's names.
 WIDTHS = {"4k": 4096, "16k": 16384, "32k": 32768, "65k": 65536, "128k": 131072, "131k": 131072, "262k": 262144,

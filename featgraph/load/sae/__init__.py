@@ -22,8 +22,20 @@ from featgraph.core.weights import SAE
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
 from featgraph.load import registry as reg
-from featgraph.load.sae import dictionary_learning, gemma_scope, gemma_scope_2, hook_z, llama_scope, llama_scope_r1, openai, saelens
-from featgraph.load.sae.common import KEYS, finite
+from featgraph.load.sae import (
+    deepseek_r1,
+    dictionary_learning,
+    gemma_scope,
+    gemma_scope_2,
+    goodfire,
+    hook_z,
+    llama_scope,
+    llama_scope_r1,
+    openai,
+    qwen_scope,
+    saelens,
+)
+from featgraph.load.sae.common import KEYS, finite, torch_load
 from featgraph.load.sae.gemma_scope import npz_shapes
 from featgraph.load.sae.gemma_scope_2 import ST_KEYS, safetensors_shapes
 from featgraph.runs.files import sha256
@@ -35,7 +47,7 @@ PARAMS = gemma_scope.PARAMS
 PARAMS_ST = gemma_scope_2.PARAMS
 CONFIG = gemma_scope_2.CONFIG
 READERS: dict[str, ModuleType] = {m.NAME: m for m in (gemma_scope, gemma_scope_2, saelens, llama_scope, llama_scope_r1,
-                                                        dictionary_learning, hook_z, openai)}
+                                                        dictionary_learning, hook_z, openai, qwen_scope, goodfire, deepseek_r1)}
 # The weights file of each format inside an SAE's folder (the others are its config files).
 _WEIGHTS = {"gemma_scope": PARAMS, "gemma_scope_2": PARAMS_ST, "saelens": saelens.WEIGHTS, "llama_scope": llama_scope.WEIGHTS,
             "dictionary_learning": dictionary_learning.WEIGHTS}
@@ -43,7 +55,8 @@ _CONFIG_FILES = ("cfg.json", "config.json", "hyperparams.json", "_cfg.json")
 GEMMA_2_2B_D_MODEL = 2304
 _FORMATS_TEXT = ("a params.npz or params.safetensors (Gemma Scope), a SAELens folder (cfg.json + sae_weights.safetensors), "
                  "a Llama Scope folder (hyperparams.json + checkpoints/final.safetensors), a dictionary_learning folder "
-                 "(ae.pt + config.json), a hook_z .pt with its _cfg.json, or an OpenAI GPT-2 SAE .pt")
+                 "(ae.pt + config.json), a hook_z .pt with its _cfg.json, an OpenAI GPT-2 SAE .pt, a Qwen Scope layerL.sae.pt, "
+                 "or a Goodfire or DeepSeek-R1 SAE .pt/.pth")
 
 
 @dataclass(frozen=True)
@@ -107,8 +120,20 @@ def _local_format(p: Path, ref: str) -> tuple[Path, str]:
             return p, "dictionary_learning"
         if hook_z.detect(p) is not None:
             return p, "hook_z"
-        return p, "openai"
+        if qwen_scope.detect(p) is not None:
+            return p, "qwen_scope"
+        return p, _single_file_format(p, ref)
     raise BadInput(f"SAE file {ref} is not in a format featgraph reads: pass {_FORMATS_TEXT}")
+
+
+def _single_file_format(p: Path, ref: str) -> str:
+    """A lone .pt/.pth without a config: which publisher's state dict it is, from its keys (read without running code)."""
+    sd = torch_load(p, "SAE", ref)
+    if goodfire.is_goodfire(sd):
+        return "goodfire"
+    if deepseek_r1.is_deepseek_r1(sd, p.name):
+        return "deepseek_r1"
+    return "openai"
 
 
 def _strip_file(path: str) -> str:

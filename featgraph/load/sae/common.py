@@ -81,3 +81,17 @@ def pick(parts: Sequence[str], make: Mapping[str, Callable[[], torch.Tensor | No
         if t is not None:
             out[k] = f32(t)
     return out
+
+
+def linear_pair(sd: Mapping[str, Any], keys: tuple[str, str, str, str], role: str, text: str,
+                fmt: str) -> tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An SAE stored as two nn.Linear layers (or their raw [out, in] matrices) under `keys` = (encoder weight, decoder
+    weight, encoder bias, decoder bias): (d_in, d_sae, W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec) in
+    featgraph's orientation, every shape checked (the encoder's shape gives d_sae × d_in)."""
+    enc, dec, benc, bdec = keys
+    sh = shapes_of(sd)
+    if enc not in sh or len(sh[enc]) != 2:
+        raise BadInput(f"{role} {text}: {fmt} lacks a 2-D {enc} (it has {', '.join(sorted(sh)) or 'nothing'})")
+    d_sae, d_in = sh[enc]
+    expect(role, text, fmt, sh, {dec: (d_in, d_sae), benc: (d_sae,), bdec: (d_in,)})
+    return d_in, d_sae, sd[enc].T, sd[dec].T, sd[benc], sd[bdec]
