@@ -365,3 +365,43 @@ def test_sae_ids_are_described_without_torch():
             "print(d['neuronpedia_id'], 'torch' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 0 and p.stdout.split() == ["15-llamascope-res-32k", "False"], p.stderr
+
+
+def test_extract_reads_a_qwen3_models_qwen_scope_saes_from_the_registry(tmp_path, monkeypatch):
+    """A tiny Qwen3 saved by transformers in a folder named after Qwen3-1.7B-Base, without --sae-in/--sae-out: layer 2
+    reads Qwen Scope's layer1.sae.pt (blocks.1.hook_resid_post, its input) and layer2.sae.pt (after it) from the
+    Hub (faked: the files as the repo serves them); the edges equal the same files passed as local paths."""
+    import huggingface_hub
+    import pandas as pd
+    from family_models import make_tiny
+
+    from featgraph.load import hub
+
+    from sae_formats import write_qwen_scope
+
+    make_tiny("qwen3", tmp_path / "Qwen3-1.7B-Base")
+    d_model = json.loads((tmp_path / "Qwen3-1.7B-Base" / "config.json").read_text())["hidden_size"]
+    snap = tmp_path / "snap"
+    for L in (1, 2):
+        write_qwen_scope(snap / f"layer{L}.sae.pt", d_model, 40 + L, L)
+    asked = []
+
+    def fake_download(repo_id, filename, revision=None, **kw):
+        asked.append((repo_id, filename))
+        return str(snap / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(hub, "_check_reachable", lambda ref, filename: None, raising=False)
+    run = fg.extract(model=str(tmp_path / "Qwen3-1.7B-Base"), layer=2, top_k=5, device="cpu", labels=False)
+    m = run.manifest
+    repos = {r for r, _ in asked}
+    assert len(repos) == 1 and next(iter(repos)).startswith("Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_")
+    assert sorted(f for _, f in asked) == ["layer1.sae.pt", "layer2.sae.pt"]
+    assert (m.sae_in["sae_id"], m.sae_out["sae_id"], m.sae_in["format"]) == ("layer1", "layer2", "qwen_scope")
+    local = fg.extract(model=str(tmp_path / "Qwen3-1.7B-Base"), layer=2, top_k=5, device="cpu", labels=False,
+                       sae_in=str(snap / "layer1.sae.pt"), sae_out=str(snap / "layer2.sae.pt"))
+    cols = ["head", "circuit", "src_index", "dst_index", "weight"]
+    a = run.edges[cols].sort_values(cols[:4]).reset_index(drop=True)
+    b = local.edges[cols].sort_values(cols[:4]).reset_index(drop=True)
+    assert len(a) > 0
+    pd.testing.assert_frame_equal(a, b)
