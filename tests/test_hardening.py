@@ -395,3 +395,72 @@ def test_text_prompts_need_the_models_tokenizer(tiny, tmp_path):
     r = fg("validate", tmp_path / "run", "--prompt", "the cat sat", "--device", "cpu", "--format", "json")
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "no tokenizer files" in r.stderr, r.output
     assert not (tmp_path / "run" / "validation.parquet").exists()
+
+
+# ---------------------------------------------------------------- validate cuts a long prompt before tokenizing it (21.8)
+
+def _trained_tokenizers(tmp_path):
+    """The demo's word-level tokenizer and two BPE tokenizers trained here on a few words: byte-level with GPT-2's
+    pre-tokenizer, and one over the whole text (spaces as ▁, no pre-tokenizer: Gemma's and Llama 2's layout)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from featgraph.api.demo import write_tokenizer
+
+    write_tokenizer(tmp_path, 300)
+    toks = {"word-level": AutoTokenizer.from_pretrained(tmp_path)}
+    corpus = ["the cat sat on the mat, and the dog ran to the park.", "1234 5678 == != <= >=   tabs\tand\nnew lines",
+              "attention heads attend to keys; queries ask", "éàü 漢字 emoji 🙂 mixed"] * 20
+    byte = Tokenizer(models.BPE())
+    byte.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte.decoder = decoders.ByteLevel()
+    byte.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    toks["byte-level BPE"] = PreTrainedTokenizerFast(tokenizer_object=byte)
+    whole = Tokenizer(models.BPE(unk_token="<unk>"))
+    whole.normalizer = normalizers.Replace(" ", "▁")
+    whole.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>"], max_token_length=12))
+    toks["unsplit BPE"] = PreTrainedTokenizerFast(tokenizer_object=whole)
+    return toks
+
+
+def test_truncated_ids_equal_the_whole_texts_ids_cut(tmp_path):
+    from featgraph.api.validate import truncated_ids
+
+    rng = np.random.default_rng(0)
+    pieces = ["the", "cat", "sat", " ", "  ", "\t", "\n", ".", ",", "12", "345", "==", "🙂", "漢字", "é", "attention", "mat",
+              "zzzz", "queries", "▁", "a" * 30]
+    for name, tok in _trained_tokenizers(tmp_path).items():
+        def encode(t, tok=tok):
+            return list(tok(t)["input_ids"])
+
+        for _ in range(60):
+            text = "".join(rng.choice(pieces, size=int(rng.integers(1, 3000))))
+            for m in (1, 3, 16, 100):
+                assert truncated_ids(encode, text, m) == encode(text)[:m], (name, m, text[:80])
+        assert truncated_ids(encode, "the cat", None) == encode("the cat")
+
+
+def test_validate_does_not_tokenize_all_of_a_huge_line(demo_run, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    line = tmp_path / "big.txt"
+    line.write_text("the cat of and to a in is that it for was on are as with " * 40_000 + "\n")  # 2.3 MB, one line
+    load, seen = AutoTokenizer.from_pretrained, []
+
+    def counting(*a, **kw):
+        tok = load(*a, **kw)
+
+        class Counting(type(tok)):
+            def __call__(self, text, *args, **kwargs):
+                seen.append(len(text))
+                return super().__call__(text, *args, **kwargs)
+
+        tok.__class__ = Counting
+        return tok
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", counting)
+    r = fg("validate", demo_run, "--text-file", line, "--max-tokens", 16, "--heads", 0, "--device", "cpu", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert "1 prompts, 16 tokens" in r.stderr and json.loads(r.stdout)[0]["pairs"] == 16 * 17 // 2  # causal QK pairs
+    assert seen and sum(seen) < 20_000, seen  # the whole line was 2.3 million characters
+    assert "longer than the specified maximum" not in r.stderr
