@@ -32,6 +32,11 @@ CONFIGS = {
     "mistral": BASE | dict(sliding_window=6, rope_parameters={"rope_type": "default", "rope_theta": 300.0}),
     "qwen2": BASE | dict(rope_parameters={"rope_type": "default", "rope_theta": 1000.0}),
     "qwen3": BASE | dict(rms_norm_eps=0.1, rope_parameters={"rope_type": "default", "rope_theta": 1000.0}),
+    # two experts of which one is used per token (the MLP is off in the oracle); head_dim given, as the checkpoints do;
+    # every layer sliding over 6 positions (use_sliding_window), as Mistral's
+    "qwen3_moe": BASE | dict(rms_norm_eps=0.1, num_experts=2, num_experts_per_tok=1, moe_intermediate_size=16,
+                             use_sliding_window=True, sliding_window=6,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1000.0}),
     # Sliding layers 0, 2, 4 (d_head 16, 2 kv heads), full 1, 3, 5 (d_head 32, 1 kv head, no v_proj, proportional
     # RoPE over a quarter of the pairs); layers 4 and 5 reuse layers 2 and 3's keys and values.
     "gemma4_text": BASE | dict(num_hidden_layers=6, rms_norm_eps=0.1, layer_types=["sliding_attention", "full_attention"] * 3,
@@ -43,6 +48,7 @@ CONFIGS = {
 }
 CLASSES = {"llama": ("LlamaConfig", "LlamaForCausalLM"), "mistral": ("MistralConfig", "MistralForCausalLM"),
            "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"), "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+           "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM"),
            "gemma4_text": ("Gemma4TextConfig", "Gemma4ForCausalLM")}
 # Where the attention output meets a norm before joining the residual stream (the oracle multiplies its RMS back).
 POST_NORM = {"gemma2", "gemma3_text", "gemma3", "gemma4_text", "gemma4"}

@@ -1,4 +1,4 @@
-"""Every QK and OV value featgraph writes for Llama, Mistral, Qwen2, Qwen3 and Gemma 4 equals what transformers'
+"""Every QK and OV value featgraph writes for Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE and Gemma 4 equals what transformers'
 own modules compute (tests/family_models.oracle: the real decoder layer, MLP off), on tiny random models saved
 by save_pretrained — at RoPE offset 0 and a nonzero one, into residual and attention-output SAEs — and the traps
 of these families: their `post_attention_layernorm` is the MLP's norm, biases are not a feature's term, Qwen3's
@@ -24,7 +24,7 @@ from featgraph.load import model as model_io
 from helpers import write_sae
 
 D_MODEL = 48
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma4_text")
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma4_text")
 
 
 @pytest.fixture(scope="module")

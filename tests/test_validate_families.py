@@ -1,6 +1,6 @@
-"""`featgraph validate` on Llama, Mistral, Qwen2, Qwen3 and Gemma 4: the feature decomposition of real attention
+"""`featgraph validate` on Llama, Mistral, Qwen2, Qwen3, Qwen3-MoE and Gemma 4: the feature decomposition of real attention
 is exact — with projection biases (Llama attention_bias, Qwen2) as non-feature terms, no post-attention norm on
-the attention output (Llama, Mistral, Qwen), Mistral's every-layer sliding window, Qwen3's query/key norms (gain
+the attention output (Llama, Mistral, Qwen), Mistral's and Qwen3-MoE's every-layer sliding window, Qwen3's query/key norms (gain
 w), and Gemma 4's query/key/value norms, keys-as-values, per-layer head sizes and layer_scalar.
 
 Tiny random models saved by transformers (tests/family_models.py) run on token ids; transformers' own eager
@@ -24,7 +24,7 @@ from featgraph.api.run import open_run
 from helpers import write_sae
 
 D = 48
-FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma4_text")
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma4_text")
 
 
 @pytest.fixture(scope="module")
@@ -109,4 +109,4 @@ def test_random_sae_all_terms_are_the_real_attention(made, fam):
         session = _session(made, fam, layer, sae, "random")
         for ids in PROMPTS:
             _check(session, ids, complete=False)
-        assert session.sliding == {"mistral": 6, "gemma4_text": 6 if layer == 2 else None}.get(fam)
+        assert session.sliding == {"mistral": 6, "qwen3_moe": 6, "gemma4_text": 6 if layer == 2 else None}.get(fam)

@@ -20,12 +20,13 @@ from featgraph.families.llama import LLAMA
 from featgraph.families.mistral import MISTRAL
 from featgraph.families.qwen2 import QWEN2
 from featgraph.families.qwen3 import QWEN3
+from featgraph.families.qwen3_moe import QWEN3_MOE
 
 FAMILIES: dict[str, Family] = {f.model_type: f for f in (GEMMA2, GEMMA3_TEXT, GEMMA3, GEMMA4_TEXT, GEMMA4, LLAMA, MISTRAL,
-                                                          QWEN2, QWEN3, GPT2, GPT_NEOX)}
+                                                          QWEN2, QWEN3, QWEN3_MOE, GPT2, GPT_NEOX)}
 
 __all__ = ["FAMILIES", "FULL", "GEMMA2", "GEMMA3", "GEMMA3_TEXT", "GEMMA4", "GEMMA4_TEXT", "GPT2", "GPT_NEOX", "LLAMA",
-           "MISTRAL", "QWEN2", "QWEN3", "ROPE_TYPES", "SLIDING", "Family", "config_fields", "of"]
+           "MISTRAL", "QWEN2", "QWEN3", "QWEN3_MOE", "ROPE_TYPES", "SLIDING", "Family", "config_fields", "of"]
 
 
 def of(model_type: object, where: str = "the model") -> Family:
