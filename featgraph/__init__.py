@@ -18,6 +18,7 @@ _API = {
     "import_edges": "featgraph.api.run",
     "import_graph": "featgraph.api.attribution",
     "qk_attribution": "featgraph.api.attribution",
+    "qk_trace": "featgraph.api.attribution",
     "to_networkx": "featgraph.api.run",
     "positional": "featgraph.api.run",
     "extract": "featgraph.api.compute",

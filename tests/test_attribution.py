@@ -499,3 +499,134 @@ def test_qk_attribution_pairs_add_up_to_the_models_logit(tmp_path):
     assert a.pairs["share"].iloc[0] == pytest.approx(a.pairs["contribution"].iloc[0] / a.logit)
     with pytest.raises(Exception, match="key_position"):
         qk_attribution(run, ids, head=session.heads[0], query_position=3, key_position=5, device="cpu")
+
+
+# ---------------------------------------------------------------- QK attribution written into a graph (qk_tracing_results)
+
+def _qk_setup(tmp_path):
+    """A tiny Gemma 2 with its tokenizer, a run whose input SAE is named `1-tinyres` (so a graph feature node of
+    source set `tinyres` at layer 1 is the same Neuronpedia feature), and a prompt of the tokenizer's words."""
+    from test_validate import D
+
+    import featgraph as fg_api
+    from featgraph.api.demo import WORDS, write_tokenizer
+    from featgraph.api.run import open_run
+
+    from helpers import LAYER, TINY, make_tiny_model, write_sae
+
+    make_tiny_model(tmp_path / "model")
+    write_tokenizer(tmp_path / "model", TINY["vocab_size"], TINY["max_position_embeddings"])
+    sae_in, sae_out = write_sae(tmp_path / "sae-in", D, 40, seed=1), write_sae(tmp_path / "sae-out", D, 36, seed=2)
+    fg_api.extract(model=tmp_path / "model", layer=LAYER, sae_in=sae_in, sae_out=sae_out, top_k=2000, device="cpu",
+                   out=tmp_path / "run", labels=False, model_id="model", sae_in_id="1-tinyres", sae_out_id="1-tinyout")
+    words = list(WORDS[:7])
+    return open_run(tmp_path / "run"), words
+
+
+def test_qk_trace_writes_neuronpedia_qk_tracing_results(tmp_path):
+    """`featgraph qk-trace` writes the head's QK attribution on the graph's prompt into the node at the query
+    position as Neuronpedia's qk_tracing_results: the file validates against Neuronpedia's schema, the lists equal
+    fg.qk_attribution's tables (pandas), contributors are the graph's own node where the graph has that feature at
+    that position and a qk_only_nodes entry otherwise, and everything else of the graph is as in the source file."""
+    from featgraph.api.attribution import qk_attribution, qk_trace
+
+    run, words = _qk_setup(tmp_path)
+    tokens = ["<bos>", *words]
+    t, head, top = len(tokens) - 1, 1, 6
+    ref = qk_attribution(run, " ".join(words), head=head, query_position=t, top=top, device="cpu")
+    s = ref.key_position
+    own_q = int(ref.pairs["query_feature"].iloc[0].rsplit("/", 1)[1])  # the strongest pair's query feature, at t
+    own_k = int(ref.keys["key_feature"].iloc[-1].rsplit("/", 1)[1])  # a weaker key feature, at s
+    features = ((1, own_q, t), (1, own_k, s), (2, 3, t), (0, 5, 1))
+    g = graph_dict(tokens=tokens, features=features, scan="model", source_set="tinyres", seed=3)
+    g["metadata"]["prompt"] = " ".join(words)
+    ids = [2, *range(4, 4 + len(words))]  # the word-level tokenizer: <bos> 2, then the words in order from 4
+    rename = {n["node_id"]: f"E_{ids[n['ctx_idx']]}_{n['ctx_idx']}" for n in g["nodes"] if n["feature_type"] == "embedding"}
+    for n in g["nodes"]:  # embedding node ids carry the token ids, as circuit-tracer writes them
+        n["node_id"] = rename.get(n["node_id"], n["node_id"])
+    for x in g["links"]:
+        x["source"], x["target"] = rename.get(x["source"], x["source"]), rename.get(x["target"], x["target"])
+    src = write(tmp_path / "g.json", g)
+    target = f"2_3_{t}"
+    res = fg("qk-trace", tmp_path / "run", src, "--node", target, "--head", head, "--top", top, "--device", "cpu",
+             "--out", tmp_path / "enriched.json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "enriched.json").read_text())
+    assert _schema_errors(doc) == []
+
+    # the lists equal the reference tables, each feature named by its node
+    def node_of(fid, pos):
+        i = int(fid.rsplit("/", 1)[1])
+        return {(own_q, t): f"1_{own_q}_{t}", (own_k, s): f"1_{own_k}_{s}"}.get((i, pos), f"1_sae_{i}_{pos}")
+
+    qk = next(n for n in doc["nodes"] if n["node_id"] == target)["qk_tracing_results"]
+    want_pairs = [[node_of(r.query_feature, t), node_of(r.key_feature, s), r.contribution] for r in ref.pairs.itertuples()]
+    want_q = [[node_of(r.query_feature, t), r.contribution] for r in ref.queries.itertuples()]
+    want_k = [[node_of(r.key_feature, s), r.contribution] for r in ref.keys.itertuples()]
+    for got, want in ((qk["pair_wise_contributors"], want_pairs), (qk["top_q_marginal_contributors"], want_q),
+                      (qk["top_k_marginal_contributors"], want_k)):
+        assert [row[:-1] for row in got] == [row[:-1] for row in want]
+        assert [row[-1] for row in got] == pytest.approx([row[-1] for row in want], rel=1e-12, abs=1e-15)
+        assert all(isinstance(row[-1], float) and all(isinstance(x, str) for x in row[:-1]) for row in got)
+    assert len(qk["pair_wise_contributors"]) == top
+    assert qk["featgraph"]["head"] == head and qk["featgraph"]["key_position"] == s
+    assert qk["featgraph"]["logit"] == pytest.approx(ref.logit)
+    used = {x for row in qk["pair_wise_contributors"] for x in row[:2]} | {
+        row[0] for row in qk["top_q_marginal_contributors"] + qk["top_k_marginal_contributors"]}
+    assert f"1_{own_q}_{t}" in used and f"1_{own_k}_{s}" in used  # the graph's own nodes are used where they exist
+    graph_ids = {n["node_id"] for n in g["nodes"]}
+    assert doc["qk_only_nodes"] and set(doc["qk_only_nodes"]) == used - graph_ids  # every other contributor is described, and nothing more
+    for nid, d in doc["qk_only_nodes"].items():
+        assert d["node_id"] == d["jsNodeId"] == nid and d["layer"] == 1 and d["ctx_idx"] in (t, s)
+        assert d["clerp"].startswith("SAE feature model/1-tinyres/")
+
+    # the rest of the graph is the source file's
+    del next(n for n in doc["nodes"] if n["node_id"] == target)["qk_tracing_results"]
+    del doc["qk_only_nodes"]
+    assert doc == g
+
+    # it imports back, the results kept on the node
+    res = fg("import", tmp_path / "enriched.json", "--out", tmp_path / "back")
+    assert res.exit_code == 0, res.output
+    from featgraph.runs.graphs import list_graphs
+
+    stored = pq.read_table(list_graphs(tmp_path / "back")[0].nodes_path).to_pandas().set_index("node_id")
+    assert json.loads(stored.loc[target, "qk_tracing_results"])["pair_wise_contributors"] == qk["pair_wise_contributors"]
+
+    # gzip out, an explicit key position, and the API
+    r = qk_trace(run, src, target, head, tmp_path / "e.json.gz", key_position=0, top=3, device="cpu")
+    with gzip.open(tmp_path / "e.json.gz", "rt") as f:
+        doc = json.load(f)
+    assert _schema_errors(doc) == [] and r.key_position == 0 and r.links == len(g["links"]) and r.nodes == len(g["nodes"])
+    ref0 = qk_attribution(run, " ".join(words), head=head, query_position=t, key_position=0, top=3, device="cpu")
+    got = next(n for n in doc["nodes"] if n["node_id"] == target)["qk_tracing_results"]["top_k_marginal_contributors"]
+    assert [v for _, v in got] == pytest.approx(list(ref0.keys["contribution"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("case", ["no node", "before the layer", "already traced", "tokens differ", "exists"])
+def test_qk_trace_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
+    _, words = _qk_setup(tmp_path)
+    tokens = ["<bos>", *words]
+    g = graph_dict(tokens=tokens, features=((0, 5, 3), (2, 3, 6)), scan="model", source_set="tinyres")
+    g["metadata"]["prompt"] = " ".join(words)
+    node, out, args = "2_3_6", tmp_path / "e.json", []
+    if case == "no node":
+        node, want = "9_9_9", "has no node '9_9_9'"
+    elif case == "before the layer":
+        node, want = "0_5_3", "before the head's layer 1"
+    elif case == "already traced":
+        g["nodes"][1]["qk_tracing_results"] = {"pair_wise_contributors": [], "top_q_marginal_contributors": [],
+                                               "top_k_marginal_contributors": []}
+        want = "already has qk_tracing_results"
+    elif case == "tokens differ":
+        g["metadata"]["prompt"] = " ".join(words[:-1])
+        want = "pass the graph's token ids"
+    else:
+        out.write_text("keep")
+        want = "already exists"
+    src = write(tmp_path / "g.json", g)
+    res = fg("qk-trace", tmp_path / "run", src, "--node", node, "--head", 0, "--device", "cpu", "--out", out, *args)
+    assert res.exit_code == 2, res.output
+    assert want in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert (out.read_text() == "keep") if case == "exists" else not out.exists()
+    assert not list(tmp_path.glob(".qk-trace-*"))

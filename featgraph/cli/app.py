@@ -508,6 +508,40 @@ def export_neo4j(
                f"then, with the server up, create featgraph's constraints and indexes:\n  cypher-shell -f {schema}")
 
 
+@app.command("qk-trace", epilog="Example: featgraph qk-trace exports/layer13 dallas.json --node 15_4521_5 --head 0 "
+             "--out dallas-qk.json   (then upload dallas-qk.json to Neuronpedia's graph viewer)")
+def qk_trace_cmd(
+    run: RunArg,
+    graph: Annotated[Path, typer.Argument(help="Attribution graph (circuit-tracer / Neuronpedia graph JSON, .json or .json.gz).",
+                                          show_default=False, metavar="GRAPH")],
+    node: Annotated[str, typer.Option("--node", help="node_id of the graph's node at the query position that gets the "
+                                      "results.", show_default=False)],
+    head: HeadOpt,
+    out: Path = typer.Option(..., "--out", help="Enriched graph to write (.json or .json.gz).", show_default=False),
+    key_position: Optional[int] = typer.Option(None, "--key-position", help="Key position [default: the one the head "
+                                               "weights most].", show_default=False),
+    top: int = typer.Option(10, "--top", help="Contributors kept in each list."),
+    token_ids: Optional[str] = typer.Option(None, "--token-ids", help="The prompt's token ids, comma-separated, when the "
+                                            "run's tokenizer does not give the graph's tokens.", show_default=False),
+    source_set: Optional[str] = typer.Option(None, "--source-set", help="Neuronpedia source set of the graph's transcoder "
+                                             "features, as for import [default: the file's feature_details].", show_default=False),
+    model_id: Optional[str] = typer.Option(None, "--model-id", help="Neuronpedia model id of the graph's features [default: "
+                                           "metadata.scan].", show_default=False),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    force: ForceOpt = False,
+):
+    """Write a head's QK attribution on a graph's prompt into the graph as Neuronpedia's qk_tracing_results."""
+    from featgraph.api.attribution import qk_trace
+    from featgraph.api.run import open_run
+
+    r = qk_trace(open_run(run), graph, node, head, out, key_position=key_position, top=top,
+                 token_ids=_ints(token_ids, "--token-ids"), model_id=model_id, source_set=source_set, device=device, force=force)
+    typer.echo(f"wrote {r.out}: node {r.node_id} carries head {r.layer}.{r.head}'s QK attribution from position "
+               f"{r.query_position} to {r.key_position} (logit {r.logit:.4g}; {r.pairs} pairs, {r.queries} query and "
+               f"{r.keys} key features: {r.graph_nodes} of the graph's nodes, {r.qk_only_nodes} in qk_only_nodes); "
+               f"{r.nodes} nodes and {r.links} links carried over")
+
+
 @app.command(epilog="Example: featgraph tetrads exports/layer13 --head 7 --circuit ov --top 20")
 def tetrads(
     run: RunOrEdges,

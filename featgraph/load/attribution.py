@@ -546,3 +546,111 @@ def read_graph(path: str | Path, out: str | Path, model_id: str | None = None, s
                      lorsa_source_set=r.lorsa_source_set, prompt=m["prompt"], prompt_tokens=tuple(m["prompt_tokens"]),
                      schema_version=m.get("schema_version"), nodes=nodes.num_rows, links=n_links, kinds=kinds,
                      sha256=digest, bytes=size, metadata=m, qparams=r.qparams or {}, qk_only_nodes=r.qk_only)
+
+
+# ---------------------------------------------------------------- a graph file streamed through (QK tracing export)
+
+def read_parts(path: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """Every top-level part of a graph file except its links, as the file has them (all fields of every node
+    kept), checked as `read_graph` checks them; and the top-level keys in file order ("links" among them).
+
+    One pass over the events up to "links"; the known parts a writer put after the links (metadata, qParams,
+    nodes, qk_only_nodes) by one more pass each. Other keys after the links are not seen (no known writer puts
+    any there)."""
+    import ijson
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path} is not a file: pass an attribution graph (.json or .json.gz)")
+    r = _Reader(path, None, None, None)
+    parts: dict[str, Any] = {}
+    order: list[str] = []
+    try:
+        with _open(path)[0] as f:
+            events = ijson.parse(f, use_float=True)
+            first = next(events, None)
+            if first is None or first[1] != "start_map":
+                raise r.bad("is not a graph: the file must hold one JSON object with metadata, qParams, nodes and links")
+            for prefix, event, value in events:
+                if prefix == "" and event == "end_map":
+                    break
+                if prefix != "" or event != "map_key":
+                    continue
+                order.append(value)
+                nxt = next(events)
+                if value == "links":
+                    if nxt[1] != "start_array":
+                        raise r.bad(f"links must be an array of links, not {_kind(nxt[1])}")
+                    break
+                parts[value] = _value(events, nxt)
+                r.where.text = value
+        if "links" in order:
+            for key in ("metadata", "qParams", "nodes", "qk_only_nodes"):
+                if key in parts:
+                    continue
+                with _open(path)[0] as f:
+                    for obj in ijson.items(f, key, use_float=True):
+                        parts[key] = obj
+                        order.append(key)
+                        break
+    except ijson.JSONError as e:
+        raise r._json_error(e) from None
+    except (EOFError, gzip.BadGzipFile, OSError) as e:
+        raise r._json_error(e) from None
+    missing = [k for k in ("metadata", "qParams", "nodes", "links") if k not in order]
+    if missing:
+        raise r.bad(f"has no {' or '.join(missing)}: a graph needs metadata, qParams, nodes and links")
+    r._metadata(parts["metadata"])
+    if not isinstance(parts["nodes"], list):
+        raise r.bad(f"nodes must be an array of nodes, not {_kind_of(parts['nodes'])}")
+    r.node_rows = []
+    for i, n in enumerate(parts["nodes"]):
+        r._node(i, n)
+    if "qk_only_nodes" in parts:
+        r._qk_only(parts["qk_only_nodes"])
+    return parts, order
+
+
+def write_graph(src: str | Path, dst: str | Path, parts: dict[str, Any], node_ids: set[str], batch: int = 100_000) -> int:
+    """Write graph JSON to `dst` (gzip if its name ends in .gz): `parts` (every top-level value but the links), then
+    the links of `src` streamed through one at a time, each as the file has it (checked: an object whose source
+    and target are nodes of `node_ids`, a numeric weight). Returns the number of links. Compact JSON, one link a
+    line; numbers keep their value (ijson's floats are written with repr, which round-trips)."""
+    import ijson
+
+    src, dst = Path(src), Path(dst)
+    enc = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    opener = gzip.open if dst.name.lower().endswith(".gz") else open
+    where = _Where()
+    n = 0
+    with opener(dst, "wt", encoding="utf-8") as out:
+        out.write("{\n" + "".join(f"{enc(k)}:{enc(v)},\n" for k, v in parts.items()) + '"links":[')
+        chunk: list[str] = []
+        try:
+            with _open(src)[0] as f:
+                for i, link in enumerate(ijson.items(f, "links.item", use_float=True)):
+                    s_, d_, x = (link.get("source"), link.get("target"), link.get("weight")) if type(link) is dict else (None, None, None)
+                    if type(link) is not dict:
+                        raise BadInput(f"{src.name}: links[{i}] must be an object with source, target and weight, not {_kind_of(link)}")
+                    if type(s_) is not str or type(d_) is not str or not (type(x) is float or type(x) is int):
+                        raise BadInput(f"{src.name}: links[{i}]{_link_name(s_, d_)}: " + _link_problem(s_, d_, x))
+                    for name, end in (("source", s_), ("target", d_)):
+                        if end not in node_ids:
+                            raise BadInput(f"{src.name}: links[{i}] ({s_} -> {d_}): {name} {end} is not a node of the graph")
+                    chunk.append(enc(link))
+                    if len(chunk) >= batch:
+                        out.write(("," if n else "") + "\n" + ",\n".join(chunk))
+                        n += len(chunk)
+                        chunk.clear()
+                        where.text = f"links[{i}]"
+        except ijson.JSONError as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise BadInput(f"{src.name}: the file is truncated or is not JSON ({msg}) after {where.text}; nothing was written") from None
+        except (EOFError, gzip.BadGzipFile, OSError) as e:
+            raise BadInput(f"{src.name}: the file is truncated or unreadable ({e.__class__.__name__}) after {where.text}; "
+                           "nothing was written") from None
+        if chunk:
+            out.write(("," if n else "") + "\n" + ",\n".join(chunk))
+            n += len(chunk)
+        out.write("\n]}\n")
+    return n
