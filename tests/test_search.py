@@ -40,6 +40,55 @@ def test_ranking_prefers_the_phrase_and_the_rarer_word():
     assert rank_features(f, "court cases", limit=2).shape[0] == 2
 
 
+def _ref_rank(features, query, limit):
+    """rank_features as a full scan: every label lowered and searched for every query word (the index's reference)."""
+    import numpy as np
+
+    from featgraph.analyse.search import K1, B, tokens
+
+    desc = features["description"].astype("string").fillna("")
+    low, docs = desc.str.lower(), [tokens(d) for d in desc]
+    words = tokens(query)
+    hit = pd.Series(bool(words), index=features.index)
+    for w in words:
+        hit &= low.str.contains(w, regex=False)
+    if query.strip().isdigit():
+        hit |= features["index"].astype("int64") == int(query.strip())
+    n, avg = len(docs), max(float(np.mean([len(d) for d in docs])), 1.0)
+    scores = []
+    for pos in np.flatnonzero(hit.to_numpy()):
+        d, s = docs[pos], 0.0
+        for w in words:
+            df = sum(w in set(x) for x in docs)
+            tf = float(d.count(w)) or (0.5 if any(t.startswith(w) for t in d) else 0.0)
+            if tf:
+                s += float(np.log(1 + (n - df + 0.5) / (df + 0.5))) * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / avg))
+        scores.append(s * (1.5 if len(words) > 1 and " ".join(words) in " ".join(d) else 1.0))
+    out = features[hit][["id", "sae", "index", "description"]].assign(score=scores)
+    return out.sort_values(["score", "sae", "index"], ascending=[False, True, True], kind="stable").reset_index(drop=True).head(limit)
+
+
+def test_index_ranks_as_a_full_scan():
+    """The word index (labels' words -> features, read once) answers exactly as scanning every label does."""
+    import numpy as np
+
+    from featgraph.analyse.search import SearchIndex
+
+    rng = np.random.default_rng(0)
+    vocab = ["numerical", "numbers", "court", "cases", "Legal", "code", "x2", "alpha-beta", "naïve", "KELVIN\u212a",
+             "İstanbul", "a", "ab", "abc", "", "the", "of", "ØRE", "n0", "2024"]
+    descs = [" ".join(rng.choice(vocab, size=rng.integers(0, 6))) for _ in range(400)] + [None, "", "!!!", "Numerical, (numbers)"]
+    f = _features(descs)
+    index = SearchIndex(f)
+    queries = ["numer", "numerical numbers", "court cases", "a", "b", "legal", "alpha beta", "beta-alpha", "ve",
+               "istanbul", "k", "kelvin", "x2 code", "12", "3", "2024", "zebra", "ø", "n0 the of", "c"]
+    for q in queries:
+        got, want = index.rank(q, limit=None), _ref_rank(f, q, None)
+        assert list(got["id"]) == list(want["id"]), q
+        np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-12, err_msg=q)
+        assert list(index.rank(q, 7)["id"]) == list(want["id"][:7]), q
+
+
 def test_empty_text_is_an_error():
     with pytest.raises(fg.BadInput, match="give some text"):
         rank_features(_features(["a"]), "  ")

@@ -39,10 +39,26 @@ class SearchIndex:
     def __init__(self, features: pd.DataFrame):
         self.features = features
         desc = features["description"].astype("string").fillna("")
-        self.low = desc.str.lower()
         self.docs = [tokens(d) for d in desc]
         self.avg = max(float(np.mean([len(d) for d in self.docs])), 1.0) if self.docs else 1.0
         self._df = Counter(w for d in self.docs for w in set(d))
+        # word -> the features whose lowered labels hold it. A query word matches a label when it is a substring of
+        # the label lowered (as pandas lowers it, which differs from str.lower on a few letters, e.g. İ); it is made
+        # of [a-z0-9] only, so it then lies inside one [a-z0-9] run of that text: the labels holding a run that
+        # contains it are exactly those (so a search reads the distinct words, not every label).
+        postings: dict[str, list[int]] = {}
+        for pos, low in enumerate(desc.str.lower()):
+            for w in set(_WORD.findall(low)):
+                postings.setdefault(w, []).append(pos)
+        self._postings = {w: np.asarray(p, dtype="int64") for w, p in postings.items()}
+
+    def _holding(self, w: str) -> np.ndarray:
+        """A mask over the features: those whose lowered label holds `w` (one [a-z0-9]+ word) as a substring."""
+        mask = np.zeros(len(self.docs), dtype=bool)
+        for word, pos in self._postings.items():
+            if w in word:
+                mask[pos] = True
+        return mask
 
     def _doc_freq(self, w: str) -> int:
         return self._df.get(w, 0)
@@ -52,11 +68,12 @@ class SearchIndex:
         q = query.strip()
         if not q:
             raise BadInput("give some text to search feature labels for, e.g. \"numerical\"")
-        features, low = self.features, self.low
+        features = self.features
         words = tokens(q)
-        hit = pd.Series(bool(words), index=features.index)
-        for w in words:
-            hit &= low.str.contains(w, regex=False)
+        mask = np.full(len(self.docs), bool(words))
+        for w in dict.fromkeys(words):
+            mask &= self._holding(w)
+        hit = pd.Series(mask, index=features.index)
         if q.isdigit():
             hit |= features["index"].astype("int64") == int(q)
         cand = features[hit]
