@@ -79,6 +79,8 @@ def test_index_ranks_as_a_full_scan():
              "İstanbul", "a", "ab", "abc", "", "the", "of", "ØRE", "n0", "2024"]
     descs = [" ".join(rng.choice(vocab, size=rng.integers(0, 6))) for _ in range(400)] + [None, "", "!!!", "Numerical, (numbers)"]
     f = _features(descs)
+    f["sae"] = pd.array(rng.choice(["20-b", "3-a", "12-x"], size=len(f)), dtype="string")  # ties broken by sae, then index
+    f["index"] = rng.permutation(len(f))
     index = SearchIndex(f)
     queries = ["numer", "numerical numbers", "court cases", "a", "b", "legal", "alpha beta", "beta-alpha", "ve",
                "istanbul", "k", "kelvin", "x2 code", "12", "3", "2024", "zebra", "ø", "n0 the of", "c"]

@@ -49,12 +49,17 @@ def server(demo_copy):
 
 
 @pytest.fixture(scope="module")
-def multilayer_server(tmp_path_factory):
+def multilayer_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("ml")
     multilayer_edges().to_parquet(d / "edges.parquet")
     run = fg.import_edges(d / "edges.parquet", d / "run")
     run.load()
-    srv = start(fg.open_run(d / "run"), port=0).start_thread()
+    return d / "run"
+
+
+@pytest.fixture(scope="module")
+def multilayer_server(multilayer_run):
+    srv = start(fg.open_run(multilayer_run), port=0).start_thread()
     yield srv
     srv.close()
 
@@ -221,6 +226,61 @@ def test_answers_match_pandas(server, demo_copy):
                         ("/api/search?q=", "give some text")):
         status, _, body = _get(server, path)
         assert status == 400 and words in json.loads(body)["error"], (path, body)
+
+
+@pytest.mark.parametrize("which", ["demo", "multilayer"])
+def test_adjacency_answers_as_the_store(which, demo_copy, multilayer_run):
+    """The server answers expand and paths from in-memory adjacency (analyse.adjacency); the embedded store's library
+    queries `neighbours` and `cross_layer_paths` are the reference: the same rows, in the same order, ties included
+    (the multilayer run's weights lie on a 0.1 grid, so ties are many)."""
+    from featgraph.analyse.adjacency import Adjacency
+
+    run = fg.open_run(demo_copy if which == "demo" else multilayer_run)
+    t = run.edge_table
+    adj = Adjacency(t)
+    cols = ["layer", "head", "circuit", "weight", "rank", "src", "dst"]
+
+    def rows(pos):
+        return t.take(pos)[cols].astype({"layer": "int64", "head": "int64", "weight": "float64"}).reset_index(drop=True)
+
+    def store(df):
+        return df[cols].astype({"layer": "int64", "head": "int64", "weight": "float64"}).reset_index(drop=True)
+
+    rng = np.random.default_rng(1)
+    ends = pd.concat([t["src"], t["dst"]]).value_counts()
+    features = list(ends.index[:3]) + list(rng.choice(ends.index, 5, replace=False))
+    layers = run.layers
+    filters = [{}, {"only_circuit": "OV", "sign": -1}, {"only_circuit": "QK", "sign": 1, "limit": 3},
+               {"only_head": 1, "min_weight": 0.5, "max_rank": 40, "limit": 5}, {"only_layer": layers[-1], "limit": 7},
+               {"min_weight": 1e9}, {"limit": 1}]
+    checked = 0
+    for f in features:
+        for flt in filters:
+            params = {"limit": 25, **flt}
+            want = run.query("neighbours", feature=f, **params)
+            out, inn = adj.neighbours(f, **params)
+            assert (want["side"] == "out").sum() == len(out), (f, flt)
+            pd.testing.assert_frame_equal(rows(np.r_[out, inn]), store(want), check_dtype=False, obj=f"{f} {flt}")
+            checked += len(want)
+    assert checked > 100
+    assert [len(x) for x in adj.neighbours("no/such/1", 5)] == [0, 0]
+    pcols = ["layer", "head", "src", "mid", "circuit", "next_head", "dst", "w1", "w2", "product"]
+    for layer in [-1, *layers]:
+        for limit in (1, 5, 20, 300):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FeatgraphWarning)  # the one-layer run: "found nothing", as it should
+                want = run.query("cross_layer_paths", layer=layer, limit=limit)
+            p = adj.paths(layer, limit)
+            a, b = t.take(p["first"].to_numpy()).reset_index(drop=True), t.take(p["second"].to_numpy()).reset_index(drop=True)
+            got = pd.DataFrame({"layer": a["layer"], "head": a["head"], "src": a["src"], "mid": a["dst"], "circuit": b["circuit"],
+                                "next_head": b["head"], "dst": b["dst"], "w1": a["weight"], "w2": b["weight"], "product": p["product"]})
+            assert (a["circuit"] == "OV").all() and (a["dst"] == b["src"]).all() and (b["layer"] == a["layer"] + 1).all()
+            pd.testing.assert_frame_equal(got.astype({"layer": "int64", "head": "int64", "next_head": "int64", "w1": "float64", "w2": "float64"}),
+                                          want[pcols].reset_index(drop=True).astype({"layer": "int64", "head": "int64", "next_head": "int64"}),
+                                          check_dtype=False, obj=f"paths layer {layer} limit {limit}")
+            if which == "multilayer" and layer != layers[-1]:
+                assert len(want) == limit  # a real answer, not two empty ones
+    assert adj.paths(99, 5).empty
 
 
 def test_console_refuses_writes_files_and_extensions(server):

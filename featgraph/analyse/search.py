@@ -51,6 +51,9 @@ class SearchIndex:
             for w in set(_WORD.findall(low)):
                 postings.setdefault(w, []).append(pos)
         self._postings = {w: np.asarray(p, dtype="int64") for w, p in postings.items()}
+        self._index = features["index"].to_numpy(dtype="int64")
+        codes, _ = pd.factorize(features["sae"], sort=True)  # codes in the names' order; a missing name sorts last
+        self._sae = np.where(codes < 0, codes.max(initial=0) + 1, codes)
 
     def _holding(self, w: str) -> np.ndarray:
         """A mask over the features: those whose lowered label holds `w` (one [a-z0-9]+ word) as a substring."""
@@ -68,36 +71,36 @@ class SearchIndex:
         q = query.strip()
         if not q:
             raise BadInput("give some text to search feature labels for, e.g. \"numerical\"")
-        features = self.features
         words = tokens(q)
         mask = np.full(len(self.docs), bool(words))
         for w in dict.fromkeys(words):
             mask &= self._holding(w)
-        hit = pd.Series(mask, index=features.index)
         if q.isdigit():
-            hit |= features["index"].astype("int64") == int(q)
-        cand = features[hit]
-        if cand.empty:
+            mask |= self._index == int(q)
+        hits = np.flatnonzero(mask)
+        if not len(hits):
             return pd.DataFrame({"id": pd.Series(dtype="string"), "sae": pd.Series(dtype="string"),
                                  "index": pd.Series(dtype="int64"), "description": pd.Series(dtype="string"),
                                  "score": pd.Series(dtype="float64")})
         n = len(self.docs)
-        df = {w: self._doc_freq(w) for w in set(words)}
-        scores = []
-        for pos in np.flatnonzero(hit.to_numpy()):
+        idf = {w: float(np.log(1 + (n - self._doc_freq(w) + 0.5) / (self._doc_freq(w) + 0.5))) for w in set(words)}
+        scores = np.empty(len(hits))
+        for i, pos in enumerate(hits):
             d = self.docs[pos]
             s = 0.0
             for w in words:
                 tf = float(d.count(w)) or (0.5 if any(t.startswith(w) for t in d) else 0.0)  # a prefix counts half
-                idf = float(np.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5)))
                 if tf:
-                    s += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / self.avg))
+                    s += idf[w] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / self.avg))
             if len(words) > 1 and " ".join(words) in " ".join(d):
                 s *= 1.5
-            scores.append(s)
-        out = cand[["id", "sae", "index", "description"]].assign(score=scores)
-        out = out.sort_values(["score", "sae", "index"], ascending=[False, True, True], kind="stable").reset_index(drop=True)
-        return out if limit is None else out.head(limit)
+            scores[i] = s
+        # best score first, then sae, then index; a stable sort, so equal keys keep the table's order
+        order = np.lexsort((self._index[hits], self._sae[hits], -scores))
+        if limit is not None:
+            order = order[:max(int(limit), 0)]
+        out = self.features[["id", "sae", "index", "description"]].take(hits[order]).assign(score=scores[order])
+        return out.reset_index(drop=True)
 
 
 def strongest_edges(edges: pd.DataFrame, ids: list[str]) -> pd.DataFrame:

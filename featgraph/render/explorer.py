@@ -14,6 +14,7 @@ import json
 import math
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 from featgraph.core.schema import NEURONPEDIA
@@ -76,19 +77,69 @@ def _num(v) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 
-def feature_payload(features: pd.DataFrame, ids) -> dict[str, dict]:
-    """{id: {description, url, layer, index, sae}} for `ids` (`features` indexed by id; an id not there gets its parts)."""
+def feature_payload(features, ids) -> dict[str, dict]:
+    """{id: {description, url, layer, index, sae}} for `ids` (`features` indexed by id, or a FeatureLookup over
+    them; an id not there gets its parts)."""
     ids = [str(i) for i in ids]
+    if isinstance(features, FeatureLookup):
+        return features.payload(ids)
     f = features.reindex(ids)
     index_col = "feature_index" if "feature_index" in f.columns else "index"
 
     def column(name: str) -> list:
-        c = f[name] if name in f.columns else pd.Series(None, index=f.index, dtype=object)
-        return c.astype(object).where(c.notna(), None).tolist()
+        return _pylist(f[name] if name in f.columns else pd.Series(None, index=f.index, dtype=object))
 
+    return _feature_rows(ids, *(column(n) for n in ("description", "url", "layer", index_col, "sae")))
+
+
+class FeatureLookup:
+    """`feature_payload` over one feature table (indexed by id) answered many times (the server): its index hashed
+    and its columns made contiguous once, so a payload of k features reads k rows (reindexing the table costs
+    ~10 ms at 3·10⁵ features, whatever k)."""
+
+    def __init__(self, features: pd.DataFrame):
+        import pyarrow as pa
+
+        self.index = features.index
+        self.index.get_indexer(self.index[:1])  # builds the index's hash table now
+        index_col = "feature_index" if "feature_index" in features.columns else "index"
+        self.columns: list = []
+        for name in ("description", "url", "layer", index_col, "sae"):
+            if name not in features.columns:
+                self.columns.append(None)
+                continue
+            arr = features[name].array
+            chunks = getattr(arr, "_pa_array", None)
+            self.columns.append(pa.chunked_array(chunks).combine_chunks() if chunks is not None else features[name].to_numpy())
+
+    def payload(self, ids: list[str]) -> dict[str, dict]:
+        import pyarrow as pa
+
+        pos = self.index.get_indexer(ids) if ids else np.zeros(0, dtype="int64")
+        found = pos >= 0
+        where = np.flatnonzero(found)
+        cols = []
+        for a in self.columns:
+            vals: list = [None] * len(ids)
+            if a is not None and len(where):
+                got = a.take(pa.array(pos[where])) if isinstance(a, pa.Array) else a[pos[where]]
+                for i, v in zip(where, _pylist(pd.Series(got))):
+                    vals[i] = v
+            cols.append(vals)
+        return _feature_rows(ids, *cols)
+
+
+def _missing(v) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
+def _pylist(c: pd.Series) -> list:
+    return c.astype(object).where(c.notna(), None).tolist()
+
+
+def _feature_rows(ids, descriptions, urls, layers, indices, saes) -> dict[str, dict]:
     out = {}
-    for fid, desc, url, layer, index, sae in zip(ids, column("description"), column("url"), column("layer"),
-                                                 column(index_col), column("sae")):
+    for fid, desc, url, layer, index, sae in zip(ids, descriptions, urls, layers, indices, saes):
         if index is None or sae is None:
             parts = fid.split("/")
             index = int(parts[-1]) if index is None and parts[-1].isdigit() else index
@@ -105,16 +156,15 @@ def edge_payload(edges: pd.DataFrame) -> list[dict]:
     def column(name: str) -> list:
         if name not in edges.columns:
             return [None] * len(edges)
-        c = edges[name]
-        return c.astype(object).where(c.notna(), None).tolist()
+        return [None if _missing(v) else v for v in edges[name].tolist()]
 
     return [{"src": str(s), "dst": str(d), "layer": int(l), "head": int(h), "circuit": str(c), "weight": float(w),
              "rank": None if r is None else int(r), "z": _num(z)}
             for s, d, l, h, c, w, r, z in zip(*(column(n) for n in ("src", "dst", "layer", "head", "circuit", "weight", "rank", "z")))]
 
 
-def graph_payload(edges: pd.DataFrame, features: pd.DataFrame, extra=()) -> dict:
-    """{features, edges} for `edges` (features indexed by id); `extra` ids are described too."""
+def graph_payload(edges: pd.DataFrame, features, extra=()) -> dict:
+    """{features, edges} for `edges` (features indexed by id, or a FeatureLookup); `extra` ids are described too."""
     ids = list(dict.fromkeys([*edges["src"].astype(str), *edges["dst"].astype(str), *extra])) if len(edges) else list(extra)
     return {"features": feature_payload(features, ids), "edges": edge_payload(edges)}
 
