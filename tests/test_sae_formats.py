@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from featgraph.errors import BadInput
 from featgraph.load import sae as sae_io
 
+from helpers import write_gs2_sae, write_sae
 from sae_formats import (
     write_dictionary_learning,
     write_hook_z,
@@ -221,3 +223,65 @@ def test_goodfire_and_deepseek_r1_formats(tmp_path, publisher):
     torch.save(sd, bad)
     with pytest.raises(BadInput, match=rf"{dec}.weight has shape \[{D_IN}, {D_SAE - 1}\], expected \[{D_IN}, {D_SAE}\]"):
         sae_io.load(str(bad))
+
+
+def _llama_scope_r1(tmp_path):
+    from featgraph.load import registry
+
+    e = registry.get().lookup("llama_scope_r1_distill", "l0r_800m_slimpajama")
+    return write_llama_scope_r1(tmp_path / "models--fnlp--Llama-Scope-R1-Distill" / "snapshots" / "c" / e.path, D_IN, 2, 6)[0]
+
+
+# (reader, write the SAE and return what sae_io.load takes, its weights file relative to that, the tensor to quantize)
+QUANTIZABLE = [
+    ("gemma_scope", lambda t: write_sae(t / "gs", D_IN, D_SAE, 0), None, "W_dec"),
+    ("gemma_scope_2", lambda t: write_gs2_sae(t / "gs2", D_IN, D_SAE, 0), None, "w_dec"),
+    ("saelens", lambda t: write_saelens(t / "blocks.8.hook_resid_pre", D_IN, D_SAE, 0, architecture="jumprelu")[0],
+     "sae_weights.safetensors", "threshold"),
+    ("llama_scope", lambda t: write_llama_scope(t / "Llama3_1-8B-Base-L15R-8x", D_IN, D_SAE, 2)[0],
+     "checkpoints/final.safetensors", "decoder.weight"),
+    ("llama_scope_r1", _llama_scope_r1, "sae_weights.safetensors", "encoder.bias"),
+    ("dictionary_learning", lambda t: write_dictionary_learning(t / "trainer_0", D_IN, D_SAE, 3)[0], "ae.pt", "decoder.weight"),
+    ("hook_z", lambda t: write_hook_z(t, "gpt2-small_L5_Hcat_z_ds40", D_IN, D_SAE, 4)[0], None, "W_enc"),
+    ("openai", lambda t: write_openai(t / "resid_post_mlp_v5_32k" / "autoencoders" / "6.pt", D_IN, D_SAE, 5)[0], None, "pre_bias"),
+    ("qwen_scope", lambda t: write_qwen_scope(t / "models--Qwen--SAE-Res-Qwen3-1.7B-Base-W32K-L0_50" / "snapshots" / "c" /
+                                              "layer3.sae.pt", D_IN, D_SAE, 7)[0], None, "W_dec"),
+    ("goodfire", lambda t: write_linear_pair(t / "Llama-3.1-8B-Instruct-SAE-l19.pth", D_IN, D_SAE, 8)[0], None,
+     "decoder_linear.weight"),
+    ("deepseek_r1", lambda t: write_linear_pair(t / "DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt", D_IN, D_SAE, 8, "encoder",
+                                                "decoder", dtype=torch.bfloat16)[0], None, "encoder.bias"),
+]
+
+
+def _quantize(path, key: str, dtype: str) -> None:
+    """Rewrite weights file `path` with tensor `key` cast to `dtype`, as a quantized checkpoint stores it."""
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            arrays = dict(z)
+        arrays[key] = arrays[key].astype(np.int8 if dtype == "int8" else bool)
+        np.savez(path, **arrays)
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(path))
+        tensors[key] = tensors[key].to(getattr(torch, dtype))
+        save_file(tensors, str(path))
+    else:
+        sd = torch.load(path, weights_only=True)
+        sd[key] = sd[key].to(getattr(torch, dtype))
+        torch.save(sd, path)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bool"])
+@pytest.mark.parametrize(("fmt", "write", "file", "key"), QUANTIZABLE, ids=[q[0] for q in QUANTIZABLE])
+def test_quantized_sae_tensors_are_refused_by_every_reader(tmp_path, fmt, write, file, key, dtype):
+    """Issue 21.9: an integer or bool SAE tensor (a quantized checkpoint) is one line naming the file and the tensor,
+    not cast to float (which gave wrong edges with exit 0). The same file unquantized reads."""
+    ref = write(tmp_path)
+    assert sae_io.load(str(ref)).source["format"] == fmt
+    weights = ref / file if file else ref
+    _quantize(weights, key, dtype)
+    with pytest.raises(BadInput) as e:
+        sae_io.load(str(ref))
+    msg = str(e.value)
+    assert "\n" not in msg and f"{key} in {weights.name}" in msg and dtype in msg and "full-precision" in msg, msg

@@ -265,3 +265,22 @@ def all_finite(t: torch.Tensor, chunk: int = 1 << 24) -> bool:
     262k-wide SAE makes float and bool temporaries larger than the SAE itself."""
     flat = t.reshape(-1)
     return all(bool(torch.isfinite(flat[i : i + chunk]).all()) for i in range(0, flat.numel(), chunk))
+
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+UNQUANTIZED = "not float32/float16/bfloat16: featgraph reads unquantized weights"
+
+
+def float_weights(t: torch.Tensor, what: str, fix: str = "pass the model's full-precision checkpoint") -> torch.Tensor:
+    """`t` if it holds plain float weights; BadInput naming `what` for integer, bool or float8 ones (a quantized
+    checkpoint: cast to float they are not the weights, and would give wrong edges). Model and SAE loaders share it."""
+    if t.dtype not in FLOAT_DTYPES:
+        raise BadInput(f"{what} is {str(t.dtype).removeprefix('torch.')}, {UNQUANTIZED}; {fix}")
+    return t
+
+
+def float_array(a: Any, what: str, fix: str = "pass the model's full-precision checkpoint") -> Any:
+    """float_weights for a numpy array (float16, float32, float64 pass)."""
+    if a.dtype.kind != "f" or a.dtype.itemsize < 2:
+        raise BadInput(f"{what} is {a.dtype}, {UNQUANTIZED}; {fix}")
+    return a

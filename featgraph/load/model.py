@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from featgraph import families
-from featgraph.core.weights import AttentionWeights, ModelConfig, all_finite
+from featgraph.core.weights import AttentionWeights, ModelConfig, all_finite, float_weights
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
 
@@ -200,18 +200,6 @@ def weights_of(cfg: ModelConfig, layer: int, tensors: dict[str, torch.Tensor], n
         if got != shape:
             raise BadInput(f"{names[key]} has shape {list(got)}, {what} implies {list(shape)}")
     return weights
-
-
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
-
-
-def float_weights(t: torch.Tensor, what: str) -> torch.Tensor:
-    """`t` if it holds plain float weights; BadInput for integer, bool or float8 ones (a quantized checkpoint: cast
-    to float they are not the weights, and would give wrong edges)."""
-    if t.dtype not in FLOAT_DTYPES:
-        raise BadInput(f"{what} is {str(t.dtype).removeprefix('torch.')}, not float32/float16/bfloat16: featgraph reads "
-                       "unquantized weights; pass the model's full-precision checkpoint")
-    return t
 
 
 def _names_in(fam: families.Family, layer: int, present, ref: str, where: str, value_is_key: bool = False) -> dict[str, str]:

@@ -17,21 +17,20 @@ import numpy as np
 import torch
 
 from featgraph import families
-from featgraph.core.weights import SAE, AttentionWeights, ModelConfig, all_finite
+from featgraph.core.weights import SAE, AttentionWeights, ModelConfig, all_finite, float_array, float_weights
 from featgraph.errors import BadInput
-from featgraph.load.model import float_weights, weights_of
+from featgraph.load.model import weights_of
 from featgraph.load.sae import check_d_in, site_of_hook
 
 SAE_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+SAE_FIX = "pass the SAE's full-precision weights"
 
 
-def _tensor(x: Any, what: str) -> torch.Tensor:
+def _tensor(x: Any, what: str, fix: str = "pass the model's full-precision checkpoint") -> torch.Tensor:
     if isinstance(x, torch.Tensor):
-        t = float_weights(x, what).detach().to("cpu", torch.float32)
+        t = float_weights(x, what, fix).detach().to("cpu", torch.float32)
     elif isinstance(x, np.ndarray):
-        if x.dtype.kind != "f" or x.dtype.itemsize < 2:
-            raise BadInput(f"{what} is {x.dtype}, not float32/float16: featgraph reads unquantized weights")
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        t = torch.from_numpy(np.ascontiguousarray(float_array(x, what, fix), dtype=np.float32))
     else:
         raise BadInput(f"{what} is a {type(x).__name__}, not a tensor or array")
     if not all_finite(t):
@@ -87,7 +86,7 @@ def sae_from_object(obj: Any, parts: tuple[str, ...], role: str, expect_d_in: in
     for k in parts:
         if get(k) is None:
             raise BadInput(f"{role} has no {k}: pass {', '.join(parts)} (W_dec [d_sae, d_in], W_enc [d_in, d_sae])")
-        arrays[k] = _tensor(get(k), f"{role} {k}")
+        arrays[k] = _tensor(get(k), f"{role} {k}", SAE_FIX)
     if "W_dec" in arrays:
         d_sae, d_in = arrays["W_dec"].shape
     elif "W_enc" in arrays:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from featgraph.core.weights import all_finite
+from featgraph.core.weights import all_finite, float_array, float_weights
 from featgraph.errors import BadInput
 
 KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
@@ -53,8 +53,44 @@ def read_json(path: Path, what: str) -> dict:
     return cfg
 
 
+FIX = "pass the SAE's full-precision weights"
+
+
+def checked(t: torch.Tensor, role: str, text: str, file: str, key: str) -> torch.Tensor:
+    """Tensor `key` of `file` if it holds float weights; one line naming both for integer, bool or float8 ones (a
+    quantized SAE: cast to float they are not its weights). The model loader's check (core.weights.float_weights)."""
+    return float_weights(t, f"{role} {text}: {key} in {file}", FIX)
+
+
+def checked_array(a: Any, role: str, text: str, file: str, key: str) -> Any:
+    """checked for a numpy array."""
+    return float_array(a, f"{role} {text}: {key} in {file}", FIX)
+
+
+def checked_getter(get: Callable[[str], torch.Tensor], role: str, text: str, file: str) -> Callable[[str], torch.Tensor]:
+    """`get` (e.g. a safetensors handle's get_tensor) whose tensors pass `checked`."""
+    return lambda key: checked(get(key), role, text, file, key)
+
+
+class CheckedDict(dict):
+    """A state dict whose tensors pass `checked` as a reader takes them (sd[key], sd.get(key)); its other
+    tensors (step counters, a top-k's k) are left alone."""
+
+    def __init__(self, sd: Mapping[str, Any], role: str, text: str, file: str):
+        super().__init__(sd)
+        self._where = (role, text, file)
+
+    def __getitem__(self, key: str) -> Any:
+        v = super().__getitem__(key)
+        return checked(v, *self._where, key) if isinstance(v, torch.Tensor) else v
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 (dict.get would skip the check)
+
+
 def torch_load(path: Path, role: str, text: str) -> dict:
-    """A torch checkpoint read with weights_only=True (tensors, numbers, strings and containers only: no code)."""
+    """A torch checkpoint read with weights_only=True (tensors, numbers, strings and containers only: no code); the
+    tensors a reader takes from it must be float (CheckedDict)."""
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # unpickling refusals, truncated zips and old formats raise different errors
@@ -62,7 +98,7 @@ def torch_load(path: Path, role: str, text: str) -> dict:
                        f"({e.__class__.__name__}); re-download it") from None
     if not isinstance(obj, dict):
         raise BadInput(f"{role} {text}: {path.name} holds a {type(obj).__name__}, not a state dict")
-    return obj
+    return CheckedDict(obj, role, text, path.name)
 
 
 def shapes_of(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

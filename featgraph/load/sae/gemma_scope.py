@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import KEYS, Loaded, pick
+from featgraph.load.sae.common import KEYS, Loaded, checked_array, pick
 
 NAME = "gemma_scope"
 PARAMS = "params.npz"
@@ -71,7 +71,8 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
     try:
         with np.load(weights) as npz:
             def arr(k: str, scale: float = 1.0):
-                return lambda: torch.from_numpy(np.ascontiguousarray(npz[k], dtype=np.float32)) * scale
+                return lambda: torch.from_numpy(np.ascontiguousarray(checked_array(npz[k], role, text, weights.name, k),
+                                                                      dtype=np.float32)) * scale
             arrays = pick(parts, {"W_enc": arr("W_enc", 1 / s), "W_dec": arr("W_dec", s), "b_enc": arr("b_enc"),
                                   "b_dec": arr("b_dec"), "threshold": arr("threshold")})
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import KEYS, Loaded, pick, read_json
+from featgraph.load.sae.common import KEYS, Loaded, checked_getter, pick, read_json
 from featgraph.load.sae.gemma_scope import check
 
 NAME = "gemma_scope_2"
@@ -58,9 +58,10 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
     try:
         with safe_open(str(weights), framework="pt") as f:
             present = set(f.keys())
+            get_tensor = checked_getter(f.get_tensor, role, text, weights.name)
 
             def get(k: str):
-                return lambda: f.get_tensor(names[k] if names[k] in present else k).to(torch.float32)
+                return lambda: get_tensor(names[k] if names[k] in present else k).to(torch.float32)
             arrays = pick(parts, {k: get(k) for k in KEYS})
     except (ValueError, OSError, RuntimeError) as e:
         raise BadInput(f"{role} {text}: cannot read {weights} ({e.__class__.__name__}); the file may be corrupt, re-download it") from None

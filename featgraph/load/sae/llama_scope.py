@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import Loaded, expect, pick, read_json
+from featgraph.load.sae.common import Loaded, checked_getter, expect, pick, read_json
 
 NAME = "llama_scope"
 HYPER = "hyperparams.json"
@@ -53,7 +53,7 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
         expect(role, text, f"Llama Scope {WEIGHTS}", shapes, {"encoder.weight": (d_sae, d_in), "encoder.bias": (d_sae,),
                                                               "decoder.weight": (d_in, d_sae), "decoder.bias": (d_in,)})
-        get = f.get_tensor
+        get = checked_getter(f.get_tensor, role, text, weights.name)
         arrays = pick(parts, {
             "W_enc": lambda: get("encoder.weight").to(torch.float32).T * s,
             "W_dec": lambda: get("decoder.weight").to(torch.float32).T / s,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import Loaded, expect, pick, read_json
+from featgraph.load.sae.common import Loaded, checked_getter, expect, pick, read_json
 
 NAME = "saelens"
 CFG = "cfg.json"
@@ -48,7 +48,7 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
         expect(role, text, f"SAELens {WEIGHTS}", shapes, {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_dec": (d_in,)})
         if "scaling_factor" in shapes and not bool(torch.all(f.get_tensor("scaling_factor") == 1)):
             raise BadInput(f"{role} {text}: a scaling_factor other than 1 (finetuning_scaling_factor) is not supported")
-        get = f.get_tensor
+        get = checked_getter(f.get_tensor, role, text, weights.name)
         has = set(shapes)
         apply_b_dec = bool(cfg.get("apply_b_dec_to_input", True))
 
