@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import featgraph as fg_api
-from featgraph.errors import FeatgraphError, FeatgraphWarning
+from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 
 from helpers import fg
 
@@ -212,3 +212,36 @@ def test_a_run_loaded_under_a_name_is_queried_under_it(run_dir, neo4j_env, tmp_p
            "--format", "json")
     assert r.exit_code == 0, r.output
     assert len(json.loads(r.stdout)) == 5 and fg_api.open_run(d).neo4j_run == "my-name"
+
+
+@pytest.mark.neo4j
+def test_two_runs_under_one_name_are_refused_unless_forced(run_dir, neo4j_env, tmp_path):
+    """A second, different run loaded under a --run-name another run holds stops with one line naming both; the
+    same run loaded again stays a quiet re-load; --force replaces the other run."""
+    a = shutil.copytree(run_dir, tmp_path / "a")
+    b = shutil.copytree(run_dir, tmp_path / "b")
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["run_id"] = "b-" + manifest["run_id"]  # another run (a copy keeps the id: it is the same run)
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    id_a, id_b = fg_api.open_run(a).run_id, fg_api.open_run(b).run_id
+    assert id_a != id_b
+    assert fg("load", a, "--neo4j", "--run-name", "shared").exit_code == 0
+    held = _edges_of(neo4j_env, "shared")
+    recorded = (b / "manifest.json").read_text()
+    r = fg("load", b, "--neo4j", "--run-name", "shared")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert id_a in r.stderr and id_b in r.stderr and "--run-name" in r.stderr and "--force" in r.stderr, r.stderr
+    assert _count(neo4j_env, "MATCH (r:FeatgraphRun {id: 'shared'}) RETURN r.source") == id_a
+    assert _edges_of(neo4j_env, "shared") == held and (b / "manifest.json").read_text() == recorded  # b's load not recorded
+    # the same run again: a re-load, no question asked (a copy of it too)
+    assert fg("load", a, "--neo4j", "--run-name", "shared").exit_code == 0
+    assert fg("load", shutil.copytree(a, tmp_path / "a2"), "--neo4j", "--run-name", "shared").exit_code == 0
+    # under its own name b loads beside a
+    assert fg("load", b, "--neo4j", "--run-name", "other").exit_code == 0
+    # --force replaces a's edges with b's
+    r = fg("load", b, "--neo4j", "--run-name", "shared", "--force")
+    assert r.exit_code == 0, r.output
+    assert _count(neo4j_env, "MATCH (r:FeatgraphRun {id: 'shared'}) RETURN r.source") == id_b
+    assert _edges_of(neo4j_env, "shared") == held and fg_api.open_run(b).neo4j_run == "shared"
+    with pytest.raises(BadInput, match="force=True"):
+        fg_api.open_run(a).load(neo4j=True, name="shared")

@@ -298,10 +298,13 @@ class Run:
         loaded = (self.manifest.stores or {}).get("neo4j") or {}
         return str(loaded.get("run") or self.run_id)
 
-    def load(self, neo4j: bool = False, name: str | None = None, progress: ProgressFactory | None = None) -> dict[str, int]:
+    def load(self, neo4j: bool = False, name: str | None = None, progress: ProgressFactory | None = None,
+             force: bool = False) -> dict[str, int]:
         """Load into the run's embedded store (default) or Neo4j (NEO4J_* environment); re-loading replaces.
 
-        `name` overrides the run id recorded on each edge (the run's unique id by default).
+        `name` overrides the run id recorded on each edge (the run's unique id by default). A Neo4j that holds
+        another run under that name is refused (BadInput) unless `force`, which replaces it; this run (or a
+        copy of it) loaded again under its name is a re-load.
         """
         run = name or self.run_id
         if neo4j:
@@ -310,7 +313,8 @@ class Run:
             advance = (progress or no_progress)("Neo4j load", len(self.edge_table))
             settings = Neo4jSettings.from_env()
             with Neo4jStore(settings) as store:
-                counts = store.load(self.edge_table, self.features, run, advance, graphs=self.graphs)
+                counts = store.load(self.edge_table, self.features, run, advance, graphs=self.graphs, source=self.run_id,
+                                    force=force)
             if self.path is not None:  # so `label` can say this copy goes stale
                 rundir.record_store(self.path, rundir.read_manifest(self.path), "neo4j", {
                     "uri": redact(settings.uri), "database": settings.database, "run": run, "loaded": rundir.now()})
@@ -478,7 +482,8 @@ class Run:
         """CSV files for `neo4j-admin database import full`; returns the command to run."""
         from featgraph.graph.neo4j_store import export_admin_csv
 
-        return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force, self.graphs)
+        return export_admin_csv(self.edge_table, self.features, name or self.run_id, Path(out), force, self.graphs,
+                                source=self.run_id)
 
     def viz(self, head: int | None = None, circuit: str | None = None, out: str | Path | None = None, top: int = 100,
             feature: str | Sequence[str] | None = None, hops: int = 1, match: str | None = None, force: bool = False,

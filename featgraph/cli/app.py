@@ -414,12 +414,13 @@ def load(
     neo4j: bool = typer.Option(False, "--neo4j", help="Load into Neo4j (NEO4J_URI, NEO4J_USERNAME, NEO4J_PASSWORD, NEO4J_DATABASE)."),
     run_name: Optional[str] = typer.Option(None, help="Run id recorded on each edge [default: the run's unique id].",
                                            show_default=False),
+    force: bool = typer.Option(False, "--force", help="Replace another run that Neo4j holds under the same --run-name."),
 ):
     """Load a run into the embedded graph store (default) or Neo4j; re-running replaces, never duplicates."""
     from featgraph.api.run import open_run
 
     with _progress() as progress:
-        counts = open_run(run).load(neo4j=neo4j, name=run_name, progress=progress)
+        counts = open_run(run).load(neo4j=neo4j, name=run_name, progress=progress, force=force)
     where = "Neo4j" if neo4j else "the embedded store"
     typer.echo(f"loaded {counts['nodes']} features, {counts['QK']} QK and {counts['OV']} OV edges into {where}")
 

@@ -130,11 +130,17 @@ class Neo4jStore:
         return self._driver.session(database=self.settings.database, default_access_mode=READ_ACCESS if read else WRITE_ACCESS)
 
     def load(self, edges: pd.DataFrame, features: pd.DataFrame, run: str,
-             progress: Callable[[int], None] | None = None, graphs: Sequence[GraphFiles] = ()) -> dict[str, int]:
-        """Upsert features, replace the edges and Degree rows of run `run` (its id); safe to re-run, and to run
-        twice at once. A re-load of the same edges that the store still holds as they were written rewrites
-        only the features (their labels may have changed). Each attribution graph's nodes and links are replaced
-        (by the graph's id), its feature nodes tied to the Features."""
+             progress: Callable[[int], None] | None = None, graphs: Sequence[GraphFiles] = (),
+             source: str | None = None, force: bool = False) -> dict[str, int]:
+        """Upsert features, replace the edges and Degree rows of run `run` (the name they are stored under); safe to
+        re-run, and to run twice at once. A re-load of the same edges that the store still holds as they were
+        written rewrites only the features (their labels may have changed). Each attribution graph's nodes and
+        links are replaced (by the graph's id), its feature nodes tied to the Features.
+
+        `source`: the run id of the run the edges come from (default `run`), recorded on its FeatgraphRun node;
+        when the store holds another run's edges under `run`, the load is refused (BadInput) unless `force`.
+        A run node without a recorded source (loaded by an older featgraph) is replaced."""
+        source = source or run
         batch = self.settings.batch
         graph_nodes = {g.id: g.nodes() for g in graphs}
         features = with_graph_features(features, list(graph_nodes.values()))
@@ -146,9 +152,13 @@ class Neo4jStore:
         with self._session(read=False) as s:
             _schema(s, "neo4j_schema")
             with self._run_lock(run):
+                held = s.execute_read(lambda tx: [r["source"] for r in tx.run(library.internal("neo4j_run_source"), run=run)])
+                if held and held[0] is not None and held[0] != source and not force:
+                    raise BadInput(f"Neo4j already holds run {held[0]} under the name {run}, and this is run {source}: "
+                                   "load it under another name (--run-name), or pass force=True (--force) to replace it")
                 holds = s.execute_read(lambda tx: [r["holds"] for r in tx.run(library.internal("neo4j_run_holds"),
                                                                               run=run, fingerprint=fingerprint)])
-                s.execute_write(lambda tx: tx.run(library.internal("neo4j_run_loading"), run=run).consume())
+                s.execute_write(lambda tx: tx.run(library.internal("neo4j_run_loading"), run=run, source=source).consume())
                 element = self._write_features(s, node_table(features), batch)
                 if holds == [True]:
                     if progress:
@@ -322,14 +332,15 @@ def _fingerprint(rels: dict, degrees) -> str:
 
 
 def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out: Path, force: bool = False,
-                     graphs: Sequence[GraphFiles] = ()) -> list[str]:
+                     graphs: Sequence[GraphFiles] = (), source: str | None = None) -> list[str]:
     """CSV files for `neo4j-admin database import full`, with what an online load writes (the derived
     path ranks and Degree rows, the run's 'complete' node) and schema.cypher, the constraints and indexes to
     create once the server is up; returns the command to run (absolute paths, so it runs from any directory;
     the database name right after `full`: from Neo4j 5.19 the variadic --nodes and --relationships would
     take a name at the end for one more file). Attribution `graphs` add graphs.csv, prompt_nodes.csv, of.csv and
     attribution.csv (the links streamed from their Parquet files), each graph 'complete'; their prompt tokens are
-    a string array split on U+001F (--array-delimiter), so a token holding that character is refused."""
+    a string array split on U+001F (--array-delimiter), so a token holding that character is refused. `source`: the
+    run id the edges come from (default `run`), recorded on the run's node as a load records it."""
     import pyarrow as pa
     from pyarrow import csv
 
@@ -358,7 +369,7 @@ def export_admin_csv(edges: pd.DataFrame, features: pd.DataFrame, run: str, out:
         write(degrees, [f"{c}:ID(Degree)" if c == "key" else header(c, DEGREE_PROPS[c]) for c in degrees.column_names],
               (":LABEL", "Degree"), tmp / "degree.csv")
         # The run's node, as a finished load leaves it, so queries accept the imported run.
-        pd.DataFrame([{"id:ID(FeatgraphRun)": run, "status": "complete", "features:long": nodes.num_rows,
+        pd.DataFrame([{"id:ID(FeatgraphRun)": run, "source": source or run, "status": "complete", "features:long": nodes.num_rows,
                        **{f"{rel}:long": t.num_rows for rel, t in rels.items()}, "degrees:long": degrees.num_rows,
                        "fingerprint": _fingerprint(rels, degrees), ":LABEL": "FeatgraphRun"}]).to_csv(tmp / "runs.csv", index=False)
         if graphs:
