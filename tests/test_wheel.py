@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -14,15 +15,33 @@ import pytest
 
 from helpers import REPO
 
+SOURCES = ("pyproject.toml", "README.md", "featgraph", "cypher")  # what the build reads (pyproject's [tool.setuptools])
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+    """The wheel, built from a copy of the sources: pip builds a local folder in place, and setuptools' build/ and
+    featgraph.egg-info/ in the checkout would be shared by two test runs at once (one's cleanup under the other's
+    build)."""
+    src, out = tmp_path_factory.mktemp("wheel-src"), tmp_path_factory.mktemp("wheel")
+    for name in SOURCES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(REPO / name, src / name)
+    before = _build_leftovers()
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    assert _build_leftovers() == before, "the build wrote into the checkout"
     (whl,) = out.glob("featgraph-*.whl")
     return whl
+
+
+def _build_leftovers() -> dict[str, int]:
+    """Every path (and its mtime) under what an in-place setuptools build writes in the checkout."""
+    return {str(p): p.stat().st_mtime_ns for d in ("build", "featgraph.egg-info") for p in [REPO / d, *(REPO / d).rglob("*")]
+            if p.exists()}
 
 
 def test_wheel_holds_the_query_library(wheel):
