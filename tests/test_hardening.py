@@ -464,3 +464,19 @@ def test_validate_does_not_tokenize_all_of_a_huge_line(demo_run, tmp_path, monke
     assert "1 prompts, 16 tokens" in r.stderr and json.loads(r.stdout)[0]["pairs"] == 16 * 17 // 2  # causal QK pairs
     assert seen and sum(seen) < 20_000, seen  # the whole line was 2.3 million characters
     assert "longer than the specified maximum" not in r.stderr
+
+
+def test_tetrad_csv_neutralises_labels_that_start_like_a_formula(demo_run, tmp_path):
+    """tetrads --out FILE.csv writes the four features' labels (issue 21.11: every CSV featgraph writes of labels)."""
+    d = shutil.copytree(demo_run, tmp_path / "run")
+    run = fg_api.open_run(d)
+    f = run.features
+    run.label(label_table=pd.DataFrame({"model": [i.split("/")[0] for i in f["id"]], "sae": f["sae"], "index": f["index"],
+                                        "description": [f"=HYPERLINK(\"http://evil.example/{i}\") @{i}" for i in range(len(f))],
+                                        "explainer": "test"}))
+    r = fg("tetrads", d, "--head", 0, "--circuit", "ov", "--out", tmp_path / "t.csv")
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "t.csv").read_text()
+    cells = [v for row in csv.reader(io.StringIO(text)) for v in row]
+    assert "'=HYPERLINK(" in text and not any(c.startswith(("=", "+", "@")) for c in cells), text[:500]
+    assert (pd.read_csv(tmp_path / "t.csv").select_dtypes("number").to_numpy() < 0).any()  # negative numbers stay numbers

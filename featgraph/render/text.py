@@ -6,6 +6,7 @@ import re
 
 import pandas as pd
 
+from featgraph.core.cells import csv_safe
 from featgraph.errors import BadValue
 
 FORMATS = ("md", "table", "csv", "json")  # `table` is Markdown too (the name `query` has always used)
@@ -19,22 +20,6 @@ def format_table(df: pd.DataFrame, fmt: str) -> str:
     if fmt == "json":
         return df.to_json(orient="records", indent=2, force_ascii=False) + "\n"
     raise BadValue("format", fmt, f"must be one of {', '.join(FORMATS)}")
-
-
-# A cell a spreadsheet would read as a formula (OWASP, "CSV Injection"): text starting with one of these.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that start like a formula get a leading `'`, as spreadsheet tools expect; numbers are untouched."""
-    def fix(v):
-        return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
-
-    out = df.copy()
-    for c in out.columns:
-        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            out[c] = out[c].map(fix)
-    return out
 
 
 _MD_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x85\u2028\u2029]")

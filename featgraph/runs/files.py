@@ -175,10 +175,13 @@ def sha256(path: Path) -> str:
 
 
 def write_frame(df: pd.DataFrame, out: Path) -> Path:
-    """Write a table whole or not at all: CSV for a .csv name, Parquet otherwise."""
+    """Write a table whole or not at all: CSV for a .csv name (text cells that start like a formula get a `'`, as
+    in every CSV of labels featgraph writes), Parquet otherwise."""
+    from featgraph.core.cells import csv_safe
+
     with staged_file(out) as tmp:
         if out.suffix.lower() == ".csv":
-            df.to_csv(tmp, index=False)
+            csv_safe(df).to_csv(tmp, index=False)
         else:
             df.to_parquet(tmp, index=False)
     return out
