@@ -67,16 +67,29 @@ def reference(inputs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A two-node Ray cluster on this machine, one CPU per node."""
+    """A two-node Ray cluster on this machine, one CPU per node, with a Ray temp folder of its own (RAY_TMPDIR, short:
+    it holds Unix sockets): under the shared /tmp/ray, the cluster's address in ray_current_cluster is what any
+    address-less ray.init on the machine joins, and session_latest is another test run's."""
+    import tempfile
+
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    c.add_node(num_cpus=1)
-    c.wait_for_nodes()
-    yield c
-    if ray.is_initialized():
-        ray.shutdown()
-    c.shutdown()
+    before, temp = os.environ.get("RAY_TMPDIR"), tempfile.mkdtemp(prefix="fgray-")
+    os.environ["RAY_TMPDIR"] = temp
+    try:
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        yield c
+        if ray.is_initialized():
+            ray.shutdown()
+        c.shutdown()
+    finally:
+        if before is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = before
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _sorted(e: pd.DataFrame) -> pd.DataFrame:
@@ -118,8 +131,26 @@ def test_ray_atlas_equals_the_single_process_atlas(inputs, reference, cluster, t
     assert json.loads((reference / "manifest.json").read_text())["atlas"]["engine"] == {"name": "process"}
 
 
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _ours(pid: int) -> bool:
+    """Whether `pid` descends from this process (the cluster's raylets are its children, their workers theirs): a
+    worker of another test run's cluster on this machine is not ours to kill."""
+    me = os.getpid()
+    while pid > 1:
+        pid = _parent(pid)
+        if pid == me:
+            return True
+    return False
+
+
 def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
-    """SIGKILL the first worker seen running an atlas task (its process title), once."""
+    """SIGKILL the first worker of this test's cluster seen running an atlas task (its process title), once."""
     while not stop.is_set():
         for p in Path("/proc").iterdir():
             if not p.name.isdigit():
@@ -128,7 +159,7 @@ def _kill_first_task(killed: list[int], stop: threading.Event) -> None:
                 title = (p / "cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(TASK):
+            if title.startswith(TASK) and _ours(int(p.name)):
                 os.kill(int(p.name), signal.SIGKILL)
                 killed.append(int(p.name))
                 return
@@ -193,3 +224,18 @@ def test_ray_without_an_address_means_a_local_runtime():
     assert _optional_values(["atlas", "--layers", "1", "--ray"]) == ["atlas", "--layers", "1", "--ray", "local"]
     assert _optional_values(["atlas", "--ray", "10.0.0.1:6379"]) == ["atlas", "--ray", "10.0.0.1:6379"]
     assert _optional_values(["atlas", "--ray=auto"]) == ["atlas", "--ray=auto"]
+
+
+def test_a_local_runtime_is_its_own_not_the_latest_cluster_on_the_machine(cluster):
+    """`--ray` without an address starts a runtime of its own: the fixture's cluster (two nodes) is the latest one
+    recorded in this Ray temp folder, which an address-less ray.init joins."""
+    from featgraph.api.ray_atlas import LOCAL, connect
+
+    assert ray._private.utils.read_ray_address() == cluster.address
+    c = connect(LOCAL, "cpu")
+    try:
+        assert c.started and c.nodes == 1, c
+        assert ray.get_runtime_context().gcs_address != cluster.address
+    finally:
+        c.close()
+    assert not ray.is_initialized()

@@ -94,7 +94,9 @@ def connect(address: str | bool, device: str, cpus_per_task: int = 1) -> Cluster
     if not ray.is_initialized():
         try:
             if local:
-                ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+                # "local": a runtime of its own; with no address ray.init joins RAY_ADDRESS or the latest cluster
+                # started on this machine (RAY_TMPDIR/ray_current_cluster), e.g. another user's or test run's
+                ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
             else:
                 ray.init(address=str(address), logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as e:
