@@ -145,7 +145,7 @@ def test_unaliased_columns_are_named_as_written(loaded):
     run = fg_api.open_run(loaded)
     got = run.query("MATCH (f:Feature) RETURN f.layer, count(*), min(f.feature_index), count( * ) AS n ORDER BY f.layer")
     assert list(got.columns) == ["f.layer", "count(*)", "min(f.feature_index)", "n"]
-    want = run.features.groupby("layer")["index"].agg(["size", "min"]).reset_index()
+    want = run.features.groupby("layer")["feature_index"].agg(["size", "min"]).reset_index()
     assert got["f.layer"].tolist() == want["layer"].tolist()
     assert got["count(*)"].tolist() == got["n"].tolist() == want["size"].tolist()
     assert got["min(f.feature_index)"].tolist() == want["min"].tolist()

@@ -128,7 +128,7 @@ def test_admin_import_equals_online_load(demo_run, neo4j_env, tmp_path):
     demo_run = shutil.copytree(demo_run, tmp_path / "run")  # a load records itself in the run's manifest
     f = fg_api.open_run(demo_run).features.head(1)  # a label over two lines (a quoted CSV field with a newline)
     fg_api.open_run(demo_run).label(label_table=pd.DataFrame({
-        "model": [f["id"].iloc[0].split("/")[0]], "sae": f["sae"], "index": f["index"],
+        "model": [f["id"].iloc[0].split("/")[0]], "sae": f["sae"], "feature_index": f["feature_index"],
         "description": ['line one\nline two, "quoted"'], "explainer": "test"}))
     imp = tmp_path / "imp"
     cmd = fg_api.open_run(demo_run).export_neo4j(imp)

@@ -324,3 +324,27 @@ def test_query_errors(loaded):
     assert r.exit_code == 2 and r.stderr.count("\n") == 1
     r = fg("query", "--list")
     assert r.exit_code == 0 and "tetrads" in r.stdout
+
+
+def test_cypher_names_the_feature_index_as_the_schema_does():
+    """Every Cypher file (the library and the stores' own) reads and writes the feature index under
+    core/schema.py's FEATURE_INDEX, never as `index` (a parse error in LadybugDB: docs/graph.md); the Neo4j
+    feature upsert sets every node property the embedded store and NetworkX get (graph/rows.py NODE_PROPS)."""
+    import re
+    from pathlib import Path
+
+    from featgraph.core.schema import FEATURE_INDEX
+    from featgraph.graph.rows import NODE_PROPS
+
+    root = Path(__file__).resolve().parents[1] / "cypher"
+    files = sorted(root.rglob("*.cypher"))
+    assert len(files) > 30
+    props = set()
+    for f in files:
+        text = "\n".join(line.split("//", 1)[0] for line in f.read_text().splitlines())
+        props |= set(re.findall(r"\b[a-z]\w*\.`?([A-Za-z_]\w*)", text))
+        assert not re.search(r"\.`?index\b", text), f
+    assert FEATURE_INDEX in props
+    nodes = (root / "store" / "neo4j_nodes.cypher").read_text()
+    for p in NODE_PROPS:
+        assert (f"{{{p}: ${p}[i]}}" if p == "id" else f"f.{p} = ") in nodes and f"${p}[i]" in nodes, p

@@ -251,7 +251,7 @@ def hostile(demo_run, tmp_path):
     shutil.copytree(demo_run, d)
     run = fg_api.open_run(d)
     f = run.features.head(len(HOSTILE_LABELS))
-    table = pd.DataFrame({"model": [i.split("/")[0] for i in f["id"]], "sae": f["sae"], "index": f["index"],
+    table = pd.DataFrame({"model": [i.split("/")[0] for i in f["id"]], "sae": f["sae"], "feature_index": f["feature_index"],
                           "description": HOSTILE_LABELS, "explainer": "test"})
     run.label(label_table=table)
     return d
@@ -367,7 +367,7 @@ def test_an_npz_header_claiming_a_huge_array_is_refused_by_its_header(tiny, tmp_
 def test_a_lone_surrogate_in_a_label_file_is_replaced(run_copy, tmp_path):
     f = fg_api.open_run(run_copy).features.iloc[0]
     labels = tmp_path / "labels.json"
-    row = {"modelId": f["id"].split("/")[0], "layer": f["sae"], "index": int(f["index"]), "description": "half \ud83d pair"}
+    row = {"modelId": f["id"].split("/")[0], "layer": f["sae"], "index": int(f["feature_index"]), "description": "half \ud83d pair"}
     labels.write_text(json.dumps({"explanations": [row]}))  # json writes the lone surrogate as the escape \ud83d
     r = fg("labels", run_copy, "--source", labels)
     assert r.exit_code == 0, r.output

@@ -67,3 +67,80 @@ def test_manifest_conventions_and_selection_are_typed(demo_run):
     assert sel.top_k == 200 and sel.per_source_k == 2 and sel.min_abs is None and sel.precision == "fp32"
     raw = json.loads((demo_run / "manifest.json").read_text())
     assert json.loads(m.to_json())["conventions"] == raw["conventions"] and Manifest.from_dict(m.to_dict()) == m
+
+
+def test_one_name_for_the_feature_index(demo_run, tmp_path):
+    """The feature index is `feature_index` in features.parquet, Run.features, label search, store queries, NetworkX
+    node attributes, GraphML keys and the explorer's JSON (features.parquet and search said `index`, the rest
+    `feature_index`; `index` cannot be a bare property name in LadybugDB: docs/graph.md)."""
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    import pyarrow.parquet as pq
+
+    from featgraph.analyse.search import rank_features
+    from featgraph.core.schema import FEATURE_INDEX
+    from featgraph.server.explorer import Explorer
+
+    assert FEATURE_INDEX == "feature_index"
+    d = tmp_path / "run"
+    shutil.copytree(demo_run, d)
+    run = fg.open_run(d)
+    assert "feature_index" in pq.read_schema(d / "features.parquet").names
+    assert "feature_index" in run.features.columns and "index" not in run.features.columns
+    want = run.features.set_index("id")["feature_index"]
+    assert (want.index.str.rsplit("/", n=1).str[-1].astype(int) == want).all()
+    i = int(want.iloc[0])
+    assert "feature_index" in rank_features(run.features, str(i)).columns
+    run.load()
+    got = run.query("MATCH (f:Feature) RETURN f.id AS id, f.feature_index AS feature_index ORDER BY feature_index, id")
+    assert got.set_index("id")["feature_index"].sort_index().tolist() == want.sort_index().tolist()
+    g = run.to_networkx()
+    assert all(g.nodes[f]["feature_index"] == want[f] and "index" not in g.nodes[f] for f in want.index)
+    keys = {k.get("attr.name") for k in ET.parse(run.export_graphml(tmp_path / "g.graphml")).getroot()
+            if k.tag.endswith("key") and k.get("for") == "node"}
+    assert "feature_index" in keys and "index" not in keys
+    ex = Explorer(run)
+    try:
+        found = ex.search(str(i))["features"]
+        assert found and all(v["feature_index"] == want[f] and "index" not in v for f, v in found.items())
+        assert all("index" not in v for v in ex.expand(next(iter(found)))["features"].values())
+    finally:
+        ex.close()
+
+
+def test_a_run_from_before_the_rename_still_reads(demo_run, tmp_path):
+    """A features.parquet written with the old column `index` (featgraph before the name was unified) reads as
+    `feature_index` everywhere, loads and answers queries, and a relabel rewrites it under the new name; the
+    manifest's checksum still holds (the file itself is not touched by reading)."""
+    import hashlib
+    import shutil
+    import warnings
+
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "old"
+    shutil.copytree(demo_run, d)
+    new = pd.read_parquet(d / "features.parquet")
+    new.rename(columns={"feature_index": "index"}).to_parquet(d / "features.parquet", index=False)
+    m = json.loads((d / "manifest.json").read_text())
+    m["files"]["features.parquet"]["sha256"] = hashlib.sha256((d / "features.parquet").read_bytes()).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(m))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = fg.open_run(d)
+    assert "index" not in run.features.columns
+    pd.testing.assert_frame_equal(run.features, new)
+    run.load()
+    got = run.query("MATCH (f:Feature) WHERE f.feature_index < 3 RETURN f.id AS id ORDER BY id")
+    assert got["id"].tolist() == sorted(new.loc[new["feature_index"] < 3, "id"])
+    r = cli("search", d, "3", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    assert pq.read_schema(d / "features.parquet").names[3] == "index"  # reading left the old file as it was
+    labels = tmp_path / "labels.jsonl"
+    f0 = new.iloc[0]
+    labels.write_text(json.dumps({"modelId": f0["id"].split("/")[0], "layer": f0["sae"], "index": str(f0["feature_index"]),
+                                  "description": "relabelled"}) + "\n")
+    run.label([labels])
+    assert "feature_index" in pq.read_schema(d / "features.parquet").names
+    assert fg.open_run(d).features.set_index("id").loc[f0["id"], "description"] == "relabelled"

@@ -22,11 +22,11 @@ def _check_real_export(f, layer, rows):
     table = L.read_labels([f])
     assert len(table) == rows
     chosen = L.choose(table)
-    assert len(chosen) == table["index"].nunique()
+    assert len(chosen) == table["feature_index"].nunique()
     assert set(chosen["sae"]) == {f"{layer}-gemmascope-res-16k"}
     assert not chosen["description"].str.startswith(" ").any()
     if layer == 12:  # the post's head 0 feature
-        assert chosen.set_index("index").loc[8517, "description"].startswith("numerical patterns")
+        assert chosen.set_index("feature_index").loc[8517, "description"].startswith("numerical patterns")
 
 
 @pytest.mark.parametrize("layer", [12, 13])
@@ -69,9 +69,9 @@ def test_jsonl_gz_rule(tmp_path):
     f = tmp_path / "batch-0.jsonl.gz"
     _write_jsonl_gz(f, _jsonl_rows())
     table = L.read_labels([tmp_path])
-    default = L.choose(table).set_index("index")["description"]
+    default = L.choose(table).set_index("feature_index")["description"]
     assert default.to_dict() == {5: "first", 100: "hundred"}  # file order; empty description never wins
-    preferred = L.choose(table, prefer=("claude",)).set_index("index")["description"]
+    preferred = L.choose(table, prefer=("claude",)).set_index("feature_index")["description"]
     assert preferred[5] == "second"
 
 
@@ -139,7 +139,7 @@ def s3(tmp_path, monkeypatch):
 def test_download_over_http_with_cache(s3, tmp_path, monkeypatch):
     d = L.download("gemma-2-2b", "12-gemmascope-res-16k")
     assert sorted(p.name for p in d.iterdir()) == ["batch-0.jsonl.gz", "batch-1.jsonl.gz"]
-    chosen = L.choose(L.read_labels([d])).set_index("index")["description"]
+    chosen = L.choose(L.read_labels([d])).set_index("feature_index")["description"]
     assert chosen.to_dict() == {5: "first", 100: "hundred"}
     n = len(s3.requests)
     L.download("gemma-2-2b", "12-gemmascope-res-16k")  # cached: only the listing is asked again

@@ -16,7 +16,7 @@ from helpers import fg as cli
 
 def _features(descriptions):
     n = len(descriptions)
-    return pd.DataFrame({"id": [f"m/12-x/{i}" for i in range(n)], "sae": "12-x", "layer": 12, "index": range(n),
+    return pd.DataFrame({"id": [f"m/12-x/{i}" for i in range(n)], "sae": "12-x", "layer": 12, "feature_index": range(n),
                          "description": pd.array(descriptions, dtype="string"), "url": ""})
 
 
@@ -53,7 +53,7 @@ def _ref_rank(features, query, limit):
     for w in words:
         hit &= low.str.contains(w, regex=False)
     if query.strip().isdigit():
-        hit |= features["index"].astype("int64") == int(query.strip())
+        hit |= features["feature_index"].astype("int64") == int(query.strip())
     n, avg = len(docs), max(float(np.mean([len(d) for d in docs])), 1.0)
     scores = []
     for pos in np.flatnonzero(hit.to_numpy()):
@@ -64,8 +64,8 @@ def _ref_rank(features, query, limit):
             if tf:
                 s += float(np.log(1 + (n - df + 0.5) / (df + 0.5))) * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / avg))
         scores.append(s * (1.5 if len(words) > 1 and " ".join(words) in " ".join(d) else 1.0))
-    out = features[hit][["id", "sae", "index", "description"]].assign(score=scores)
-    return out.sort_values(["score", "sae", "index"], ascending=[False, True, True], kind="stable").reset_index(drop=True).head(limit)
+    out = features[hit][["id", "sae", "feature_index", "description"]].assign(score=scores)
+    return out.sort_values(["score", "sae", "feature_index"], ascending=[False, True, True], kind="stable").reset_index(drop=True).head(limit)
 
 
 def test_index_ranks_as_a_full_scan():
@@ -80,7 +80,7 @@ def test_index_ranks_as_a_full_scan():
     descs = [" ".join(rng.choice(vocab, size=rng.integers(0, 6))) for _ in range(400)] + [None, "", "!!!", "Numerical, (numbers)"]
     f = _features(descs)
     f["sae"] = pd.array(rng.choice(["20-b", "3-a", "12-x"], size=len(f)), dtype="string")  # ties broken by sae, then index
-    f["index"] = rng.permutation(len(f))
+    f["feature_index"] = rng.permutation(len(f))
     index = SearchIndex(f)
     queries = ["numer", "numerical numbers", "court cases", "a", "b", "legal", "alpha beta", "beta-alpha", "ve",
                "istanbul", "k", "kelvin", "x2 code", "12", "3", "2024", "zebra", "ø", "n0 the of", "c"]

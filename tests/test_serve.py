@@ -424,7 +424,7 @@ def test_two_column_layout_orders_to_reduce_crossings_and_clips_nothing(server, 
         assert all(s.startswith("s:") and d.startswith("d:") for s, d in ends) and len(ends) == 80
         # barycentric ordering: fewer crossings than the features in index order
         got = b.page.evaluate("featgraph.crossings()")
-        index = run.features.set_index("id")["index"]
+        index = run.features.set_index("id")["feature_index"]
         pos_l = {k: r for r, k in enumerate(sorted((n[0] for n in left), key=lambda k: index[k[2:]]))}
         pos_r = {k: r for r, k in enumerate(sorted((n[0] for n in right), key=lambda k: index[k[2:]]))}
         segs = [(pos_l[s], pos_r[d]) for s, d in ends]

@@ -14,6 +14,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from featgraph.core.schema import FEATURE_INDEX
 from featgraph.errors import BadInput
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -25,10 +26,10 @@ def tokens(text: str) -> list[str]:
 
 
 def rank_features(features: pd.DataFrame, query: str, limit: int | None = 20) -> pd.DataFrame:
-    """Features matching `query`, best first: columns id, sae, index, description, score.
+    """Features matching `query`, best first: columns id, sae, feature_index, description, score.
 
     A feature matches when its description holds every query word as a substring of some word
-    (so "numer" finds "numerical"), or the query is its index; BM25 over whole words orders them.
+    (so "numer" finds "numerical"), or the query is its feature_index; BM25 over whole words orders them.
     """
     return SearchIndex(features).rank(query, limit)
 
@@ -51,7 +52,7 @@ class SearchIndex:
             for w in set(_WORD.findall(low)):
                 postings.setdefault(w, []).append(pos)
         self._postings = {w: np.asarray(p, dtype="int64") for w, p in postings.items()}
-        self._index = features["index"].to_numpy(dtype="int64")
+        self._index = features[FEATURE_INDEX].to_numpy(dtype="int64")
         codes, _ = pd.factorize(features["sae"], sort=True)  # codes in the names' order; a missing name sorts last
         self._sae = np.where(codes < 0, codes.max(initial=0) + 1, codes)
 
@@ -80,7 +81,7 @@ class SearchIndex:
         hits = np.flatnonzero(mask)
         if not len(hits):
             return pd.DataFrame({"id": pd.Series(dtype="string"), "sae": pd.Series(dtype="string"),
-                                 "index": pd.Series(dtype="int64"), "description": pd.Series(dtype="string"),
+                                 FEATURE_INDEX: pd.Series(dtype="int64"), "description": pd.Series(dtype="string"),
                                  "score": pd.Series(dtype="float64")})
         n = len(self.docs)
         idf = {w: float(np.log(1 + (n - self._doc_freq(w) + 0.5) / (self._doc_freq(w) + 0.5))) for w in set(words)}
@@ -95,11 +96,11 @@ class SearchIndex:
             if len(words) > 1 and " ".join(words) in " ".join(d):
                 s *= 1.5
             scores[i] = s
-        # best score first, then sae, then index; a stable sort, so equal keys keep the table's order
+        # best score first, then sae, then feature_index; a stable sort, so equal keys keep the table's order
         order = np.lexsort((self._index[hits], self._sae[hits], -scores))
         if limit is not None:
             order = order[:max(int(limit), 0)]
-        out = self.features[["id", "sae", "index", "description"]].take(hits[order]).assign(score=scores[order])
+        out = self.features[["id", "sae", FEATURE_INDEX, "description"]].take(hits[order]).assign(score=scores[order])
         return out.reset_index(drop=True)
 
 

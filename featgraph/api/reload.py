@@ -17,7 +17,7 @@ import torch
 from featgraph import families
 from featgraph.core import circuits
 from featgraph.core.circuits import Conventions
-from featgraph.core.schema import parse_feature_id
+from featgraph.core.schema import FEATURE_INDEX, parse_feature_id
 from featgraph.core.weights import SAE, AttentionWeights
 from featgraph.errors import BadInput, BadValue
 from featgraph.load import model as model_io
@@ -122,7 +122,7 @@ def correlation_frame(manifest: Manifest, heads: tuple[int, ...] | None = None) 
             k, q = (torch.from_numpy(x) for x in factors[(h, "QK")])
             v, p = (torch.from_numpy(x) for x in factors[(h, "OV")])
             x, y = corr.key_means(k, q), corr.sender_stats(v, p)
-            frames.append(pd.DataFrame({"head": h, "feature_index": np.arange(len(x)), "mean_qk_as_key": x, "mean_abs_ov": y}))
+            frames.append(pd.DataFrame({"head": h, FEATURE_INDEX: np.arange(len(x)), "mean_qk_as_key": x, "mean_abs_ov": y}))
     return pd.concat(frames, ignore_index=True)
 
 

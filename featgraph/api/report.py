@@ -228,7 +228,7 @@ class _Assembly:
         return cache[layer]
 
     def _report_features(self) -> list[list]:
-        """The search box's index: per feature id, index, caption, SAE, url, edge count and its three strongest edges."""
+        """The search box's index: per feature id, feature_index, caption, SAE, url, edge count and its three strongest edges."""
         from featgraph.core.schema import caption
 
         e = self.run.edge_table

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from featgraph.core.schema import parse_feature_id
+from featgraph.core.schema import FEATURE_INDEX, parse_feature_id
 from featgraph.errors import BadInput
 
 RULE = "preferred explainer models first (in the order given), then file order; empty descriptions skipped; whitespace stripped"
@@ -34,16 +34,16 @@ class LabelCounts:
 
 
 def merge(features: pd.DataFrame, chosen: pd.DataFrame, where: str = "the label sources") -> tuple[pd.DataFrame, LabelCounts]:
-    """`features` with descriptions from `chosen` (one row per model, sae, index: see load.neuronpedia.choose).
+    """`features` with descriptions from `chosen` (one row per model, sae, feature_index: see load.neuronpedia.choose).
 
     Raises BadInput when no label matches any feature (a wrong file, or another model's labels).
     """
     feats = features.reset_index(drop=True).copy()
     m = pd.DataFrame({"_pos": range(len(feats)), "sae": feats["sae"].astype(str),
-                      "index": feats["index"].astype("int64"),
+                      FEATURE_INDEX: feats[FEATURE_INDEX].astype("int64"),
                       "_model": feats["id"].map(lambda fid: parse_feature_id(fid)[0])})
-    lab = chosen.assign(index=chosen["index"].astype("int64"), sae=chosen["sae"].astype(str))
-    m = m.merge(lab[["model", "sae", "index", "description"]], on=["sae", "index"], how="inner")
+    lab = chosen.assign(**{FEATURE_INDEX: chosen[FEATURE_INDEX].astype("int64")}, sae=chosen["sae"].astype(str))
+    m = m.merge(lab[["model", "sae", FEATURE_INDEX, "description"]], on=["sae", FEATURE_INDEX], how="inner")
     # A label without a model id (the legacy files name one; others may not) matches any model.
     m = m[(m["model"].isna() | (m["model"] == m["_model"])) & m["description"].notna()].drop_duplicates("_pos")
     new = pd.Series(pd.NA, index=feats.index, dtype="string")

@@ -39,19 +39,23 @@ EDGE_EXTRA_COLUMNS: dict[str, str] = {"z": "float32"}
 # What an edge table made elsewhere must have; the rest can be derived.
 EDGE_REQUIRED = ("layer", "head", "circuit", "src", "dst", "weight")
 
-# features.parquet columns (the file contract names the feature index `index`).
+# The feature's number within its SAE (Neuronpedia's `index`, the id's last part), under one name in every table,
+# store, export and page. Not `index`: LadybugDB's parser rejects it as a bare property name (`f.index`; only
+# `f.`index`` parses), so Cypher that works in Neo4j would fail in the embedded store; and in pandas
+# `features.index` is the row index, not the column (docs/graph.md).
+FEATURE_INDEX = "feature_index"
+# What features.parquet files written before this name was unified call it; read as FEATURE_INDEX.
+LEGACY_FEATURE_INDEX = "index"
+
+# features.parquet columns.
 FEATURE_COLUMNS: dict[str, str] = {
     "id": "string",
     "sae": "string",
     "layer": "int32",
-    "index": "int64",
+    FEATURE_INDEX: "int64",
     "description": "string",
     "url": "string",
 }
-
-# In graph stores the feature index is `feature_index`: `index` is reserved in
-# some Cypher engines (Kùzu/LadybugDB), and one name must work everywhere.
-GRAPH_FEATURE_INDEX = "feature_index"
 
 TETRAD_COLUMNS = (
     "layer", "head", "circuit", "src_a", "src_b", "dst_x", "dst_y",
@@ -110,12 +114,19 @@ def edges_frame(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def upgrade_features(df: pd.DataFrame) -> pd.DataFrame:
+    """A feature table as read from any version's features.parquet: the old column `index` named FEATURE_INDEX."""
+    if LEGACY_FEATURE_INDEX in df.columns and FEATURE_INDEX not in df.columns:
+        return df.rename(columns={LEGACY_FEATURE_INDEX: FEATURE_INDEX})
+    return df
+
+
 def features_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """A feature table with the schema's dtypes, sorted by (sae, index)."""
-    out = df[list(FEATURE_COLUMNS)].copy()
+    """A feature table with the schema's dtypes, sorted by (sae, feature_index) (an old table's `index` renamed)."""
+    out = upgrade_features(df)[list(FEATURE_COLUMNS)].copy()
     for col, dtype in FEATURE_COLUMNS.items():
         out[col] = out[col].astype(dtype)
-    return out.sort_values(["sae", "index"], kind="stable").reset_index(drop=True)
+    return out.sort_values(["sae", FEATURE_INDEX], kind="stable").reset_index(drop=True)
 
 
 def features_from_edges(edges: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +142,7 @@ def features_from_edges(edges: pd.DataFrame) -> pd.DataFrame:
         except ValueError:
             raise BadInput(f"feature id {fid!r} is not MODEL/SOURCE/INDEX (e.g. gemma-2-2b/12-gemmascope-res-16k/8517)") from None
         layer = source_layer(source)
-        rows.append({"id": fid, "sae": source, "layer": -1 if layer is None else layer, "index": index,
+        rows.append({"id": fid, "sae": source, "layer": -1 if layer is None else layer, FEATURE_INDEX: index,
                      "description": None, "url": feature_url(fid)})
     return features_frame(pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)))
 
@@ -149,7 +160,7 @@ def rank_edges(edges: pd.DataFrame) -> pd.DataFrame:
 # (docs/graph.md, "Attribution graphs"), typed in the stores' vocabulary. Links name their ends by node_id.
 ATTRIBUTION_NODE_COLUMNS: dict[str, str] = {
     "node_id": "STRING", "kind": "STRING", "feature_type": "STRING", "layer": "INT64", "ctx_idx": "INT64",
-    "feature": "INT64", "feature_index": "INT64", "feature_id": "STRING", "activation": "DOUBLE", "influence": "DOUBLE",
+    "feature": "INT64", FEATURE_INDEX: "INT64", "feature_id": "STRING", "activation": "DOUBLE", "influence": "DOUBLE",
     "clerp": "STRING", "token": "STRING", "token_prob": "DOUBLE", "is_target_logit": "BOOL", "qk_tracing_results": "STRING",
 }
 ATTRIBUTION_LINK_COLUMNS: dict[str, str] = {"source": "STRING", "target": "STRING", "weight": "DOUBLE"}

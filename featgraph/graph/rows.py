@@ -31,14 +31,14 @@ from featgraph.core.schema import (
     ATTRIBUTION_NODE_COLUMNS,
     CIRCUITS,
     FEATURE_COLUMNS,
-    GRAPH_FEATURE_INDEX,
+    FEATURE_INDEX,
     feature_url,
     parse_feature_id,
     source_layer,
 )
 
 NODE_LABEL = "Feature"
-NODE_PROPS = {"id": "STRING", "sae": "STRING", "layer": "INT64", GRAPH_FEATURE_INDEX: "INT64",
+NODE_PROPS = {"id": "STRING", "sae": "STRING", "layer": "INT64", FEATURE_INDEX: "INT64",
               "description": "STRING", "url": "STRING"}
 REL_PROPS = {"layer": "INT64", "head": "INT64", "kv_head": "INT64", "circuit": "STRING",
              "weight": "DOUBLE", "rank": "INT64", "z": "DOUBLE", "run": "STRING"}
@@ -52,9 +52,8 @@ _ARROW = {"STRING": pa.string(), "INT64": pa.int64(), "DOUBLE": pa.float64()}
 
 
 def node_table(features: pd.DataFrame) -> pa.Table:
-    """One row per feature; columns NODE_PROPS (the feature index as `feature_index`)."""
-    f = features.rename(columns={"index": GRAPH_FEATURE_INDEX})
-    return pa.table({k: pa.array(f[k].to_numpy(dtype=object) if t == "STRING" else f[k].to_numpy(), type=_ARROW[t],
+    """One row per feature; columns NODE_PROPS (the feature table's own names)."""
+    return pa.table({k: pa.array(features[k].to_numpy(dtype=object) if t == "STRING" else features[k].to_numpy(), type=_ARROW[t],
                                  from_pandas=True) for k, t in NODE_PROPS.items()})
 
 
@@ -205,14 +204,15 @@ def of_table(nodes: pa.Table, graph: str) -> pa.Table:
 
 
 def graph_features(nodes: pa.Table) -> pd.DataFrame:
-    """The Feature rows (FEATURE_COLUMNS of core/schema.py: id, sae, layer, index, description, url) of a graph's
+    """The Feature rows (FEATURE_COLUMNS of core/schema.py: id, sae, layer, feature_index, description, url) of a graph's
     feature nodes, one per feature id; `sae` is the id's source (`{layer}-{source set}`)."""
     ids = pd.unique(nodes.column("feature_id").drop_null().to_pandas())
     rows = []
     for fid in ids:
         _, source, index = parse_feature_id(fid)
         layer = source_layer(source)
-        rows.append({"id": fid, "sae": source, "layer": -1 if layer is None else layer, "index": index, "description": None, "url": feature_url(fid)})
+        rows.append({"id": fid, "sae": source, "layer": -1 if layer is None else layer, FEATURE_INDEX: index, "description": None,
+                     "url": feature_url(fid)})
     return pd.DataFrame(rows, columns=list(FEATURE_COLUMNS))
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featgraph.core.schema import ATTRIBUTION_LINK_COLUMNS, ATTRIBUTION_NODE_COLUMNS, feature_id
+from featgraph.core.schema import ATTRIBUTION_LINK_COLUMNS, ATTRIBUTION_NODE_COLUMNS, FEATURE_INDEX, feature_id
 from featgraph.errors import BadInput, MissingValue
 
 # feature_type (as the file spells it) -> featgraph's node kind. Neuronpedia's viewer knows these.
@@ -347,7 +347,7 @@ class _Reader:
             seen[r["node_id"]] = i
             if r["ctx_idx"] >= len(tokens) and r["kind"] != "logit":
                 raise self.bad(f"{where}: ctx_idx {r['ctx_idx']} is past the prompt's {len(tokens)} tokens")
-            r["feature_index"] = r["feature_id"] = None
+            r[FEATURE_INDEX] = r["feature_id"] = None
             if r["kind"] == "embedding" and r["token"] is None:
                 r["token"] = tokens[r["ctx_idx"]]
             if r["kind"] != "feature":
@@ -363,7 +363,7 @@ class _Reader:
                 if dl != layer:
                     raise self.bad(f"{where}: feature {feat} is not layer {layer} followed by a 5-digit index, as files "
                                    "without metadata.schema_version encode it (schema_version 1: a Cantor pairing)")
-            r["feature_index"] = index
+            r[FEATURE_INDEX] = index
             sset = sets[r["feature_type"]]
             if sset is None:
                 param = "source_set" if r["feature_type"] != "lorsa" else "lorsa_source_set"

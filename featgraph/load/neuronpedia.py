@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from featgraph.core.schema import FEATURE_INDEX
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.runs.files import staged_file
 
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 S3_BASE = "https://neuronpedia-datasets.s3.amazonaws.com"
 S3_ENV = "FEATGRAPH_NEURONPEDIA_S3"  # override (a mirror, or a test server)
-LABEL_COLUMNS = ["model", "sae", "index", "description", "explainer"]
+# A label table: Neuronpedia's modelId, layer (the source id) and index as featgraph names them (core/schema.py).
+LABEL_COLUMNS = ["model", "sae", FEATURE_INDEX, "description", "explainer"]
 
 
 def cache_dir() -> Path:
@@ -99,19 +101,19 @@ def read_records(records: Iterable[dict]) -> pd.DataFrame:
 
 
 def read_labels(sources: Iterable[Path]) -> pd.DataFrame:
-    """All explanation rows of the given files/directories (model, sae, index, description, explainer)."""
+    """All explanation rows of the given files/directories (LABEL_COLUMNS: model, sae, feature_index, description, explainer)."""
     frames = [read_records(_records_from_file(f)) for s in sources for f in _files(Path(s))]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=LABEL_COLUMNS)
 
 
 def choose(labels: pd.DataFrame, prefer: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One description per (model, sae, index) by the module's documented rule."""
+    """One description per (model, sae, feature_index) by the module's documented rule."""
     df = labels[labels["description"].str.len() > 0].copy()
     pref = {m: i for i, m in enumerate(prefer)}
     df["_p"] = df["explainer"].map(lambda m: pref.get(m, len(pref)))
     df["_o"] = range(len(df))
-    df = df.sort_values(["_p", "_o"], kind="stable").drop_duplicates(["model", "sae", "index"])
-    return df.drop(columns=["_p", "_o"]).sort_values(["sae", "index"]).reset_index(drop=True)
+    df = df.sort_values(["_p", "_o"], kind="stable").drop_duplicates(["model", "sae", FEATURE_INDEX])
+    return df.drop(columns=["_p", "_o"]).sort_values(["sae", FEATURE_INDEX]).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- download

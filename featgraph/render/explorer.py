@@ -17,7 +17,7 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from featgraph.core.schema import NEURONPEDIA
+from featgraph.core.schema import FEATURE_INDEX, NEURONPEDIA
 
 # What the server may send, by URL path under /static/: name -> (file under templates/explorer, content type).
 ASSETS = {
@@ -78,18 +78,17 @@ def _num(v) -> float | None:
 
 
 def feature_payload(features, ids) -> dict[str, dict]:
-    """{id: {description, url, layer, index, sae}} for `ids` (`features` indexed by id, or a FeatureLookup over
+    """{id: {description, url, layer, feature_index, sae}} for `ids` (`features` indexed by id, or a FeatureLookup over
     them; an id not there gets its parts)."""
     ids = [str(i) for i in ids]
     if isinstance(features, FeatureLookup):
         return features.payload(ids)
     f = features.reindex(ids)
-    index_col = "feature_index" if "feature_index" in f.columns else "index"
 
     def column(name: str) -> list:
         return _pylist(f[name] if name in f.columns else pd.Series(None, index=f.index, dtype=object))
 
-    return _feature_rows(ids, *(column(n) for n in ("description", "url", "layer", index_col, "sae")))
+    return _feature_rows(ids, *(column(n) for n in ("description", "url", "layer", FEATURE_INDEX, "sae")))
 
 
 class FeatureLookup:
@@ -102,9 +101,8 @@ class FeatureLookup:
 
         self.index = features.index
         self.index.get_indexer(self.index[:1])  # builds the index's hash table now
-        index_col = "feature_index" if "feature_index" in features.columns else "index"
         self.columns: list = []
-        for name in ("description", "url", "layer", index_col, "sae"):
+        for name in ("description", "url", "layer", FEATURE_INDEX, "sae"):
             if name not in features.columns:
                 self.columns.append(None)
                 continue
@@ -146,7 +144,7 @@ def _feature_rows(ids, descriptions, urls, layers, indices, saes) -> dict[str, d
             sae = parts[1] if sae is None and len(parts) > 2 else sae
         out[fid] = {"description": None if desc is None else str(desc),
                     "url": url if isinstance(url, str) and url else f"{NEURONPEDIA}/{fid}",
-                    "layer": None if layer is None else int(layer), "index": None if index is None else int(index),
+                    "layer": None if layer is None else int(layer), FEATURE_INDEX: None if index is None else int(index),
                     "sae": None if sae is None else str(sae)}
     return out
 

@@ -111,7 +111,7 @@ class ReportData:
     overview: pd.DataFrame  # one row per (layer, head): see _overview
     heads: list[HeadDetail]
     figures: list[Figure]
-    features: list[list]  # [id, index, caption, sae, url, n_edges, strongest edges as text]
+    features: list[list]  # [id, feature_index, caption, sae, url, n_edges, strongest edges as text]
     meta: dict
     top: int
     validation: tuple[pd.DataFrame, Figure] | None = None

@@ -94,7 +94,7 @@ def relabel(out: Path, chosen: pd.DataFrame, record: dict, counts: dict) -> Mani
     for L in done:
         d = layer_dir(out, L)
         try:
-            feats, layer_counts = annotate.merge(pd.read_parquet(d / rundir.FEATURES), chosen)
+            feats, layer_counts = annotate.merge(rundir.read_features(d / rundir.FEATURES), chosen)
         except BadInput:
             continue  # nothing for this layer's SAEs: it keeps what it had
         rundir.update_features(d, rundir.read_manifest(d), feats, record | layer_counts.__dict__)
@@ -116,7 +116,7 @@ def combine(out: Path, done: dict[int, Manifest], circuits: Sequence[str], reque
     if not done:
         return
     edges = pd.concat([pd.read_parquet(layer_dir(out, L) / rundir.EDGES) for L in done], ignore_index=True)
-    feats = pd.concat([pd.read_parquet(layer_dir(out, L) / rundir.FEATURES) for L in done], ignore_index=True)
+    feats = pd.concat([rundir.read_features(layer_dir(out, L) / rundir.FEATURES) for L in done], ignore_index=True)
     # One node per feature id: an SAE's features appear in two layers' runs (output of L, input of L+1).
     feats = feats.assign(_has=feats["description"].notna()).sort_values("_has", ascending=False, kind="stable")
     feats = feats.drop_duplicates("id").drop(columns="_has")

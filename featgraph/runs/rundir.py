@@ -26,6 +26,7 @@ from featgraph.core.schema import (
     features_from_edges,
     parse_feature_id,
     rank_edges,
+    upgrade_features,
 )
 from featgraph.errors import BadInput, FeatgraphError, FeatgraphWarning
 from featgraph.runs.files import sha256, staged_dir, staged_file, write_text
@@ -157,7 +158,7 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
                               "re-create the run if that was not intended", FeatgraphWarning, stacklevel=2)
     try:
         edges = pd.read_parquet(path / EDGES)
-        features = pd.read_parquet(path / FEATURES) if (path / FEATURES).is_file() else features_from_edges(edges)
+        features = read_features(path / FEATURES) if (path / FEATURES).is_file() else features_from_edges(edges)
     except Exception as e:
         raise FeatgraphError(f"cannot read run {path} ({e.__class__.__name__}); re-create it with `featgraph extract`") from None
     missing = [c for c in EDGE_REQUIRED if c not in edges.columns]
@@ -166,6 +167,12 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
     if edges.empty and not (path / GRAPHS_DIR).is_dir():  # a run made by importing an attribution graph has none
         raise BadInput(f"{path} has no edges: re-run extract with a lower --min-abs or a larger --top-k")
     return Tables(path, edges, features, manifest)
+
+
+def read_features(path: Path) -> pd.DataFrame:
+    """A features.parquet of any featgraph version, its columns named as FEATURE_COLUMNS (an old file's `index`
+    read as `feature_index`; the file itself is left as it is)."""
+    return upgrade_features(pd.read_parquet(path))
 
 
 def read_manifest(path: Path) -> Manifest:

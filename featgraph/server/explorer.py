@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from featgraph.core.schema import FEATURE_INDEX
 from featgraph.errors import BadInput, BadValue
 
 MAX_EDGES = 5000  # edges the page draws at once (the canvas stays interactive at this size)
@@ -422,7 +423,7 @@ def _edges(e: pd.DataFrame) -> list[dict]:
 
 
 def _caption(f: dict, fid: str) -> str:
-    idx = f.get("index") if f.get("index") is not None else fid.rsplit("/", 1)[-1]
+    idx = f.get(FEATURE_INDEX) if f.get(FEATURE_INDEX) is not None else fid.rsplit("/", 1)[-1]
     return f"{idx}: {f['description']}" if f.get("description") else str(idx)
 
 

@@ -17,7 +17,7 @@
   function fmt(v) { return v == null ? "" : (Math.abs(v) >= 1000 || (Math.abs(v) < 0.001 && v !== 0) ? v.toExponential(3) : v.toPrecision(4)); }
   function caption(id) {
     var f = S.features.get(id) || {};
-    var idx = f.index != null ? f.index : id.slice(id.lastIndexOf("/") + 1);
+    var idx = f.feature_index != null ? f.feature_index : id.slice(id.lastIndexOf("/") + 1);
     return f.description ? idx + ": " + f.description : String(idx);
   }
   function shortCaption(id) { var c = caption(id); return c.length > CAPTION ? c.slice(0, CAPTION - 1) + "…" : c; }
@@ -101,7 +101,7 @@
   }
   function byIndex(a, b) {
     var fa = S.features.get(a.slice(2)) || {}, fb = S.features.get(b.slice(2)) || {};
-    return ((fa.layer || 0) - (fb.layer || 0)) || ((fa.index || 0) - (fb.index || 0)) || (a < b ? -1 : a > b ? 1 : 0);
+    return ((fa.layer || 0) - (fb.layer || 0)) || ((fa.feature_index || 0) - (fb.feature_index || 0)) || (a < b ? -1 : a > b ? 1 : 0);
   }
 
   function layoutColumns(edges) {
