@@ -4,7 +4,7 @@ The page (templates/explorer/: index.html, app.js, app.css) draws with sigma.js 
 templates/explorer/vendor/ with their licences (see its README), so it needs no network. Served, it loads the
 assets from the server and asks its /api; static (`page(data)`), every asset and the graph are inlined.
 
-The graph it draws travels as `graph_payload`: features by id (description, url, layer, index, sae) and edges
+The graph it draws travels as `graph_payload`: features by id (description, url, layer, feature_index, sae) and edges
 (src, dst, layer, head, circuit, weight, rank, z).
 """
 
