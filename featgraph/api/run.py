@@ -423,7 +423,8 @@ class Run:
         """Attach Neuronpedia descriptions (local files, or the public export by default); returns the updated run.
 
         A source matching none of the run's features is an error that changes nothing; features a source
-        does not cover keep their earlier label. An embedded store already built is rebuilt with the new labels.
+        does not cover keep their earlier label. `label_table`: labels already read, columns model, sae,
+        feature_index, description, explainer (load.neuronpedia.LABEL_COLUMNS). An embedded store already built is rebuilt with the new labels.
         """
         from featgraph.core import annotate
         from featgraph.load import neuronpedia

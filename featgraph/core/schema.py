@@ -115,7 +115,8 @@ def edges_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def upgrade_features(df: pd.DataFrame) -> pd.DataFrame:
-    """A feature table as read from any version's features.parquet: the old column `index` named FEATURE_INDEX."""
+    """A feature table as read from any version's features.parquet (or a label table written the old way): the old
+    column `index` named FEATURE_INDEX."""
     if LEGACY_FEATURE_INDEX in df.columns and FEATURE_INDEX not in df.columns:
         return df.rename(columns={LEGACY_FEATURE_INDEX: FEATURE_INDEX})
     return df

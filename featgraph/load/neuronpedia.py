@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from featgraph.core.schema import FEATURE_INDEX
+from featgraph.core.schema import FEATURE_INDEX, upgrade_features
 from featgraph.errors import BadInput, FeatgraphError
 from featgraph.runs.files import staged_file
 
@@ -107,7 +107,9 @@ def read_labels(sources: Iterable[Path]) -> pd.DataFrame:
 
 
 def choose(labels: pd.DataFrame, prefer: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One description per (model, sae, feature_index) by the module's documented rule."""
+    """One description per (model, sae, feature_index) by the module's documented rule (a table naming the
+    index `index`, as label tables did before the name was unified, is read the same)."""
+    labels = upgrade_features(labels)
     df = labels[labels["description"].str.len() > 0].copy()
     pref = {m: i for i, m in enumerate(prefer)}
     df["_p"] = df["explainer"].map(lambda m: pref.get(m, len(pref)))
