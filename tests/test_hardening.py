@@ -400,8 +400,9 @@ def test_text_prompts_need_the_models_tokenizer(tiny, tmp_path):
 # ---------------------------------------------------------------- validate cuts a long prompt before tokenizing it (21.8)
 
 def _trained_tokenizers(tmp_path):
-    """The demo's word-level tokenizer and two BPE tokenizers trained here on a few words: byte-level with GPT-2's
-    pre-tokenizer, and one over the whole text (spaces as ▁, no pre-tokenizer: Gemma's and Llama 2's layout)."""
+    """The demo's word-level tokenizer and three trained here on a few words: a byte-level BPE with GPT-2's
+    pre-tokenizer, and a BPE and a Unigram over the whole text (spaces as ▁, no pre-tokenizer: Gemma's and Llama 2's
+    layout)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -420,6 +421,10 @@ def _trained_tokenizers(tmp_path):
     whole.normalizer = normalizers.Replace(" ", "▁")
     whole.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>"], max_token_length=12))
     toks["unsplit BPE"] = PreTrainedTokenizerFast(tokenizer_object=whole)
+    uni = Tokenizer(models.Unigram())
+    uni.normalizer = normalizers.Replace(" ", "▁")
+    uni.train_from_iterator(corpus, trainers.UnigramTrainer(vocab_size=120, unk_token="<unk>", special_tokens=["<unk>"]))
+    toks["unsplit Unigram"] = PreTrainedTokenizerFast(tokenizer_object=uni)  # Viterbi over the whole text
     return toks
 
 
