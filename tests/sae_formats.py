@@ -150,3 +150,64 @@ def write_linear_pair(path: Path, d_in: int, d_sae: int, seed: int, prefix: str 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sd, path)
     return path, {k: v.to(torch.float32) for k, v in sd.items()}
+
+
+# ---------------------------------------------------------------- transcoders
+
+def write_gemma_scope_transcoder(folder: Path, d_model: int, d_sae: int, seed: int, *, W_dec: np.ndarray | None = None,
+                                 W_enc: np.ndarray | None = None) -> tuple[Path, dict]:
+    """Gemma Scope's transcoder file (google/gemma-scope-2b-pt-transcoders/layer_L/width_W/average_l0_N/params.npz):
+    the Gemma Scope SAE keys, W_enc [d_model, d_sae]. W_dec / W_enc: given rows/columns instead of random ones."""
+    r = _rng(seed)
+    raw = {"W_enc": r.normal(size=(d_model, d_sae)) if W_enc is None else W_enc,
+           "W_dec": r.normal(size=(d_sae, d_model)) if W_dec is None else W_dec,
+           "b_enc": r.normal(size=d_sae), "b_dec": r.normal(size=d_model), "threshold": np.abs(r.normal(size=d_sae))}
+    raw = {k: np.asarray(v, dtype=np.float32) for k, v in raw.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "params.npz", **raw)
+    return folder, {k: _t(v) for k, v in raw.items()}
+
+
+def write_gemma_scope_2_transcoder(folder: Path, d_model: int, d_sae: int, seed: int, *, layer: int, affine: bool = False,
+                                   config: bool = True) -> tuple[Path, dict]:
+    """Gemma Scope 2's transcoder file (google/gemma-scope-2-SIZE-pt/transcoder/layer_L_width_W_l0_SIZE[_affine]/):
+    params.safetensors with w_enc [d_model, d_sae], w_dec, b_enc, b_dec, threshold (affine_skip_connection
+    [d_model, d_model] for _affine), and config.json with the transformers hook points."""
+    from safetensors.torch import save_file
+
+    r = _rng(seed)
+    raw = {"w_enc": _t(r.normal(size=(d_model, d_sae))), "w_dec": _t(r.normal(size=(d_sae, d_model))),
+           "b_enc": _t(r.normal(size=d_sae)), "b_dec": _t(r.normal(size=d_model)), "threshold": _t(np.abs(r.normal(size=d_sae)))}
+    if affine:
+        raw["affine_skip_connection"] = _t(r.normal(size=(d_model, d_model)) * 0.1)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(raw, str(folder / "params.safetensors"))
+    if config:
+        (folder / "config.json").write_text(json.dumps({
+            "architecture": "jump_relu", "model_name": "google/gemma-3-1b-pt", "type": "transcoder", "affine_connection": affine,
+            "hf_hook_point_in": f"model.layers.{layer}.pre_feedforward_layernorm.output",
+            "hf_hook_point_out": f"model.layers.{layer}.post_feedforward_layernorm.output"}))
+    return folder, raw
+
+
+def write_circuit_tracer_transcoders(folder: Path, d_model: int, d_sae: int, layers: int, seed: int, *, jumprelu: bool = True,
+                                     input_hook: str = "mlp.hook_in", output_hook: str = "mlp.hook_out",
+                                     model_name: str = "Qwen/Qwen3-4B") -> tuple[Path, dict]:
+    """A circuit-tracer transcoder set written by circuit-tracer's own TranscoderSet.to_safetensors (layer_L.safetensors:
+    W_enc [d_sae, d_model], W_dec, b_enc, b_dec, activation_function.threshold) and the config.yaml its hub loader reads."""
+    from circuit_tracer.transcoder.activation_functions import JumpReLU
+    from circuit_tracer.transcoder.single_layer_transcoder import SingleLayerTranscoder, TranscoderSet
+
+    g = torch.Generator().manual_seed(seed)
+    tcs = {}
+    for layer in range(layers):
+        act = JumpReLU(torch.rand(d_sae, generator=g), 0.1) if jumprelu else torch.nn.functional.relu
+        tc = SingleLayerTranscoder(d_model, d_sae, act, layer, device=torch.device("cpu"), dtype=torch.float32)
+        with torch.no_grad():
+            for p in (tc.W_enc, tc.W_dec, tc.b_enc, tc.b_dec):
+                p.copy_(torch.randn(p.shape, generator=g))
+        tcs[layer] = tc
+    TranscoderSet(tcs, feature_input_hook=input_hook, feature_output_hook=output_hook, scan="test").to_safetensors(str(folder))
+    (folder / "config.yaml").write_text(f"model_name: {model_name}\nmodel_kind: transcoder_set\n"
+                                        f"feature_input_hook: {input_hook}\nfeature_output_hook: {output_hook}\n")
+    return folder, {"transcoders": tcs}

@@ -134,7 +134,10 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
         assert d["files"] and d["hook"], d
         assert d["readable"] == (d["format"] in {"gemma_scope", "gemma_scope_2", "saelens", "llama_scope", "llama_scope_r1",
                                                  "dictionary_learning", "hook_z", "qwen_scope", "goodfire",
-                                                 "deepseek_r1"})
+                                                 "deepseek_r1", "gemma_scope_transcoder", "gemma_scope_2_transcoder",
+                                                 "circuit_tracer"})
+        if d["format"] in ("gemma_scope_transcoder", "gemma_scope_2_transcoder", "circuit_tracer"):  # every transcoder release
+            assert d["site"] == "transcoder" and d["input_of_layer"] == d["layer"] + 1, d
         per_family[_family_of(r["model"])] += 1
         np_id = s.get("neuronpedia")
         if d["neuronpedia_id"] is None and np_id:
@@ -170,7 +173,11 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
                                                      neuronpedia_id="19-resid-post-gf", input_of_layer=20)),
     ("qwen-scope-3-8b-base-w64k-l50/layer7", dict(format="qwen_scope", readable=True, d_sae=65536, hook="blocks.7.hook_resid_post",
                                                    files=["layer7.sae.pt"], input_of_layer=8)),
-    ("mwhanna-qwen3-4b-transcoders/layer_0", dict(readable=False, site="transcoder", neuronpedia_id="0-transcoder-hp")),
+    ("mwhanna-qwen3-4b-transcoders/layer_0", dict(format="circuit_tracer", readable=True, site="transcoder",
+                                                  neuronpedia_id="0-transcoder-hp", files=["config.yaml", "layer_0.safetensors"])),
+    ("gemma-scope-2b-pt-transcoders/layer_12/width_16k/average_l0_6",
+     dict(format="gemma_scope_transcoder", hook="blocks.12.ln2.hook_normalized", site="transcoder", input_of_layer=13,
+          output_of_layer=12, neuronpedia_model="gemma-2-2b", neuronpedia_id="12-gemmascope-transcoder-16k")),
 ])
 def test_sae_info_fields(ref, want):
     d = fg.sae_info(ref)[0]

@@ -16,7 +16,10 @@ from featgraph.load import sae as sae_io
 
 from helpers import write_gs2_sae, write_sae
 from sae_formats import (
+    write_circuit_tracer_transcoders,
     write_dictionary_learning,
+    write_gemma_scope_2_transcoder,
+    write_gemma_scope_transcoder,
     write_hook_z,
     write_linear_pair,
     write_llama_scope,
@@ -285,3 +288,78 @@ def test_quantized_sae_tensors_are_refused_by_every_reader(tmp_path, fmt, write,
         sae_io.load(str(ref))
     msg = str(e.value)
     assert "\n" not in msg and f"{key} in {weights.name}" in msg and dtype in msg and "full-precision" in msg, msg
+
+
+# ---------------------------------------------------------------- transcoders, against circuit-tracer's own loaders
+
+def _against_circuit_tracer(s, tc, x):
+    """featgraph's arrays give circuit-tracer's SingleLayerTranscoder's pre-activations, activations and output."""
+    with torch.no_grad():
+        _close(_ours(s, x)[0], tc.encode(x, apply_activation_function=False))
+        _close(_ours(s, x)[1], tc.encode(x))
+        acts = tc.encode(x)
+        _close(_ours(s, x)[1] @ s.W_dec + s.b_dec, acts @ tc.W_dec + tc.b_dec)
+
+
+def test_gemma_scope_transcoder_format(tmp_path):
+    """google/gemma-scope-2b-pt-transcoders' params.npz: the registry entry (Neuronpedia gemma-2-2b/L-gemmascope-
+    transcoder-16k), what it reads and writes, and the arrays against circuit-tracer's load_gemma_scope_transcoder."""
+    from circuit_tracer.transcoder.single_layer_transcoder import load_gemma_scope_transcoder
+
+    folder, _ = write_gemma_scope_transcoder(tmp_path / "gemma-scope-2b-pt-transcoders" / "layer_3" / "width_16k" /
+                                               "average_l0_54", D_IN, D_SAE, 7)
+    s = sae_io.load(str(folder))
+    assert s.source["format"] == "gemma_scope_transcoder" and s.source["site"] == "transcoder"
+    assert (s.neuronpedia_id, s.source["neuronpedia_model"], s.layer) == ("3-gemmascope-transcoder-16k", "gemma-2-2b", 3)
+    assert (s.source["input_of_layer"], s.source["output_of_layer"]) == (4, 3)
+    t = s.source["transcoder"]
+    assert (t["reads"], t["reads_hook"], t["writes_hook"]) == ("normalised", "blocks.3.ln2.hook_normalized", "blocks.3.hook_mlp_out")
+    tc = load_gemma_scope_transcoder(str(folder / "params.npz"), 3, device=torch.device("cpu"))
+    _against_circuit_tracer(s, tc, _x())
+    # the same by SAELens' release/sae_id, described from the registry alone
+    d = sae_io.info("gemma-scope-2b-pt-transcoders/layer_3/width_16k/average_l0_54")
+    assert (d["format"], d["site"], d["input_of_layer"], d["output_of_layer"]) == ("gemma_scope_transcoder", "transcoder", 4, 3)
+    assert d["neuronpedia_id"] == "3-gemmascope-transcoder-16k"
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_gemma_scope_2_transcoder_format(tmp_path, affine):
+    from circuit_tracer.transcoder.single_layer_transcoder import load_gemma_scope_2_transcoder
+
+    name = "layer_7_width_16k_l0_small" + ("_affine" if affine else "")
+    folder, _ = write_gemma_scope_2_transcoder(tmp_path / "transcoder_all" / name, D_IN, D_SAE, 8, layer=7, affine=affine)
+    s = sae_io.load(str(folder))
+    assert s.source["format"] == "gemma_scope_2_transcoder" and s.layer == 7
+    t = s.source["transcoder"]
+    assert (t["reads"], t["reads_hook"]) == ("mlp_input", "model.layers.7.pre_feedforward_layernorm.output")
+    assert t["affine_skip"] is affine and s.source["architecture"] == ("jumprelu_skip_transcoder" if affine else "jumprelu_transcoder")
+    tc = load_gemma_scope_2_transcoder(str(folder / "params.safetensors"), 7, device=torch.device("cpu"))
+    x = _x()
+    with torch.no_grad():  # the skip connection is no feature: featgraph's features and their decoder rows only
+        _close(_ours(s, x)[1], tc.encode(x))
+        _close(_ours(s, x)[1] @ s.W_dec + s.b_dec, tc.decode(tc.encode(x), x) - (tc.compute_skip(x) if affine else 0))
+    # without config.json: SAELens' inference (the same hooks)
+    (folder / "config.json").unlink()
+    assert sae_io.load(str(folder)).source["transcoder"]["reads_hook"] == "model.layers.7.pre_feedforward_layernorm.output"
+    d = sae_io.info("gemma-scope-2-1b-pt-transcoders/transcoder/layer_13_width_16k_l0_big")
+    assert (d["format"], d["site"], d["input_of_layer"]) == ("gemma_scope_2_transcoder", "transcoder", 14)
+
+
+@pytest.mark.parametrize("jumprelu", [True, False])
+def test_circuit_tracer_transcoder_format(tmp_path, jumprelu):
+    """A transcoder set written by circuit-tracer itself (TranscoderSet.to_safetensors + config.yaml): one layer's file,
+    W_enc transposed from nn.Linear's layout, against circuit-tracer's load_relu_transcoder."""
+    from circuit_tracer.transcoder.single_layer_transcoder import load_relu_transcoder
+
+    folder, _ = write_circuit_tracer_transcoders(tmp_path / "qwen3-tcs", D_IN, D_SAE, 3, 9, jumprelu=jumprelu)
+    s = sae_io.load(str(folder / "layer_2.safetensors"))
+    assert s.source["format"] == "circuit_tracer" and s.layer == 2 and s.source["model_name"] == "Qwen/Qwen3-4B"
+    t = s.source["transcoder"]
+    assert (t["reads"], t["reads_hook"], t["writes_hook"]) == ("mlp_input", "blocks.2.mlp.hook_in", "blocks.2.mlp.hook_out")
+    tc = load_relu_transcoder(str(folder / "layer_2.safetensors"), 2, device=torch.device("cpu"), lazy_encoder=False,
+                              lazy_decoder=False)
+    _against_circuit_tracer(s, tc, _x())
+    with pytest.raises(BadInput, match="one per layer: pass one of them"):
+        sae_io.load(str(folder))
+    d = sae_io.info("mwhanna-qwen3-4b-transcoders/layer_5")
+    assert (d["format"], d["readable"], d["site"], d["neuronpedia_id"]) == ("circuit_tracer", True, "transcoder", "5-transcoder-hp")

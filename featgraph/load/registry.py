@@ -166,10 +166,22 @@ def get() -> Registry:
 
 # The formats featgraph reads (featgraph.load.sae readers) by SAELens conversion_func; None is SAELens' own format.
 FORMATS: dict[str | None, str] = {
-    None: "saelens", "gemma_2": "gemma_scope", "gemma_2_transcoder": "gemma_scope", "gemma_3": "gemma_scope_2",
+    None: "saelens", "gemma_2": "gemma_scope", "gemma_2_transcoder": "gemma_scope_transcoder", "gemma_3": "gemma_scope_2",
     "llama_scope": "llama_scope", "llama_scope_r1_distill": "llama_scope_r1", "dictionary_learning_1": "dictionary_learning",
     "connor_rob_hook_z": "hook_z", "qwen_scope": "qwen_scope", "goodfire": "goodfire", "deepseek_r1": "deepseek_r1",
+    "mwhanna_transcoder": "circuit_tracer",
 }
+
+
+def format_of(e: Entry) -> str | None:
+    """The featgraph reader for an entry (None: featgraph does not read it). Gemma Scope 2's transcoders share the
+    gemma_3 conversion with its SAEs: their folder (`transcoder/`, `transcoder_all/`) says which; its cross-layer
+    transcoders (`clt`) are not read."""
+    if e.conversion == "gemma_3" and "clt" in e.path:
+        return None
+    if e.conversion == "gemma_3" and re.search(r"(?:^|/)transcoder(?:_all)?/", e.path):
+        return "gemma_scope_2_transcoder"
+    return FORMATS.get(e.conversion)
 # Widths as SAELens' gemma_2 loader maps them (width_16k -> 16384 ...), also Gemma Scope 2's and Llama Scope's names.
 WIDTHS = {"4k": 4096, "16k": 16384, "32k": 32768, "65k": 65536, "128k": 131072, "131k": 131072, "262k": 262144,
           "524k": 524288, "1m": 1048576}
@@ -196,7 +208,7 @@ def files(e: Entry) -> tuple[str, ...]:
     if c == "connor_rob_hook_z":
         return (p.split(".pt")[0] + "_cfg.json", p)
     if c == "mwhanna_transcoder":
-        return ("config.yaml", "wandb-config.yaml", p)
+        return ("config.yaml", p)  # SAELens also reads wandb-config.yaml (widths); the weights' shapes say them
     if c == "mntss_clt_layer_transcoder":
         return ("config.yaml", f"W_enc_{p}.safetensors", f"W_dec_{p}.safetensors")
     return (p,)  # qwen_scope, goodfire, deepseek_r1, temporal: one checkpoint file named by the path
@@ -296,6 +308,8 @@ def pairing(hook_name: str | None) -> tuple[int | None, int | None]:
     if not m:
         return None, None
     L, rest = int(m[1]), m[2]
+    if rest in ("hook_mlp_in", "ln2.hook_normalized", "mlp.hook_in"):  # a transcoder: read after L's attention, written
+        return L + 1, L  # into the residual read from layer L + 1 on (docs/maths.md, "Transcoder features")
     return {"hook_resid_pre": (L, L - 1 if L > 0 else None), "hook_resid_post": (L + 1, L), "hook_resid_mid": (None, L),
             "hook_attn_out": (None, L), "attn.hook_z": (None, L), "hook_z": (None, L)}.get(rest, (None, None))
 
@@ -322,7 +336,7 @@ def describe(e: Entry, reg: Registry | None = None) -> dict:
     width, width_from = d_sae(e)
     layer = int(m[1]) if h and (m := re.match(r"blocks\.(\d+)\.", h)) else (0 if h == "hook_embed" else None)
     inp, outp = pairing(h)
-    fmt = FORMATS.get(e.conversion)
+    fmt = format_of(e)
     conflict = neuronpedia_conflict(e, layer, inp)
     np_model, _, np_source = ("" if conflict else e.neuronpedia or "").partition("/")
     mfpk = dict((e.config_overrides or {}).get("model_from_pretrained_kwargs") or {})

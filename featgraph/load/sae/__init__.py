@@ -23,10 +23,13 @@ from featgraph.errors import BadInput, FeatgraphError
 from featgraph.load import hub
 from featgraph.load import registry as reg
 from featgraph.load.sae import (
+    circuit_tracer,
     deepseek_r1,
     dictionary_learning,
     gemma_scope,
     gemma_scope_2,
+    gemma_scope_2_transcoder,
+    gemma_scope_transcoder,
     goodfire,
     hook_z,
     llama_scope,
@@ -47,16 +50,19 @@ PARAMS = gemma_scope.PARAMS
 PARAMS_ST = gemma_scope_2.PARAMS
 CONFIG = gemma_scope_2.CONFIG
 READERS: dict[str, ModuleType] = {m.NAME: m for m in (gemma_scope, gemma_scope_2, saelens, llama_scope, llama_scope_r1,
-                                                        dictionary_learning, hook_z, openai, qwen_scope, goodfire, deepseek_r1)}
+                                                        dictionary_learning, hook_z, openai, qwen_scope, goodfire, deepseek_r1,
+                                                        gemma_scope_transcoder, gemma_scope_2_transcoder, circuit_tracer)}
 # The weights file of each format inside an SAE's folder (the others are its config files).
-_WEIGHTS = {"gemma_scope": PARAMS, "gemma_scope_2": PARAMS_ST, "saelens": saelens.WEIGHTS, "llama_scope": llama_scope.WEIGHTS,
+_WEIGHTS = {"gemma_scope": PARAMS, "gemma_scope_2": PARAMS_ST, "gemma_scope_transcoder": PARAMS,
+            "gemma_scope_2_transcoder": PARAMS_ST, "saelens": saelens.WEIGHTS, "llama_scope": llama_scope.WEIGHTS,
             "dictionary_learning": dictionary_learning.WEIGHTS}
 _CONFIG_FILES = ("cfg.json", "config.json", "hyperparams.json", "_cfg.json")
 GEMMA_2_2B_D_MODEL = 2304
 _FORMATS_TEXT = ("a params.npz or params.safetensors (Gemma Scope), a SAELens folder (cfg.json + sae_weights.safetensors), "
                  "a Llama Scope folder (hyperparams.json + checkpoints/final.safetensors), a dictionary_learning folder "
                  "(ae.pt + config.json), a hook_z .pt with its _cfg.json, an OpenAI GPT-2 SAE .pt, a Qwen Scope layerL.sae.pt, "
-                 "or a Goodfire or DeepSeek-R1 SAE .pt/.pth")
+                 "a Goodfire or DeepSeek-R1 SAE .pt/.pth, or a transcoder (Gemma Scope's params.npz or Gemma Scope 2's "
+                 "params.safetensors under a transcoder folder, circuit-tracer's layer_L.safetensors)")
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,8 @@ class SAERef:
 # ---------------------------------------------------------------- references -> registry entries
 
 def _weights_in(folder: Path) -> tuple[Path, str] | None:
-    for fmt, mod in (("gemma_scope_2", gemma_scope_2), ("gemma_scope", gemma_scope), ("saelens", saelens),
+    for fmt, mod in (("gemma_scope_2_transcoder", gemma_scope_2_transcoder), ("gemma_scope_transcoder", gemma_scope_transcoder),
+                     ("gemma_scope_2", gemma_scope_2), ("gemma_scope", gemma_scope), ("saelens", saelens),
                      ("llama_scope_r1", llama_scope_r1), ("llama_scope", llama_scope), ("dictionary_learning", dictionary_learning)):
         found = mod.detect(folder)
         if found is not None:
@@ -100,13 +107,18 @@ def _weights_in(folder: Path) -> tuple[Path, str] | None:
 def _local_format(p: Path, ref: str) -> tuple[Path, str]:
     if p.is_dir():
         found = _weights_in(p)
+        if found is None and (p / circuit_tracer.CONFIG).is_file() and any(circuit_tracer.layer_of(x) is not None for x in p.iterdir()):
+            raise BadInput(f"{ref} holds a set of circuit-tracer transcoders, one per layer: pass one of them "
+                           f"({ref.rstrip('/')}/layer_L.safetensors)")
         if found is None:
             raise BadInput(f"SAE directory {ref} has no params.npz or params.safetensors, nor any other SAE format featgraph "
                            f"reads: pass {_FORMATS_TEXT}")
         return found
     name = p.name
     if p.suffix == ".npz":
-        return p, "gemma_scope"
+        return p, "gemma_scope_transcoder" if gemma_scope_transcoder.is_transcoder_path(str(p.parent.absolute())) else "gemma_scope"
+    if circuit_tracer.detect_file(p):
+        return p, "circuit_tracer"
     if name == saelens.WEIGHTS and (p.parent / saelens.CFG).is_file():
         return p, "saelens"
     if llama_scope_r1.detect(p.parent) == p:
@@ -114,7 +126,8 @@ def _local_format(p: Path, ref: str) -> tuple[Path, str]:
     if name == "final.safetensors" and p.parent.name == "checkpoints" and (p.parent.parent / llama_scope.HYPER).is_file():
         return p, "llama_scope"
     if p.suffix == ".safetensors":
-        return p, "gemma_scope_2"
+        return p, "gemma_scope_2_transcoder" if gemma_scope_2_transcoder.is_transcoder_path(str(p.parent.absolute()) + "/") \
+            else "gemma_scope_2"
     if p.suffix in (".pt", ".pth"):
         if name == dictionary_learning.WEIGHTS and (p.parent / dictionary_learning.CONFIG).is_file():
             return p, "dictionary_learning"
@@ -209,6 +222,8 @@ def resolve(ref: str, readable: bool = True) -> SAERef:
             if named2:
                 found, how, named = found2, how2, named2
         best = _best(found) if named else None
+        if best is not None and fmt in ("gemma_scope", "gemma_scope_2") and reg.format_of(best) in READERS:
+            fmt = reg.format_of(best) or fmt  # a registry transcoder in a folder that does not say so
         return SAERef(ref, path=weights, fmt=fmt, entry=best, matched_by=how, candidates=() if named else found,
                       named_repo=named)
     r = reg.get()
@@ -227,7 +242,7 @@ def resolve(ref: str, readable: bool = True) -> SAERef:
     found = _at(repo.repo_id, sub)
     entry = _best(found)
     if entry is not None:
-        entry_fmt = reg.FORMATS.get(entry.conversion)
+        entry_fmt = reg.format_of(entry)
         if entry_fmt is None and readable:
             raise BadInput(_unreadable(entry))
         return SAERef(ref, repo=repo, filename=_weights_file(entry), fmt=entry_fmt, entry=entry, matched_by="Hub path",
@@ -238,7 +253,7 @@ def resolve(ref: str, readable: bool = True) -> SAERef:
         filename = f"{sub}/{PARAMS_ST}"
     else:
         filename = f"{sub}/{PARAMS}"
-    return SAERef(ref, repo=repo, filename=filename, fmt=_format_of_name(filename))
+    return SAERef(ref, repo=repo, filename=filename, fmt=_format_of_name(f"{repo.repo_id}/{filename}"))
 
 
 def _one_sae(found: Sequence[reg.Entry]) -> bool:
@@ -279,6 +294,12 @@ def corroborate(candidates: Sequence[reg.Entry], d_in: int | None = None, d_mode
 
 def _format_of_name(filename: str) -> str:
     name = filename.rsplit("/", 1)[-1]
+    if name == PARAMS and gemma_scope_transcoder.is_transcoder_path(filename):
+        return "gemma_scope_transcoder"
+    if name == PARAMS_ST and gemma_scope_2_transcoder.is_transcoder_path(filename):
+        return "gemma_scope_2_transcoder"
+    if circuit_tracer.layer_of(name) is not None:
+        return "circuit_tracer"
     return {PARAMS: "gemma_scope", PARAMS_ST: "gemma_scope_2", "sae_weights.safetensors": "saelens", "ae.pt": "dictionary_learning",
             "final.safetensors": "llama_scope"}.get(name, "gemma_scope" if name.endswith(".npz") else
                                                     "gemma_scope_2" if name.endswith(".safetensors") else "openai")
@@ -306,7 +327,7 @@ def _resolve_release(ref: str, release: str, sae_id: str, readable: bool = True)
         like = ", ".join(ids[:3]) + (", …" if len(ids) > 3 else "")
         raise BadInput(f"SAE id {sae_id!r} is not in SAELens' release {release} ({len(ids)} SAEs: {like}; "
                        f"registry: {r.source})")
-    fmt = reg.FORMATS.get(e.conversion)
+    fmt = reg.format_of(e)
     if fmt is None and readable:
         raise BadInput(_unreadable(e))
     return SAERef(ref, repo=hub.HubRef(e.repo), filename=_weights_file(e), fmt=fmt, entry=e, matched_by="release/sae_id")
@@ -454,14 +475,14 @@ def _fetch(r: SAERef, role: str) -> Path:
     assert r.repo is not None and r.filename is not None
     fix = f"pass the {role} as a local folder or file"
     configs = [f for f in (reg.files(r.entry) if r.entry else ()) if f.endswith((".json", ".yaml")) and f != r.filename]
-    if r.entry is None and r.fmt == "gemma_scope_2":
+    if r.entry is None and r.fmt in ("gemma_scope_2", "gemma_scope_2_transcoder"):
         configs = [str(Path(r.filename).parent / CONFIG)]
     for c in configs:
         try:
             hub.download(r.repo, c, fix)
         except FeatgraphError:
-            if r.fmt != "gemma_scope_2":  # SAELens reads Gemma Scope 2 without its config.json too
-                raise
+            if r.fmt not in ("gemma_scope_2", "gemma_scope_2_transcoder", "circuit_tracer"):  # SAELens reads these without
+                raise  # their config files too (Gemma Scope 2's config.json; the Qwen3 14B transcoders have no config.yaml)
     return hub.download(r.repo, r.filename, fix)
 
 
@@ -480,7 +501,7 @@ def load(ref: str | SAERef, parts: tuple[str, ...] = KEYS, expect_d_in: int | Se
     finite(role, r.text, loaded.arrays)
     d_model = expect_d_in if isinstance(expect_d_in, int) else next(iter(expect_d_in or ()), None)
     model_name = loaded.meta.get("model_name") or (loaded.meta.get("config") or {}).get("model_name")
-    if r.entry is None and r.path is not None and r.fmt == "gemma_scope_2" and model_name:  # config.json names the repo
+    if r.entry is None and r.path is not None and r.fmt in ("gemma_scope_2", "gemma_scope_2_transcoder") and model_name:  # config.json names the repo
         g = _GS2_LAYOUT_RE.search(str(r.path).replace("\\", "/"))
         repo = gemma_scope_2_model_repo(str(model_name))
         if g and repo and _best(_at(repo, g.group(0).strip("/"))):
@@ -548,7 +569,8 @@ def _local_record(r: SAERef) -> dict:
     sae = load(r, parts=(), checksum=False)
     s = sae.source
     keep = ("format", "hook", "hook_from", "site", "layer", "input_of_layer", "output_of_layer", "d_in", "d_sae",
-            "neuronpedia_id", "neuronpedia_model", "fallback_id", "id_note", "model_from_pretrained_kwargs", "architecture")
+            "neuronpedia_id", "neuronpedia_model", "fallback_id", "id_note", "model_from_pretrained_kwargs", "architecture",
+            "transcoder")
     out = {k: s.get(k) for k in keep if k in s}
     out["path"] = str(r.path)
     out["d_sae_from"] = "the SAE's files"

@@ -131,3 +131,37 @@ def linear_pair(sd: Mapping[str, Any], keys: tuple[str, str, str, str], role: st
     d_sae, d_in = sh[enc]
     expect(role, text, fmt, sh, {dec: (d_in, d_sae), benc: (d_sae,), bdec: (d_in,)})
     return d_in, d_sae, sd[enc].T, sd[dec].T, sd[benc], sd[bdec]
+
+
+# ---------------------------------------------------------------- transcoders
+
+# What a transcoder's encoder reads (docs/maths.md, "Transcoder features"), by the hook its publisher names:
+#   resid_mid   the residual stream after the layer's attention, not normalised (circuit-tracer `hook_resid_mid`)
+#   normalised  that stream divided by its RMS (LayerNorm: centred, then divided), without the norm's gain — the pre-MLP
+#               norm's `_norm(x)` (TransformerLens `ln2.hook_normalized` with fold_ln=False, as SAELens and
+#               circuit-tracer load Gemma Scope's transcoders)
+#   mlp_input   the pre-MLP norm's output, gain included: what the MLP reads (`mlp.hook_in`, transformers'
+#               `pre_feedforward_layernorm.output` / Llama-style `post_attention_layernorm.output`)
+TRANSCODER_READS = ("resid_mid", "normalised", "mlp_input")
+
+
+def transcoder_reads(hook: str) -> str | None:
+    """What a transcoder whose input hook is `hook` reads (TRANSCODER_READS), or None for a hook that is not an MLP input."""
+    if "ln2.hook_normalized" in hook or "self__norm" in hook:
+        return "normalised"
+    if "hook_resid_mid" in hook or "hook_mlp_in" in hook:  # TransformerLens' hook_mlp_in is ln2's input: resid_mid
+        return "resid_mid"
+    if hook.endswith(("mlp.hook_in", "pre_feedforward_layernorm.output", "post_attention_layernorm.output", "ln_2.output")):
+        return "mlp_input"
+    return None
+
+
+def transcoder_meta(layer: int, hook_in: str, hook_out: str, reads: str, how: str, **extra: Any) -> dict[str, Any]:
+    """The `meta` every transcoder reader returns: where it reads and writes, and what its encoder reads."""
+    if reads not in TRANSCODER_READS:
+        raise BadInput(f"transcoder reads {reads!r}: expected one of {', '.join(TRANSCODER_READS)}")
+    return {"site": "transcoder", "hook": hook_in, "hook_from": how, "input_of_layer": layer + 1, "output_of_layer": layer,
+            "transcoder": {
+        "layer": layer, "reads": reads, "reads_hook": hook_in, "writes_hook": hook_out,
+        "writes": "the MLP's output as it joins the residual stream (after the post-MLP norm where the family has one)",
+    } | extra}
