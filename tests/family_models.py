@@ -112,7 +112,7 @@ def _no_mlp(dec):
 
 
 def oracle(model, layer: int, sae_in: np.ndarray, W_enc: np.ndarray | None = None, W_enc_att: np.ndarray | None = None,
-           rope_offset: int = 0) -> dict:
+           rope_offset: int = 0, transcoder: tuple[int, np.ndarray, str] | None = None) -> dict:
     """qk[h]: [n_query, n_key]; ov[h]: [n_value, n_out] into a residual SAE (W_enc [d_model, n]); ov_att[h]: into an
     attention-output SAE (W_enc_att [n_heads·d_head, n]) reading the tensor o_proj receives.
 
@@ -121,8 +121,11 @@ def oracle(model, layer: int, sae_in: np.ndarray, W_enc: np.ndarray | None = Non
     output is its value; a head's contribution is the layer's output with only that head kept minus with none.
     Multiplied back: the input norm's RMS (no query/key/value norm), the norms' eps (q_norm/k_norm/v_norm: the
     factor sqrt((mean(u²) + eps) / mean(u²)) with u the head's projection of the normalised input), and the
-    attention output's RMS where a norm follows it (POST_NORM).
+    attention output's RMS where a norm follows it (POST_NORM). ov_tc[h]: into the transcoder `transcoder` = (its layer,
+    W_enc, reads), the head's write read through that layer's pre-MLP norm module (helpers.transcoder_read).
     """
+    from helpers import transcoder_read
+
     lm = _lm(model)
     dec = lm.layers[layer]
     attn = dec.self_attn
@@ -184,7 +187,7 @@ def oracle(model, layer: int, sae_in: np.ndarray, W_enc: np.ndarray | None = Non
             try:
                 none_x, _, _ = layer_out(X, -1)
                 none_0, _, _ = layer_out(torch.zeros_like(X), -1)
-                ov, ov_att = [], []
+                ov, ov_att, ov_tc = [], [], []
                 for hh in range(n_heads):
                     y, z, o = layer_out(X, hh)
                     y0, z0, _ = layer_out(torch.zeros_like(X), hh)
@@ -195,6 +198,8 @@ def oracle(model, layer: int, sae_in: np.ndarray, W_enc: np.ndarray | None = Non
                         contrib = (y - none_x) - (y0 - none_0)
                     if W_enc is not None:
                         ov.append((contrib @ torch.from_numpy(W_enc)) * c)
+                    if transcoder is not None:
+                        ov_tc.append(transcoder_read(model, transcoder[0], contrib, transcoder[1], transcoder[2]) * c)
                     if W_enc_att is not None:
                         ov_att.append(((z - z0) @ torch.from_numpy(W_enc_att)) * c)
             finally:
@@ -203,6 +208,8 @@ def oracle(model, layer: int, sae_in: np.ndarray, W_enc: np.ndarray | None = Non
                 hook_out.remove()
             if W_enc is not None:
                 out["ov"] = ov
+            if transcoder is not None:
+                out["ov_tc"] = ov_tc
             if W_enc_att is not None:
                 out["ov_att"] = ov_att
     finally:

@@ -177,12 +177,27 @@ def oracle(model, sae_in: np.ndarray, W_enc: np.ndarray, rope_offset: int = 0):
     return got["qk"], got["ov"], got["scaling"]
 
 
+def transcoder_read(model, layer: int, write: torch.Tensor, W_enc: np.ndarray, reads: str) -> torch.Tensor:
+    """What a transcoder of `layer` gets from a residual write `write` [n, d_model] alone: transformers' own pre-MLP norm
+    module of that layer (its output for reads "mlp_input", its `_norm` — before the gain — for "normalised") applied to
+    the write, then W_enc [d_model, n_out], with the norm's 1/RMS of the write multiplied back: [n, n_out]."""
+    lm = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    dec = lm.layers[layer]
+    norm = dec.pre_feedforward_layernorm if hasattr(dec, "pre_feedforward_layernorm") else dec.post_attention_layernorm
+    eps = getattr(norm, "eps", None) or norm.variance_epsilon
+    read = norm(write) if reads == "mlp_input" else norm._norm(write.float())
+    return (read @ torch.from_numpy(W_enc)) * _rms(write, eps)[:, None]
+
+
 def oracle_layer(model, layer: int, sae_in: np.ndarray, W_enc: np.ndarray | None = None,
-                 W_enc_att: np.ndarray | None = None, rope_offset: int = 0) -> dict:
+                 W_enc_att: np.ndarray | None = None, rope_offset: int = 0,
+                 transcoder: tuple[int, np.ndarray, str] | None = None) -> dict:
     """Every QK and OV value of `layer` from transformers' own modules (Gemma 2 or Gemma 3, text or multimodal).
 
     qk[h]: [n_query, n_key]; ov[h]: [n_value, n_out] into a residual SAE (W_enc [d_model, n]); ov_att[h]: into an
-    attention-output SAE (W_enc_att [n_heads·d_head, n]) reading the tensor o_proj receives, captured by a hook.
+    attention-output SAE (W_enc_att [n_heads·d_head, n]) reading the tensor o_proj receives, captured by a hook;
+    ov_tc[h]: into the transcoder `transcoder` = (its layer, W_enc [d_model, n], reads): the head's residual write read
+    through that layer's pre-MLP norm module (transcoder_read).
     The weights-only definitions leave out what depends on the residual's size, which is multiplied back here:
     the input norm's 1/RMS (Gemma 2 queries and keys, every value), the attention output's RMS before the
     post-attention norm, and for Gemma 3's q_norm/k_norm their eps: transformers' query is g ⊙ u / sqrt(mean(u²) + eps)
@@ -233,6 +248,15 @@ def oracle_layer(model, layer: int, sae_in: np.ndarray, W_enc: np.ndarray | None
             cos_sin = rotation(h1, torch.zeros(n, 1, dtype=torch.long))
             attn(h1, position_embeddings=cos_sin, attention_mask=None)
             z_all = captured["out"][:, 0]  # [n, n_heads, d_head]
+            if transcoder is not None:
+                ov_tc = []
+                for hh in range(n_heads):
+                    z = torch.zeros_like(z_all)
+                    z[:, hh] = z_all[:, hh]
+                    o = attn.o_proj(z.reshape(n, -1))
+                    write = dec.post_attention_layernorm(o) * _rms(o, eps)[:, None]  # the head's write, its norm's RMS back
+                    ov_tc.append(transcoder_read(model, transcoder[0], write, transcoder[1], transcoder[2]) * r_in[:, None])
+                out["ov_tc"] = ov_tc
             if W_enc is not None:
                 enc = torch.from_numpy(W_enc)
                 ov = []

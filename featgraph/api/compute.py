@@ -217,6 +217,51 @@ def _load_sae(sae: Any, default_ref: str, parts: tuple[str, ...], d_in: int | tu
     return objects.sae_from_object(sae, parts, role, expect_d_in=d_in)
 
 
+def _mlp_norm(model: Any, layer: int, fam: families.Family) -> torch.Tensor:
+    """Layer `layer`'s pre-MLP norm weight (fam.mlp_norm_name()) from the model as extract was given it."""
+    name = fam.mlp_norm_name()
+    assert name is not None
+    if isinstance(model, (str, Path)):
+        return model_io.load_layer_tensor(str(model), layer, name)
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else \
+        model[0] if isinstance(model, tuple) and len(model) == 2 else None
+    if state is None:
+        raise BadInput("a transcoder as the output SAE reads through its layer's pre-MLP norm, which AttentionWeights do not "
+                       "hold: pass the model as a reference, a transformers module or (state_dict, config)")
+    for prefix in fam.all_prefixes():
+        key = f"{prefix}{fam.layers_key}.{layer}.{name}"
+        if key in state:
+            return model_io.float_weights(torch.as_tensor(state[key]).detach(), key).to(torch.float32)
+    raise BadInput(f"the model has no {fam.prefixes[0]}{fam.layers_key}.{layer}.{name}: the output transcoder's layer "
+                   f"{layer} is not one of its layers, or this is not a {fam.name} model")
+
+
+def transcoder_output(sae_o: SAE, model: Any, fam: families.Family, ov_target: str = "auto") -> SAE:
+    """An output transcoder with its encoder columns as residual-stream directions (circuits.transcoder_encoder: the
+    pre-MLP norm of the transcoder's layer folded in), a residual-units OV destination (docs/maths.md)."""
+    tc = sae_o.source["transcoder"]
+    if ov_target == "attn":
+        raise BadValue("ov_target", ov_target, "must be auto or resid for a transcoder output (it reads the residual stream "
+                       "through the pre-MLP norm, not the heads' outputs)")
+    if fam.mlp_norm_name() is None:
+        raise BadInput(f"{fam.name} runs attention and MLP in parallel: no attention output of a layer reaches that "
+                       "layer's MLP through a pre-MLP norm, so featgraph does not take its transcoders as OV outputs")
+    reads, layer = tc["reads"], int(tc["layer"])
+    norm = _mlp_norm(model, layer, fam) if reads == "mlp_input" else None
+    W = circuits.transcoder_encoder(sae_o.part("W_enc"), reads, fam, norm)
+    g = f"{fam.gain_offset:g} + " if fam.gain_offset else ""
+    how = {"mlp_input": f"e_k = g ⊙ W_enc[:, k], g = {g}layer {layer}'s {fam.mlp_norm_name()} (the norm's output is what the "
+                        "transcoder reads)",
+           "normalised": f"e_k = W_enc[:, k]: the transcoder reads layer {layer}'s pre-MLP stream divided by its RMS, "
+                         "without the norm's gain",
+           "resid_mid": f"e_k = W_enc[:, k]: the transcoder reads layer {layer}'s pre-MLP stream itself"}[reads]
+    if fam.norm == "layer" and reads != "resid_mid":
+        how += ", mean-centred (LayerNorm)"
+    src = sae_o.source | {"reads": "resid", "reads_how": f"a transcoder reading the pre-MLP stream of layer {layer}",
+                          "basis": "raw", "encoder_in_residual_units": how, "ov_definition": circuits.TRANSCODER_OV}
+    return dataclasses.replace(sae_o, W_enc=W, source=src)
+
+
 def _warn_unpaired(sae_i: SAE, sae_o: SAE | None, layer: int) -> None:
     """One warning per SAE whose hook point (from its files or SAELens' registry) is not where layer `layer` reads
     (its input: resid_pre L = resid_post L−1) or writes (its attention output: resid_post, resid_mid, attn_out or
@@ -226,6 +271,18 @@ def _warn_unpaired(sae_i: SAE, sae_o: SAE | None, layer: int) -> None:
               (sae_o, "output SAE", "output_of_layer", "layer {}'s attention output",
                f"layer {layer} writes resid_post, resid_mid, attn_out or hook_z of {layer}"))
     for sae, role, key, where, want in checks:
+        if sae is not None and sae.source.get("site") == "transcoder":  # read by every later layer; reads every earlier one
+            tl = int(sae.source["transcoder"]["layer"])
+            msg = None
+            if key == "input_of_layer" and tl >= layer:
+                msg = (f"the input SAE is layer {tl}'s transcoder, written after layer {tl}'s attention: layer {layer}'s "
+                       f"attention does not read it (an input transcoder must be of a layer before {layer})")
+            elif key == "output_of_layer" and tl < layer:
+                msg = (f"the output SAE is layer {tl}'s transcoder, which reads before layer {layer}'s attention writes "
+                       f"(an output transcoder must be of layer {layer} or later)")
+            if msg:
+                warnings.warn(msg + ": its edges pair features the model does not connect there", FeatgraphWarning, stacklevel=4)
+            continue
         hook = sae.source.get("hook") if sae is not None else None
         if sae is None or not hook or sae.source.get(key) == layer:
             continue
@@ -344,7 +401,10 @@ def extract(
     sae_i = _load_sae(sae_in, cfg.sae_in_ref, ("W_dec", "b_dec"), mc.d_model, "input SAE")
     sae_o = _load_sae(sae_out, cfg.sae_out_ref, ("W_enc",), (mc.d_model, mc.d_attn), "output SAE", mc.d_attn) \
         if "OV" in which else None
-    if sae_o is not None:
+    if sae_o is not None and sae_o.source.get("site") == "transcoder":  # its encoder, read through the pre-MLP norm
+        sae_o = transcoder_output(sae_o, model, fam, cfg.ov_target)
+        cfg = dataclasses.replace(cfg, conventions=dataclasses.replace(cfg.conventions, ov_target="resid", out_basis="raw"))
+    elif sae_o is not None:
         target, target_how = _resolve_ov_target(cfg.ov_target, sae_o.d_in, mc, sae_o.source.get("site"))
         # TransformerLens centres only LayerNorm models' residual (docs/maths.md): elsewhere the basis is raw.
         basis = residual_basis(sae_o.source) if fam.norm == "layer" and target == "resid" else "raw"

@@ -42,6 +42,32 @@ OV_DEFINITIONS = {
     "attn": "OV(value j, output k) = v_j · W_enc[h·d_head:(h+1)·d_head, k] (attention-output SAE reading the "
             "per-head outputs before o_proj: no o_proj, no post-attention norm)",
 }
+TRANSCODER_OV = ("OV(value j, output k) = v_j · p_k, p_k = W_O[:, h]ᵀ (g_post ⊙ e_k) as for a residual output SAE, with "
+                 "e_k the transcoder's encoder column in residual units: the layer-l pre-MLP norm's linear part applied to "
+                 "W_enc[:, k] (docs/maths.md, Transcoder features)")
+
+
+def transcoder_encoder(W_enc: torch.Tensor, reads: str, fam: families.Family, mlp_norm: torch.Tensor | None = None) -> torch.Tensor:
+    """A transcoder's encoder columns as residual-stream directions e_k, [d_model, d_sae] (docs/maths.md, "Transcoder
+    features"): what the transcoder of layer l reads is R(x) for x = resid_mid_l, and W_enc[:, k]·R(x) = e_k·x / ρ(x):
+
+    reads "mlp_input" (the pre-MLP norm's output): e_k = g ⊙ W_enc[:, k], g the norm's gain (fam.gain(mlp_norm));
+    "normalised" (x / ρ(x), no gain): e_k = W_enc[:, k]; "resid_mid" (x itself): e_k = W_enc[:, k], ρ = 1.
+    A LayerNorm family centres first, so its e_k (but for resid_mid) is centred: C (g ⊙ W_enc[:, k]), C = I − 11ᵀ/d.
+    ρ(x), the stream's RMS (LayerNorm: standard deviation), is a residual factor left out like the others.
+    """
+    E = W_enc
+    if reads == "mlp_input":
+        if mlp_norm is None:
+            raise BadInput("a transcoder reading the MLP's input needs its layer's pre-MLP norm weight")
+        E = E * fam.gain(mlp_norm.to(E.dtype))[:, None]
+    elif reads not in ("normalised", "resid_mid"):
+        raise BadValue("reads", reads, "must be mlp_input, normalised or resid_mid")
+    if fam.norm == "layer" and reads != "resid_mid":
+        E = E - E.mean(0, keepdim=True)
+    return E.contiguous()
+
+
 def qk_norm_text(fam: families.Family) -> str:
     return ("q_i = g_q ⊙ u_i / rms(u_i), u_i = W_Q[h] (g_in ⊙ d_i), rms(u) = sqrt(mean(u²)) over d_head, "
             f"g_q = {fam.norm_gain().replace('weight', 'q_norm.weight')} (k_j likewise with k_norm): the norms' eps is "

@@ -54,6 +54,10 @@ class Family:
     fields, for fused or transposed layouts (it checks the shapes). prepare: (config.json's text config, where) ->
     the same under featgraph's keys (hidden_size, num_attention_heads, rms_norm_eps, …) for a family naming them
     otherwise.
+    mlp_norm: the norm before the MLP, inside a decoder layer (a transcoder's encoder reads through it; docs/maths.md,
+    "Transcoder features"): "auto" is `pre_feedforward_layernorm.weight` where the family normalises the attention
+    output (Gemma 2/3/4), else `post_attention_layernorm.weight` (Llama, Mistral, Qwen: that module is the MLP's input
+    norm); "" where no attention output of the same layer reaches the MLP (GPT-NeoX's parallel attention and MLP).
     """
 
     model_type: str
@@ -84,6 +88,7 @@ class Family:
     names: Mapping[str, str] | None = None
     unpack: Callable[..., dict[str, Any]] | None = None
     prepare: Callable[[Mapping[str, Any], str], Mapping[str, Any]] | None = None
+    mlp_norm: str = "auto"
 
     # -- tensors
 
@@ -137,6 +142,12 @@ class Family:
         the mean-centring, folded into the weight rows: (W ⊙ g) minus each row's mean. W: [rows, d_model]."""
         Wg = W * self.gain(ln_in)
         return Wg - Wg.mean(-1, keepdim=True) if self.norm == "layer" else Wg
+
+    def mlp_norm_name(self) -> str | None:
+        """The pre-MLP norm's weight inside a decoder layer (`pre_feedforward_layernorm.weight`, …), None if none applies."""
+        if self.mlp_norm != "auto":
+            return self.mlp_norm or None
+        return "pre_feedforward_layernorm.weight" if self.post_attn_norm else "post_attention_layernorm.weight"
 
     # -- config.json
 

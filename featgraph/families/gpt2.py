@@ -63,7 +63,7 @@ def unpack(t: Mapping[str, Any], cfg, where: str) -> dict[str, Any]:
 GPT2 = Family(
     model_type="gpt2", name="GPT-2", prefixes=("transformer.",), qk_norm=False,
     defaults={"attn_logit_softcapping": None, "rope_theta": 10_000.0},  # no rotary: the base is never used
-    gain_offset=0.0, norm="layer", post_attn_norm=False, rotary=False, layers_key="h", names=NAMES, unpack=unpack,
+    gain_offset=0.0, norm="layer", post_attn_norm=False, rotary=False, layers_key="h", names=NAMES, mlp_norm="ln_2.weight", unpack=unpack,
     prepare=prepare, hf_module="transformers.models.gpt2.modeling_gpt2", hf_layers=("transformer", "h"),
     hf_attn="attn",
 )

@@ -58,6 +58,6 @@ def unpack(t: Mapping[str, Any], cfg, where: str) -> dict[str, Any]:
 GPT_NEOX = Family(
     model_type="gpt_neox", name="GPT-NeoX (Pythia)", prefixes=("gpt_neox.",), qk_norm=False,
     defaults={"attn_logit_softcapping": None}, gain_offset=0.0, norm="layer", post_attn_norm=False,
-    partial_rotary=True, names=NAMES, unpack=unpack, prepare=prepare,
+    partial_rotary=True, names=NAMES, mlp_norm="", unpack=unpack, prepare=prepare,
     hf_module="transformers.models.gpt_neox.modeling_gpt_neox", hf_layers=("gpt_neox", "layers"), hf_attn="attention",
 )

@@ -177,6 +177,37 @@ def load_attention(ref: str, layer: int) -> AttentionWeights:
                       "config.json")
 
 
+def load_layer_tensor(ref: str, layer: int, relative: str) -> torch.Tensor:
+    """One tensor of decoder layer `layer` by its name inside the layer (`pre_feedforward_layernorm.weight`), float32,
+    under the first of the family's prefixes that holds it."""
+    from safetensors import safe_open
+
+    files = _Files(ref)
+    cfg = ModelConfig.from_json(_read_json(files.get("config.json")), ref)
+    fam = families.of(cfg.model_type, ref)
+    if not 0 <= layer < cfg.n_layers:
+        raise BadInput(f"{ref} has layers 0-{cfg.n_layers - 1}: it has no layer {layer}")
+    candidates = [f"{p}{fam.layers_key}.{layer}.{relative}" for p in fam.all_prefixes()]
+    if files.has(INDEX_FILE):
+        weight_map = _read_json(files.get(INDEX_FILE)).get("weight_map", {})
+        found = [(n, weight_map[n]) for n in candidates if isinstance(weight_map, dict) and n in weight_map]
+    else:
+        with safe_open(str(files.get(SINGLE_FILE)), framework="pt") as f:
+            present = set(f.keys())
+        found = [(n, SINGLE_FILE) for n in candidates if n in present]
+    if not found:
+        raise BadInput(f"{ref} has no {candidates[0]}; is this a {fam.name} checkpoint?")
+    name, shard = found[0]
+    if not isinstance(shard, str) or not _plain_relative(shard):
+        raise BadInput(f"{ref}: {INDEX_FILE} maps {name} to {shard!r}, which is not a file inside the model directory")
+    path = files.get(shard)
+    with safe_open(str(path), framework="pt") as f:
+        t = float_weights(f.get_tensor(name), f"{name} in {path}").to(torch.float32)
+    if not all_finite(t):
+        raise BadInput(f"{name} in {path} has NaN or infinite values: the checkpoint is corrupt; re-download it")
+    return t
+
+
 def weights_of(cfg: ModelConfig, layer: int, tensors: dict[str, torch.Tensor], names: dict[str, str], source: dict,
                what: str) -> AttentionWeights:
     """AttentionWeights from one layer's tensors by key (q_proj, …), every shape checked against `cfg` (the layer's
