@@ -331,9 +331,9 @@ def test_networkx_and_graphml_hold_the_graph(tmp_path):
 
 # ---------------------------------------------------------------- circuit-tracer's own writer
 
-def _circuit_tracer_graph(tmp_path):
-    """A circuit-tracer Graph on the demo's tiny Gemma 2 (its config and tokenizer), built without running a
-    model: active transcoder features, a causal adjacency matrix, two logit targets; then its own writer."""
+def _circuit_tracer_graph(tmp_path, scan: str = "featgraph-demo"):
+    """A circuit-tracer Graph on the demo's tiny Gemma 2 (its config and tokenizer, in tmp_path/model), built without
+    running a model: active transcoder features, a causal adjacency matrix, two logit targets; then its own writer."""
     pytest.importorskip("circuit_tracer", reason="circuit-tracer is installed by scripts/setup (pip install --no-deps circuit-tracer==0.5.0)")
     import torch
     from circuit_tracer.attribution.targets import LogitTarget
@@ -366,7 +366,7 @@ def _circuit_tracer_graph(tmp_path):
     causal = (layer[None, :] < layer[:, None]) & (pos[None, :] <= pos[:, None])  # rows: targets, columns: sources
     adj = torch.randn(n, n, generator=g) * (torch.rand(n, n, generator=g) < 0.6) * causal
     graph = Graph(text, torch.tensor(ids), active, adj, cfg, torch.arange(nf), torch.rand(nf, generator=g) * 5,
-                  [LogitTarget(" mat", 9), LogitTarget(" cat", 12)], torch.tensor([0.6, 0.3]), scan="featgraph-demo",
+                  [LogitTarget(" mat", 9), LogitTarget(" cat", 12)], torch.tensor([0.6, 0.3]), scan=scan,
                   vocab_size=c["vocab_size"])
     create_graph_files(graph, "demo-graph", str(tmp_path / "graphs"), node_threshold=0.95, edge_threshold=0.99)
     return tmp_path / "graphs" / "demo-graph.json"

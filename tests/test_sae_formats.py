@@ -317,6 +317,10 @@ def test_gemma_scope_transcoder_format(tmp_path):
     tc = load_gemma_scope_transcoder(str(folder / "params.npz"), 3, device=torch.device("cpu"))
     _against_circuit_tracer(s, tc, _x())
     # the same by SAELens' release/sae_id, described from the registry alone
+    # a layer's folder names the release's one transcoder of that layer (what atlas' --sae-template needs: the L0 differs)
+    assert sae_io.resolve("gemma-scope-2b-pt-transcoders/layer_3").entry.sae_id == "layer_3/width_16k/average_l0_54"
+    with pytest.raises(BadInput, match="is not in SAELens' release gemma-scope-2b-pt-res"):  # several SAEs there: no guess
+        sae_io.resolve("gemma-scope-2b-pt-res/layer_3")
     d = sae_io.info("gemma-scope-2b-pt-transcoders/layer_3/width_16k/average_l0_54")
     assert (d["format"], d["site"], d["input_of_layer"], d["output_of_layer"]) == ("gemma_scope_transcoder", "transcoder", 4, 3)
     assert d["neuronpedia_id"] == "3-gemmascope-transcoder-16k"

@@ -133,7 +133,8 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing out
 ModelOpt = Annotated[str, typer.Option(help="HF repo id[@revision] or local model directory.")]
 LayerOpt = Annotated[int, typer.Option(help="Attention layer.")]
 SaeInOpt = Annotated[Optional[str], typer.Option(
-    help="SAE read at the layer's input [default: canonical 16k residual SAE of layer-1].", show_default=False)]
+    help="SAE read at the layer's input, or an earlier layer's transcoder (its decoder rows) [default: canonical 16k "
+    "residual SAE of layer-1].", show_default=False)]
 
 
 def _version(value: bool) -> None:
@@ -212,8 +213,9 @@ def extract(
     layer: LayerOpt = 13,
     sae_in: SaeInOpt = None,
     sae_out: Optional[str] = typer.Option(
-        None, help="SAE read at the layer's output: a residual SAE of the layer, or an attention-output SAE (the heads' "
-        "outputs before o_proj) [default: canonical 16k residual SAE of the layer].", show_default=False),
+        None, help="SAE read at the layer's output: a residual SAE of the layer, an attention-output SAE (the heads' "
+        "outputs before o_proj), or the transcoder of this or a later layer (its encoder, through that layer's pre-MLP "
+        "norm) [default: canonical 16k residual SAE of the layer].", show_default=False),
     ov_target: str = typer.Option("auto", help="What --sae-out reads: resid (the residual stream), attn (the heads' "
                                   "outputs before o_proj), or auto (by its input size)."),
     heads: Optional[str] = typer.Option(None, help="Comma-separated heads [default: all].", show_default=False),
@@ -260,15 +262,17 @@ def extract(
              "  featgraph atlas --layers 1-25 --out exports/atlas\n"
              "  featgraph atlas --layers 1-3 --sae-template 'saes/layer_{layer}/params.npz' --out exports/atlas-local\n"
              "  featgraph atlas --model google/gemma-3-1b-pt --layers 1-25 "
-             "--sae-template gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small --out exports/g3-atlas")
+             "--sae-template gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small --out exports/g3-atlas\n"
+             "  featgraph atlas --layers 1-25 --sae-template 'gemma-scope-2b-pt-transcoders/layer_{layer}' --out exports/tc   "
+             "(transcoders: the features circuit-tracer's Gemma graphs use)")
 def atlas(
     out: Path = typer.Option(..., "--out", help="Atlas directory (created, or continued when interrupted).", show_default=False),
     layers: str = typer.Option("1-25", help="Layers and ranges, e.g. 1-25 or 1,5,7-9 (layer L reads the SAE of L-1).",
                                metavar="LAYERS"),
     model: ModelOpt = "google/gemma-2-2b",
     sae_template: Optional[str] = typer.Option(
-        None, help="Where each layer's residual SAE is, with {layer}: a path, Hub path or SAELens-style id [default: "
-        "Gemma Scope's canonical 16k residual SAEs].", show_default=False, metavar="TEMPLATE"),
+        None, help="Where each layer's residual SAE (or transcoder) is, with {layer}: a path, Hub path or SAELens-style id "
+        "[default: Gemma Scope's canonical 16k residual SAEs].", show_default=False, metavar="TEMPLATE"),
     sae_id_template: Optional[str] = typer.Option(
         None, help="Neuronpedia source id of each layer's SAE, with {layer} [default: inferred].", show_default=False,
         metavar="TEMPLATE"),
