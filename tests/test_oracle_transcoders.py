@@ -71,6 +71,9 @@ def test_gemma_scope_transcoders_on_gemma_2(tmp_path, gemma2, out_layer):
     m = run.manifest
     assert m.sae_out["transcoder"]["reads"] == "normalised" and m.conventions["ov_target"] == "resid"
     assert m.sae_out["encoder_in_residual_units"].startswith("e_k = W_enc[:, k]")
+    # validate decomposes the residual into the input SAE's features: a transcoder run is refused in one line
+    with pytest.raises(fg.BadInput, match="transcoder's features are read from an MLP's input"):
+        run.validate(token_ids=[[1, 2, 3]], device="cpu")
     # the gain does matter: reading the norm's output instead would give other values
     other = oracle_layer(model, L, raw_in["W_dec"], transcoder=(out_layer, raw_out["W_enc"], "mlp_input"))["ov_tc"][0]
     e = edges[(edges["head"] == 0) & (edges["circuit"] == "OV")]

@@ -299,6 +299,11 @@ class Session:
         if not m.has_weights:
             raise BadInput("validate needs the run's model and SAEs, which this run does not record (imported?): "
                            "use a run made by `featgraph extract`")
+        if any((sae or {}).get("site") == "transcoder" for sae in (m.sae_in, m.sae_out)):
+            raise BadInput("validate decomposes the residual stream the layer reads into its input SAE's features; a "
+                           "transcoder's features are read from an MLP's input instead, which validate does not decompose: "
+                           "validate a run of residual SAEs (the transcoders' QK/OV edges are checked against transformers "
+                           "in tests/test_oracle_transcoders.py)")
         self.run, self.layer = run, int(m.layer or 0)
         self.dev = _device(device)
         ref, self.revision = _split_ref(m)

@@ -322,8 +322,9 @@ def _resolve_release(ref: str, release: str, sae_id: str, readable: bool = True)
     if e is None:  # SAELens' transcoder ids carry their folder; a folder-less id names the same SAE
         e = next((x for x in saes.values() if x.sae_id.rsplit("/", 1)[-1] == sae_id.rsplit("/", 1)[-1]
                   and x.sae_id.endswith(sae_id)), None)
-    if e is None and sae_id:  # a folder holding one SAE of the release names it (gemma-scope-2b-pt-transcoders/layer_12)
-        under = [x for x in saes.values() if x.sae_id.startswith(sae_id.rstrip("/") + "/")]
+    if e is None and re.fullmatch(r"layer_\d+/?", sae_id):  # a layer's folder holding the release's one SAE of that layer
+        under = [x for x in saes.values() if x.sae_id.startswith(sae_id.rstrip("/") + "/")]  # names it (atlas templates:
+        # gemma-scope-2b-pt-transcoders/layer_{layer}, whose L0 differs per layer)
         e = under[0] if len(under) == 1 else None
     if e is None:
         ids = list(saes)
