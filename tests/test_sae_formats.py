@@ -253,6 +253,12 @@ QUANTIZABLE = [
      "decoder_linear.weight"),
     ("deepseek_r1", lambda t: write_linear_pair(t / "DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt", D_IN, D_SAE, 8, "encoder",
                                                 "decoder", dtype=torch.bfloat16)[0], None, "encoder.bias"),
+    ("gemma_scope_transcoder", lambda t: write_gemma_scope_transcoder(t / "gemma-scope-2b-pt-transcoders" / "layer_3" / "width_16k" /
+                                                                      "average_l0_54", D_IN, D_SAE, 7)[0], "params.npz", "W_dec"),
+    ("gemma_scope_2_transcoder", lambda t: write_gemma_scope_2_transcoder(t / "transcoder" / "layer_7_width_16k_l0_small", D_IN,
+                                                                          D_SAE, 8, layer=7)[0], "params.safetensors", "w_enc"),
+    ("circuit_tracer", lambda t: write_circuit_tracer_transcoders(t / "tcs", D_IN, D_SAE, 2, 9)[0] / "layer_1.safetensors", None,
+     "W_enc"),
 ]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import Loaded, expect, pick, transcoder_meta, transcoder_reads
+from featgraph.load.sae.common import Loaded, checked_getter, expect, pick, transcoder_meta, transcoder_reads
 
 NAME = "circuit_tracer"
 CONFIG = "config.yaml"
@@ -87,7 +87,7 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
         d_sae, d_in = shapes["b_enc"][0], shapes["b_dec"][0]
         want = {"W_enc": (d_sae, d_in), "W_dec": (d_sae, d_in)} | ({THRESHOLD: (d_sae,)} if THRESHOLD in shapes else {})
         expect(role, text, f"circuit-tracer {weights.name}", shapes, want)
-        get = f.get_tensor
+        get = checked_getter(f.get_tensor, role, text, weights.name)  # a quantized tensor is refused, not cast
         arrays = pick(parts, {
             "W_enc": lambda: get("W_enc").to(torch.float32).T,
             "W_dec": lambda: get("W_dec"),
