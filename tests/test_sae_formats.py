@@ -330,6 +330,10 @@ def test_gemma_scope_transcoder_format(tmp_path):
     d = sae_io.info("gemma-scope-2b-pt-transcoders/layer_3/width_16k/average_l0_54")
     assert (d["format"], d["site"], d["input_of_layer"], d["output_of_layer"]) == ("gemma_scope_transcoder", "transcoder", 4, 3)
     assert d["neuronpedia_id"] == "3-gemmascope-transcoder-16k"
+    from helpers import fg
+
+    r = fg("sae", "gemma-scope-2b-pt-transcoders/layer_3")
+    assert r.exit_code == 0 and "decoder rows a source for layers 4+, encoder an OV output of layers ≤ 3" in r.stdout, r.output
 
 
 @pytest.mark.parametrize("affine", [False, True])

@@ -61,9 +61,12 @@ def format_info(d: dict) -> str:
     lines.append(f"  format    {d.get('format')}")
     hook = d.get("hook") or "unknown (its config says when loaded)"
     pair = []
-    if d.get("input_of_layer") is not None:
+    if d.get("site") == "transcoder" and d.get("layer") is not None:  # decoder rows read by every later layer
+        L = d["layer"]
+        pair.append(f"decoder rows a source for layers {L + 1}+, encoder an OV output of layers ≤ {L}, through its pre-MLP norm")
+    elif d.get("input_of_layer") is not None:
         pair.append(f"input of layer {d['input_of_layer']}")
-    if d.get("output_of_layer") is not None:
+    if d.get("output_of_layer") is not None and d.get("site") != "transcoder":
         pair.append(f"OV output of layer {d['output_of_layer']}")
     lines.append(f"  reads     {hook}" + (f"  (site {d.get('site')}, layer {d.get('layer')}; {', '.join(pair)})" if d.get("hook") else ""))
     lines.append(f"  d_sae     {d.get('d_sae') if d.get('d_sae') is not None else 'unknown'}"
