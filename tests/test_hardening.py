@@ -485,3 +485,8 @@ def test_tetrad_csv_neutralises_labels_that_start_like_a_formula(demo_run, tmp_p
     cells = [v for row in csv.reader(io.StringIO(text)) for v in row]
     assert "'=HYPERLINK(" in text and not any(c.startswith(("=", "+", "@")) for c in cells), text[:500]
     assert (pd.read_csv(tmp_path / "t.csv").select_dtypes("number").to_numpy() < 0).any()  # negative numbers stay numbers
+
+
+def test_load_force_without_neo4j_is_one_line(run_copy):
+    r = fg("load", run_copy, "--force")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "--neo4j" in r.stderr, r.output

@@ -307,6 +307,9 @@ class Run:
         copy of it) loaded again under its name is a re-load.
         """
         run = name or self.run_id
+        if force and not neo4j:
+            raise BadInput("force applies to Neo4j (--neo4j): the embedded store holds this run alone and every load "
+                           "replaces it")
         if neo4j:
             from featgraph.graph.neo4j_store import Neo4jSettings, Neo4jStore, redact
 
