@@ -83,7 +83,8 @@ def test_index_ranks_as_a_full_scan():
     f["feature_index"] = rng.permutation(len(f))
     index = SearchIndex(f)
     queries = ["numer", "numerical numbers", "court cases", "a", "b", "legal", "alpha beta", "beta-alpha", "ve",
-               "istanbul", "k", "kelvin", "x2 code", "12", "3", "2024", "zebra", "ø", "n0 the of", "c"]
+               "istanbul", "k", "kelvin", "x2 code", "12", "3", "2024", "zebra", "ø", "n0 the of", "c", "court court",
+               "legal code legal", "numbers numerical"]
     for q in queries:
         got, want = index.rank(q, limit=None), _ref_rank(f, q, None)
         assert list(got["id"]) == list(want["id"]), q

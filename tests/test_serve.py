@@ -264,6 +264,17 @@ def test_adjacency_answers_as_the_store(which, demo_copy, multilayer_run):
             checked += len(want)
     assert checked > 100
     assert [len(x) for x in adj.neighbours("no/such/1", 5)] == [0, 0]
+    # each feature's strongest edge each way (search results show it): pandas' idxmax, the first among equals
+    a = t["weight"].abs().reset_index(drop=True)
+    asked = [*features, *ends.index[-5:], "no/such/1"]
+    for side, got in zip(("src", "dst"), adj.strongest(asked)):
+        best = a.groupby(t[side].astype(str).to_numpy()).idxmax()
+        assert list(got) == [int(best.get(f, -1)) for f in asked], side
+    # the edges of each head and circuit, in table order
+    want = t.reset_index(drop=True).groupby(["layer", "head", "circuit"]).indices
+    got = adj.heads()
+    assert set(got) == {(int(l), int(h), str(c)) for l, h, c in want}
+    assert all(list(got[(int(l), int(h), str(c))]) == list(v) for (l, h, c), v in want.items())
     pcols = ["layer", "head", "src", "mid", "circuit", "next_head", "dst", "w1", "w2", "product"]
     for layer in [-1, *layers]:
         for limit in (1, 5, 20, 300):
@@ -584,3 +595,17 @@ def test_serves_from_neo4j_and_never_shows_the_credentials(demo_run, neo4j_env, 
         assert neo4j_env["password"] not in body.decode()
     finally:
         srv.close()
+
+
+def test_feature_lookup_describes_as_feature_payload(demo_copy):
+    """The server's FeatureLookup (hashed index, contiguous columns) gives what feature_payload gives from the table,
+    for features with and without labels and ids the table lacks."""
+    from featgraph.render.explorer import FeatureLookup, feature_payload
+
+    f = fg.open_run(demo_copy).features.drop_duplicates("id").set_index("id")
+    f.loc[f.index[1], "description"] = None
+    ids = [*f.index[::7], f.index[1], "gemma-2-2b/3-x/12", "nope", f.index[0]]
+    got = FeatureLookup(f).payload(ids)
+    assert got == feature_payload(f, ids) and list(got) == list(dict.fromkeys(ids))
+    assert got[f.index[1]]["description"] is None and got["gemma-2-2b/3-x/12"]["index"] == 12
+    assert FeatureLookup(f).payload([]) == {}

@@ -27,9 +27,10 @@ class Adjacency:
     def __init__(self, edges: pd.DataFrame):
         n = len(edges)
         self.n = n
-        ids, codes = _factorize_sorted(pd.concat([edges["src"], edges["dst"]], ignore_index=True))
-        self.ids = ids  # feature ids in string order: a code's order is its id's order
-        self.code = {f: i for i, f in enumerate(ids)}
+        codes, ids = pd.factorize(pd.concat([edges["src"], edges["dst"]], ignore_index=True), sort=True)
+        self.ids = pd.Index(ids)  # feature ids in string order: a code's order is its id's order
+        self.ids.get_indexer(self.ids[:1])  # its hash table, built now
+        codes = codes.astype("int64")
         self.src = codes[:n]
         self.dst = codes[n:]
         self.weight = edges["weight"].to_numpy(dtype="float64")
@@ -63,8 +64,8 @@ class Adjacency:
                    sign: int = 0, min_weight: float = 0.0, max_rank: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(out, in): positions of `feature`'s `limit` strongest out-edges and in-edges passing the filters, in the
         order of the library query `neighbours` (its parameters, the same meaning)."""
-        c = self.code.get(feature)
-        if c is None:
+        c = self.code(feature)
+        if c < 0:
             return np.zeros(0, dtype="int64"), np.zeros(0, dtype="int64")
         parts = []
         for order, ptr in ((self.out_order, self.out_ptr), (self.in_order, self.in_ptr)):
@@ -82,6 +83,37 @@ class Adjacency:
                 keep &= self.rank[pos] <= int(max_rank)
             parts.append(pos[keep][:limit].astype("int64"))
         return parts[0], parts[1]
+
+    def code(self, feature: str) -> int:
+        """`feature`'s code (-1: no edge of this table has it)."""
+        return int(self.ids.get_indexer([feature])[0])
+
+    def strongest(self, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(out, in): for each of `features`, the position of its strongest out-edge and in-edge by |weight| (the
+        first in the table among equals; -1 where it has none)."""
+        codes = self.ids.get_indexer(features) if len(features) else np.zeros(0, dtype="int64")
+        found = []
+        for order, ptr in ((self.out_order, self.out_ptr), (self.in_order, self.in_ptr)):
+            best = np.full(len(codes), -1, dtype="int64")
+            for i, c in enumerate(codes):
+                if c < 0 or ptr[c] == ptr[c + 1]:
+                    continue
+                pos = order[ptr[c]:ptr[c + 1]]  # strongest first
+                a = self.absw[pos]
+                best[i] = int(pos[:int(np.searchsorted(-a, -a[0], side="right"))].min())
+            found.append(best)
+        return found[0], found[1]
+
+    def heads(self) -> dict[tuple[int, int, str], np.ndarray]:
+        """{(layer, head, circuit): the positions of its edges, in table order}."""
+        key = (self.layer - self.lmin) * (int(self.head.max(initial=0)) + 1) * 3 + self.head * 3 + self.circuit
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]]) if self.n else np.zeros(0, dtype="int64")
+        ends = np.r_[starts[1:], self.n]
+        names = (*CIRCUIT_ORDER, "?")
+        return {(int(self.layer[order[a]]), int(self.head[order[a]]), names[int(self.circuit[order[a]])]): order[a:b]
+                for a, b in zip(starts, ends)}
 
     def paths(self, layer: int = -1, limit: int = 20) -> pd.DataFrame:
         """The `limit` strongest cross-layer 2-step paths with the first (OV) step in `layer` (-1: any), as the
@@ -135,9 +167,3 @@ class Adjacency:
         offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
         s = self.by_key[np.repeat(starts, counts) + offsets]
         return f, s
-
-
-def _factorize_sorted(values: pd.Series) -> tuple[list[str], np.ndarray]:
-    """(unique strings in sorted order, each value's code); codes compare as the strings do."""
-    codes, uniques = pd.factorize(values.astype(str).to_numpy(dtype=object), sort=True)
-    return [str(u) for u in uniques], codes.astype("int64")

@@ -40,9 +40,21 @@ class SearchIndex:
     def __init__(self, features: pd.DataFrame):
         self.features = features
         desc = features["description"].astype("string").fillna("")
-        self.docs = [tokens(d) for d in desc]
-        self.avg = max(float(np.mean([len(d) for d in self.docs])), 1.0) if self.docs else 1.0
-        self._df = Counter(w for d in self.docs for w in set(d))
+        self._desc = desc  # a label's words are read again for the features a search finds (not kept: memory)
+        self.n = len(desc)
+        lengths: list[int] = []
+        counts: dict[str, tuple[list[int], list[int]]] = {}  # word -> (features whose words hold it, how often)
+        for pos, d in enumerate(desc):
+            words = tokens(d)
+            lengths.append(len(words))
+            for w, k in Counter(words).items():
+                p, c = counts.setdefault(w, ([], []))
+                p.append(pos)
+                c.append(k)
+        self._df = Counter({w: len(p) for w, (p, _) in counts.items()})
+        self._tf = {w: (np.asarray(p, dtype="int64"), np.asarray(c, dtype="float64")) for w, (p, c) in counts.items()}
+        self._len = np.asarray(lengths, dtype="float64")
+        self.avg = max(float(np.mean(lengths)), 1.0) if lengths else 1.0
         # word -> the features whose lowered labels hold it. A query word matches a label when it is a substring of
         # the label lowered (as pandas lowers it, which differs from str.lower on a few letters, e.g. İ); it is made
         # of [a-z0-9] only, so it then lies inside one [a-z0-9] run of that text: the labels holding a run that
@@ -58,11 +70,28 @@ class SearchIndex:
 
     def _holding(self, w: str) -> np.ndarray:
         """A mask over the features: those whose lowered label holds `w` (one [a-z0-9]+ word) as a substring."""
-        mask = np.zeros(len(self.docs), dtype=bool)
+        mask = np.zeros(self.n, dtype=bool)
         for word, pos in self._postings.items():
             if w in word:
                 mask[pos] = True
         return mask
+
+    def _term_freq(self, w: str, hits: np.ndarray) -> np.ndarray:
+        """For each feature in `hits` (ascending positions): how often its label's words hold `w`, else 0.5 where one
+        of them starts with `w` (a prefix counts half), else 0."""
+        tf = np.zeros(len(hits))
+        prefix = np.zeros(self.n, dtype=bool)
+        for word, (pos, _) in self._tf.items():
+            if word.startswith(w) and word != w:
+                prefix[pos] = True
+        tf[prefix[hits]] = 0.5
+        if w in self._tf:
+            pos, k = self._tf[w]
+            at = np.searchsorted(pos, hits)
+            inside = at < len(pos)
+            inside[inside] &= pos[at[inside]] == hits[inside]
+            tf[inside] = k[at[inside]]
+        return tf
 
     def _doc_freq(self, w: str) -> int:
         return self._df.get(w, 0)
@@ -73,7 +102,7 @@ class SearchIndex:
         if not q:
             raise BadInput("give some text to search feature labels for, e.g. \"numerical\"")
         words = tokens(q)
-        mask = np.full(len(self.docs), bool(words))
+        mask = np.full(self.n, bool(words))
         for w in dict.fromkeys(words):
             mask &= self._holding(w)
         if q.isdigit():
@@ -83,19 +112,21 @@ class SearchIndex:
             return pd.DataFrame({"id": pd.Series(dtype="string"), "sae": pd.Series(dtype="string"),
                                  FEATURE_INDEX: pd.Series(dtype="int64"), "description": pd.Series(dtype="string"),
                                  "score": pd.Series(dtype="float64")})
-        n = len(self.docs)
+        n = self.n
         idf = {w: float(np.log(1 + (n - self._doc_freq(w) + 0.5) / (self._doc_freq(w) + 0.5))) for w in set(words)}
-        scores = np.empty(len(hits))
-        for i, pos in enumerate(hits):
-            d = self.docs[pos]
-            s = 0.0
-            for w in words:
-                tf = float(d.count(w)) or (0.5 if any(t.startswith(w) for t in d) else 0.0)  # a prefix counts half
-                if tf:
-                    s += idf[w] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(d) / self.avg))
-            if len(words) > 1 and " ".join(words) in " ".join(d):
-                s *= 1.5
-            scores[i] = s
+        # BM25 over the hits, a word at a time (the words' counts read from the index, not the labels); the same
+        # operations in the same order as one label at a time, so the same floats
+        norm = K1 * (1 - B + B * self._len[hits] / self.avg)
+        scores = np.zeros(len(hits))
+        for w in words:
+            tf = self._term_freq(w, hits)
+            has = tf > 0
+            scores[has] += idf[w] * tf[has] * (K1 + 1) / (tf[has] + norm[has])
+        if len(words) > 1:
+            phrase = " ".join(words)
+            for i, label in enumerate(self._desc.take(hits)):
+                if phrase in " ".join(tokens(label)):
+                    scores[i] *= 1.5
         # best score first, then sae, then feature_index; a stable sort, so equal keys keep the table's order
         order = np.lexsort((self._index[hits], self._sae[hits], -scores))
         if limit is not None:

@@ -167,18 +167,19 @@ ATTRIBUTION_NODE_COLUMNS: dict[str, str] = {
 ATTRIBUTION_LINK_COLUMNS: dict[str, str] = {"source": "STRING", "target": "STRING", "weight": "DOUBLE"}
 
 
-def contiguous(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with each Arrow-backed column in one chunk (equal values and dtypes). A parquet read leaves string columns
-    in several chunks, and taking k rows of a chunked column first concatenates every chunk (O(rows), ~10 ms at
-    4·10⁵ rows); a server taking rows many times makes them contiguous once."""
+def contiguous(df: pd.DataFrame, inplace: bool = False) -> pd.DataFrame:
+    """`df` with each Arrow-backed column in one chunk (equal values and dtypes); `df` itself when every column
+    already is. A parquet read leaves string columns in several chunks, and taking k rows of a chunked column
+    first concatenates every chunk (O(rows), ~10 ms at 4·10⁵ rows). With `inplace`, columns are replaced one at a
+    time in `df` (a frame the caller owns), so memory grows by one column at most."""
     import pyarrow as pa
 
-    cols = {}
-    for c in df.columns:
-        arr = df[c].array
-        chunks = getattr(arr, "_pa_array", None)
-        if chunks is not None and chunks.num_chunks > 1:
-            cols[c] = pd.Series(type(arr)(pa.chunked_array([chunks.combine_chunks()], type=chunks.type)), index=df.index, name=c)
-        else:
-            cols[c] = df[c]
-    return pd.DataFrame(cols, index=df.index, columns=df.columns)
+    chunked = [c for c in df.columns if getattr(getattr(df[c].array, "_pa_array", None), "num_chunks", 1) > 1]
+    if not chunked:
+        return df
+    out = df if inplace else df.copy(deep=False)
+    for c in chunked:
+        arr = out[c].array
+        chunks = arr._pa_array
+        out[c] = pd.Series(type(arr)(pa.chunked_array([chunks.combine_chunks()], type=chunks.type)), index=out.index, name=c)
+    return out

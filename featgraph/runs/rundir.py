@@ -21,6 +21,7 @@ from featgraph import __version__
 from featgraph.core.schema import (
     CIRCUITS,
     EDGE_REQUIRED,
+    contiguous,
     edges_frame,
     features_frame,
     features_from_edges,
@@ -157,8 +158,9 @@ def read_tables(path: Path, verify: bool = True) -> Tables:
                 warnings.warn(f"{f} changed after featgraph wrote it (its sha256 no longer matches the manifest); "
                               "re-create the run if that was not intended", FeatgraphWarning, stacklevel=2)
     try:
-        edges = pd.read_parquet(path / EDGES)
-        features = read_features(path / FEATURES) if (path / FEATURES).is_file() else features_from_edges(edges)
+        # columns in one chunk each: taking rows of a chunked Arrow column concatenates its chunks every time
+        edges = contiguous(pd.read_parquet(path / EDGES), inplace=True)
+        features = contiguous(read_features(path / FEATURES), inplace=True) if (path / FEATURES).is_file() else features_from_edges(edges)
     except Exception as e:
         raise FeatgraphError(f"cannot read run {path} ({e.__class__.__name__}); re-create it with `featgraph extract`") from None
     missing = [c for c in EDGE_REQUIRED if c not in edges.columns]

@@ -44,7 +44,6 @@ class Explorer:
         self._index = None
         self._groups: dict | None = None
         self._heads: dict[tuple[int, int, str], pd.DataFrame] = {}
-        self._best: tuple[pd.Series, pd.Series] | None = None
         self._adj: Any = None  # analyse.adjacency.Adjacency, built by warm()
         self._lookup: Any = None  # render.explorer.FeatureLookup, built by warm()
         if neo4j:
@@ -106,19 +105,6 @@ class Explorer:
             self._heads[key] = sub.set_index(["src", "dst"], drop=False)
         return self._heads[key]
 
-    def _strongest(self) -> tuple[pd.Series, pd.Series]:
-        """Each feature's strongest edge (by |weight|) as the source and as the destination: its row's position in
-        the run's edge table, by feature id (what a search result shows); computed once."""
-        if self._best is None:
-            t = self.run.edge_table
-            a = pd.Series(t["weight"].abs().to_numpy())
-            best = []
-            for side in ("src", "dst"):
-                pos = a.groupby(t[side].to_numpy(), sort=False).idxmax()
-                best.append(pd.Series(pos.to_numpy(), index=pd.Index(pos.index.astype(str))))
-            self._best = (best[0], best[1])
-        return self._best
-
     def warm(self) -> None:
         """Build what the answers read, before the first request: the label index (search), each feature's strongest
         edges (search results), the edges' adjacency (expand, paths), the feature rows (every answer's labels) and
@@ -129,16 +115,13 @@ class Explorer:
 
         if self._index is None:
             self._index = SearchIndex(self.run.features)
-        self._strongest()
         if self._adj is None:
             self._adj = Adjacency(self.run.edge_table)
         if self._lookup is None:
             self._lookup = FeatureLookup(self.features)
         if self._groups is None:
-            self._groups = self.run.edge_table.groupby(["layer", "head", "circuit"], sort=False).indices
-        self.features.index.get_indexer(self.features.index[:1])  # the indexes' hash tables, built now, not on first use
-        for best in self._strongest():
-            best.index.get_indexer(best.index[:1])
+            self._groups = self._adj.heads()
+        self.features.index.get_indexer(self.features.index[:1])  # the index's hash table, built now, not on first use
 
     def _graph(self, edges: pd.DataFrame, extra=()) -> dict:
         from featgraph.render.explorer import graph_payload
@@ -154,7 +137,7 @@ class Explorer:
         """The run's edge rows at positions `pos` (src, dst, layer, head, circuit, weight, rank and z where present)."""
         t = self.run.edge_table
         cols = [c for c in ("src", "dst", "layer", "head", "circuit", "weight", "rank", "z") if c in t.columns]
-        return t[cols].take(np.asarray(pos, dtype="int64")).reset_index(drop=True)
+        return t.take(np.asarray(pos, dtype="int64"))[cols].reset_index(drop=True)  # rows first: t[cols] copies every row
 
     # ---------------------------------------------------------------- answers
 
@@ -185,12 +168,12 @@ class Explorer:
                 self._index = SearchIndex(self.run.features)
             ranked = self._index.rank(text, limit)
             found, scores = list(ranked["id"]), [float(s) for s in ranked["score"]]
-        table = self.run.edge_table
+        self.warm()
         edges: dict[str, list[dict]] = {f: [] for f in found}
         others = set()
-        for side, best in zip(("src", "dst"), self._strongest()):
-            pos = best.reindex(found).dropna().astype("int64")
-            for fid, edge in zip(pos.index, _edges(table.iloc[pos.to_numpy()])):
+        for side, best in zip(("src", "dst"), self._adj.strongest(found)):  # each one's strongest edge each way
+            has = best >= 0
+            for fid, edge in zip([f for f, h in zip(found, has) if h], _edges(self._rows(best[has]))):
                 edges[fid].append({"side": side, **edge})
                 others.add(edge["dst"] if side == "src" else edge["src"])
         results = [{"id": fid, "score": score, "edges": edges[fid]} for fid, score in zip(found, scores)]
