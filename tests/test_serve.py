@@ -607,5 +607,5 @@ def test_feature_lookup_describes_as_feature_payload(demo_copy):
     ids = [*f.index[::7], f.index[1], "gemma-2-2b/3-x/12", "nope", f.index[0]]
     got = FeatureLookup(f).payload(ids)
     assert got == feature_payload(f, ids) and list(got) == list(dict.fromkeys(ids))
-    assert got[f.index[1]]["description"] is None and got["gemma-2-2b/3-x/12"]["index"] == 12
+    assert got[f.index[1]]["description"] is None and got["gemma-2-2b/3-x/12"]["feature_index"] == 12
     assert FeatureLookup(f).payload([]) == {}

@@ -41,7 +41,9 @@ def test_page_builds_offline_with_every_node_and_edge(demo_run, tmp_path, top, f
     with browser() as b:
         _open(b, page)
         got = b.page.evaluate("[featgraph.nodes.length, featgraph.edges.length, document.querySelectorAll('#mynetwork canvas').length]")
-        assert got[:2] == [len(nodes), len(edges)] and got[2] >= 1
+        # two columns: a feature is drawn once as a key and once as a query where it is both
+        assert got[:2] == [edges["src"].nunique() + edges["dst"].nunique(), len(edges)] and got[2] >= 1
+        assert set(b.page.evaluate("featgraph.nodes.get().map(n => n.feature)")) == set(nodes)
         assert b.console == [] and b.requests == []
 
 
@@ -85,7 +87,7 @@ def test_hovering_an_edge_shows_its_weight_and_labels(demo_run, tmp_path):
         m = re.search(r"weight (\S+)\s+\(z (\S+)\), rank (\d+)", tip)
         assert m, tip
         # the tooltip is that of an edge the pointer hovered (on its way it may cross another edge first)
-        ends = b.page.evaluate("(ids) => ids.map(id => { const e = featgraph.edges.get(id); return [e.from, e.to]; })", hovered)
+        ends = b.page.evaluate("(ids) => ids.map(id => { const e = featgraph.edges.get(id); return [e.src, e.dst]; })", hovered)
         rows = [e[(e["src"] == s) & (e["dst"] == d)].iloc[0] for s, d in ends]
         shown = [r for r in rows if float(m[1]) == pytest.approx(float(r["weight"]), rel=1e-3)]
         assert shown, (tip, [float(r["weight"]) for r in rows])
@@ -103,15 +105,15 @@ def test_nodes_are_captioned_with_labels_and_link_to_neuronpedia(demo_run, tmp_p
     desc = run.features.set_index("id")["description"]
     with browser() as b:
         _open(b, page)
-        nodes = b.page.evaluate("featgraph.nodes.get().map(n => [n.id, n.label, n.shape])")
-        for fid, label, _ in nodes:
+        nodes = b.page.evaluate("featgraph.nodes.get().map(n => [n.id, n.feature, n.label])")
+        for _, fid, label in nodes:
             idx = int(fid.rsplit("/", 1)[1])
             assert label == short_caption(idx, desc.get(fid), CAPTION)
-        labelled = next(fid for fid, label, _ in nodes if ":" in label)
+        node, labelled = next((key, fid) for key, fid, label in nodes if ":" in label)
         # a click opens the side panel with the full label linked to Neuronpedia
         pos = b.page.evaluate("""(id) => { const n = featgraph.network, d = n.canvasToDOM(n.getPositions([id])[id]),
                                   r = document.getElementById('mynetwork').getBoundingClientRect(); return [d.x + r.left, d.y + r.top]; }""",
-                              labelled)
+                              node)
         b.page.mouse.click(*pos)
         link = b.page.wait_for_selector("#panel h2 a")
         assert link.get_attribute("href") == f"https://www.neuronpedia.org/{labelled}"
@@ -124,7 +126,7 @@ def test_saes_differ_by_colour_and_shape_and_the_legend_says_so(demo_run, tmp_pa
     page = _viz(demo_run, tmp_path / "v.html", "--head", 0, "--circuit", "ov", "--top", 80)
     with browser() as b:
         _open(b, page)
-        nodes = b.page.evaluate("featgraph.nodes.get().map(n => [n.id.split('/')[1], n.shape, n.color])")
+        nodes = b.page.evaluate("featgraph.nodes.get().map(n => [n.feature.split('/')[1], n.shape, n.color])")
         style = {sae: {(shape, color)} for sae, shape, color in nodes}
         for sae, shape, color in nodes:
             style[sae].add((shape, color))
@@ -149,45 +151,105 @@ def test_search_box_highlights_matching_features(demo_run, tmp_path):
         b.page.fill("#search", "NUMBERS")
         b.page.wait_for_selector(f"body[data-matches='{want}']", timeout=5000)
         assert b.page.inner_text("#matches") == f"{want} match" + ("" if want == 1 else "es")
-        faded = b.page.evaluate("featgraph.nodes.get().filter(n => n.color === '#dddddd').length")
-        assert faded == len(ids) - want
+        faded = b.page.evaluate("featgraph.nodes.get().filter(n => n.color === '#dddddd').map(n => n.feature)")
+        drawn = b.page.evaluate("featgraph.nodes.get().map(n => n.feature)")
+        assert sorted(faded) == sorted(f for f in drawn if not (isinstance(desc.get(f), str) and "numbers" in desc[f].lower()))
         b.page.press("#search", "Enter")
         assert "numbers" in b.page.inner_text("#panel h2").lower()
 
 
 @pytest.mark.browser
-def test_like_to_like_edges_are_drawn_as_loops(demo_run, tmp_path):
+def test_like_to_like_edges_join_a_features_two_sides(demo_run, tmp_path):
     run = fg.open_run(demo_run)
     e = run.edge_table
     loop = e[(e["circuit"] == "QK") & (e["src"] == e["dst"])].iloc[0]
-    page = _viz(demo_run, tmp_path / "v.html", "--head", int(loop["head"]), "--circuit", "qk", "--feature", loop["src"], "--hops", 1)
+    f = loop["src"]
+    page = _viz(demo_run, tmp_path / "v.html", "--head", int(loop["head"]), "--circuit", "qk", "--feature", f, "--hops", 1)
     with browser() as b:
         _open(b, page)
-        n_loops = b.page.evaluate("featgraph.edges.get().filter(e => e.from === e.to).length")
-        assert n_loops >= 1
-        # drawn: a point of the loop lies off the node, and hovering it shows the loop's weight. Deterministic on a
-        # busy machine: the layout is frozen first (physics could still move the loop after the page is ready), and
-        # the point is one where vis-network's own hit test finds this loop and no node (the far side may touch a
-        # neighbour's edge)
-        eid = b.page.evaluate("featgraph.edges.get().find(e => e.from === e.to).id")
-        b.page.evaluate("featgraph.network.setOptions({physics: {enabled: false}}); featgraph.network.stopSimulation()")
-        point = b.page.evaluate("""(id) => {
-            const n = featgraph.network, e = n.body.edges[id], c = n.getPositions([e.fromId])[e.fromId];
-            const [x, y, r] = e.edgeType._getCircleData(n.canvas.getContext());
-            const rect = document.getElementById('mynetwork').getBoundingClientRect();
-            const start = Math.atan2(y - c.y, x - c.x);  // the far side first
-            for (let k = 0; k < 72; k++) {
-                const a = start + (k % 2 ? -1 : 1) * Math.ceil(k / 2) * Math.PI / 36;
-                const d = n.canvasToDOM({x: x + r * Math.cos(a), y: y + r * Math.sin(a)});
-                if (n.getEdgeAt(d) === id && n.getNodeAt(d) === undefined) return [d.x + rect.left, d.y + rect.top];
-            }
-            return null; }""", eid)
-        assert point is not None, "no point of the loop is its own"
-        b.page.evaluate("window.hovered = []; featgraph.network.on('hoverEdge', p => hovered.push(p.edge))")
-        b.page.mouse.move(*point)
-        b.page.wait_for_function("hovered.length > 0", timeout=10000)
-        tip = b.page.wait_for_selector("div.vis-tooltip", state="visible", timeout=10000).inner_text()
-        assert b.page.evaluate("hovered") == [eid] and "weight" in tip and "like" not in tip
+        # the feature as a key on the left and as a query on the right, the like-to-like edge between them
+        got = b.page.evaluate("""(f) => { const e = featgraph.edges.get().find(e => e.src === f && e.dst === f),
+                                   p = featgraph.network.getPositions([e.from, e.to]); return [e.from, e.to, p[e.from].x, p[e.to].x]; }""", f)
+        assert got[:2] == [f"s:{f}", f"d:{f}"] and got[2] < got[3]
+        b.page.mouse.click(*b.page.evaluate("""(id) => { const n = featgraph.network, d = n.canvasToDOM(n.getPositions([id])[id]),
+                                  r = document.getElementById('mynetwork').getBoundingClientRect(); return [d.x + r.left, d.y + r.top]; }""", f"s:{f}"))
+        b.page.wait_for_selector("#panel h2 a")
+        assert "↺ itself" in b.page.inner_text("#panel table")  # the panel lists the feature's edges, both sides
+        assert b.console == []
+
+
+_BOXES = """() => {  // each node's box (its shape and label) in the first view, in the canvas' pixels; and the canvas' size
+    const n = featgraph.network, c = document.getElementById('mynetwork');
+    return [c.clientWidth, c.clientHeight, featgraph.nodes.getIds().map(id => {
+        const bb = n.getBoundingBox(id), a = n.canvasToDOM({x: bb.left, y: bb.top}), z = n.canvasToDOM({x: bb.right, y: bb.bottom});
+        const p = n.getPositions([id])[id];
+        return [id, a.x, a.y, z.x, z.y, p.x, p.y]; })]; }"""
+
+
+def _crossings(segs):
+    return sum(1 for i in range(len(segs)) for j in range(i + 1, len(segs)) if (segs[i][0] - segs[j][0]) * (segs[i][1] - segs[j][1]) < 0)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("circuit", ["qk", "ov"])
+def test_a_head_page_is_two_columns_crossing_reduced_and_the_first_view_clips_no_node(demo_run, tmp_path, circuit):
+    """Keys → queries (QK) or values → outputs (OV) in two columns ordered to reduce crossings, the explorer's
+    layout (templates/layout.js); in the first view every node's box, label included, lies inside the canvas."""
+    run = fg.open_run(demo_run)
+    page = _viz(demo_run, tmp_path / "v.html", "--head", 1, "--circuit", circuit, "--top", 150)
+    e = subgraph(run.edge_table, 1, circuit.upper(), 150)
+    index = run.features.set_index("id")["feature_index"]
+    for viewport in ((1400, 900), (900, 700)):
+        with browser(viewport=viewport) as b:
+            _open(b, page)
+            assert b.page.evaluate("featgraph.layout") == "columns"
+            w, h, boxes = b.page.evaluate(_BOXES)
+            assert len(boxes) == e["src"].nunique() + e["dst"].nunique()
+            for key, x0, y0, x1, y1, *_ in boxes:
+                assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (key, (x0, y0, x1, y1), (w, h))
+            left = {k: (x, y) for k, *_, x, y in boxes if k.startswith("s:")}
+            right = {k: (x, y) for k, *_, x, y in boxes if k.startswith("d:")}
+            assert len(left) + len(right) == len(boxes)
+            assert {k[2:] for k in left} == set(e["src"]) and {k[2:] for k in right} == set(e["dst"])
+            (xl,), (xr,) = {x for x, _ in left.values()}, {x for x, _ in right.values()}
+            assert xl < xr  # sources in one column on the left, destinations in one on the right
+            ends = b.page.evaluate("featgraph.edges.get().map(e => [e.from, e.to])")
+            assert len(ends) == len(e) and all(s in left and d in right for s, d in ends)
+            # crossing-reduced: fewer crossings than the features in index order
+            drawn = _crossings([(left[s][1], right[d][1]) for s, d in ends])
+            rank_l = {k: index[k[2:]] for k in left}
+            rank_r = {k: index[k[2:]] for k in right}
+            naive = _crossings([(rank_l[s], rank_r[d]) for s, d in ends])
+            assert drawn < naive, (drawn, naive)
+            assert b.console == [] and b.requests == []
+
+
+@pytest.mark.browser
+def test_an_atlas_page_has_layers_as_rows_and_the_first_view_clips_no_node(tmp_path):
+    from test_graph import multilayer_edges
+
+    e = multilayer_edges()
+    f = tmp_path / "atlas.parquet"
+    e.to_parquet(f)
+    page = _viz(f, tmp_path / "atlas.html", "--circuit", "ov", "--top", 200)  # no --head, no --layer: every layer
+    with browser() as b:
+        _open(b, page)
+        assert b.page.evaluate("featgraph.layout") == "layers"
+        w, h, boxes = b.page.evaluate(_BOXES)
+        for key, x0, y0, x1, y1, *_ in boxes:
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (key, (x0, y0, x1, y1), (w, h))
+        layer_of = {k: int(k.split("/")[1].split("-")[0]) for k, *_ in boxes}  # the SAE's layer (gemma-2-2b/L-...)
+        assert all(k.startswith("f:") for k in layer_of)
+        ys = {}
+        for k, *_, _x, y in boxes:
+            ys.setdefault(layer_of[k], set()).add(y)
+        assert all(len(v) == 1 for v in ys.values()) and len(ys) >= 3  # one row per layer
+        rows = [ys[layer].pop() for layer in sorted(ys)]
+        assert rows == sorted(rows)  # the first layer on top, each next one below
+        # an OV edge of layer L reads layer L - 1's SAE and writes layer L's: every edge goes one row down
+        ends = b.page.evaluate("featgraph.edges.get().map(e => [e.from, e.to])")
+        assert ends and all(layer_of[d] == layer_of[s] + 1 for s, d in ends)
+        assert b.console == [] and b.requests == []
 
 
 @pytest.mark.browser
@@ -200,7 +262,7 @@ def test_match_centres_the_page_on_features_by_label(demo_run, tmp_path):
     matched = [f for f in present if "court" in desc.get(f, "").lower()][:10]
     with browser() as b:
         _open(b, page)
-        big = set(b.page.evaluate("featgraph.nodes.get().filter(n => n.borderWidth === 4).map(n => n.id)"))
+        big = set(b.page.evaluate("featgraph.nodes.get().filter(n => n.borderWidth === 4).map(n => n.feature)"))
         assert big and big <= set(matched)
         assert "matching 'court'" in b.page.inner_text("#title")
 

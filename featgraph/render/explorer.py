@@ -23,6 +23,7 @@ from featgraph.core.schema import FEATURE_INDEX, NEURONPEDIA
 ASSETS = {
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
     "app.css": ("app.css", "text/css; charset=utf-8"),
+    "layout.js": ("../layout.js", "text/javascript; charset=utf-8"),
     "vendor/sigma.min.js": ("vendor/sigma.min.js", "text/javascript; charset=utf-8"),
     "vendor/graphology.umd.min.js": ("vendor/graphology.umd.min.js", "text/javascript; charset=utf-8"),
     "vendor/graphology-library.min.js": ("vendor/graphology-library.min.js", "text/javascript; charset=utf-8"),
@@ -31,12 +32,14 @@ ASSETS = {
     "vendor/graphology-library.LICENSE.txt": ("vendor/graphology-library.LICENSE.txt", "text/plain; charset=utf-8"),
 }
 MAX_STATIC_EDGES = 5000  # edges a page drawn without a server holds (run.show)
-SCRIPTS = ("vendor/graphology.umd.min.js", "vendor/graphology-library.min.js", "vendor/sigma.min.js", "app.js")
+SCRIPTS = ("vendor/graphology.umd.min.js", "vendor/graphology-library.min.js", "vendor/sigma.min.js", "layout.js", "app.js")
 
 
 def asset(name: str) -> bytes:
     """One of ASSETS' files (a KeyError for anything else: nothing outside the list is ever read)."""
     path, _ = ASSETS[name]
+    if path.startswith("../"):  # templates/layout.js, shared with the graph pages (render.viz)
+        return resources.files("featgraph.render").joinpath("templates", *path[3:].split("/")).read_bytes()
     return _dir().joinpath(*path.split("/")).read_bytes()
 
 
@@ -108,7 +111,10 @@ class FeatureLookup:
                 continue
             arr = features[name].array
             chunks = getattr(arr, "_pa_array", None)
-            self.columns.append(pa.chunked_array(chunks).combine_chunks() if chunks is not None else features[name].to_numpy())
+            if chunks is None:
+                self.columns.append(features[name].to_numpy())
+            else:  # one chunk: used as it is (no copy)
+                self.columns.append(chunks.chunk(0) if chunks.num_chunks == 1 else pa.chunked_array(chunks).combine_chunks())
 
     def payload(self, ids: list[str]) -> dict[str, dict]:
         import pyarrow as pa
@@ -120,9 +126,10 @@ class FeatureLookup:
         for a in self.columns:
             vals: list = [None] * len(ids)
             if a is not None and len(where):
-                got = a.take(pa.array(pos[where])) if isinstance(a, pa.Array) else a[pos[where]]
-                for i, v in zip(where, _pylist(pd.Series(got))):
-                    vals[i] = v
+                rows = pos[where]
+                got = a.take(pa.array(rows)).to_pylist() if isinstance(a, pa.Array) else a[rows].tolist()
+                for i, v in zip(where, got):
+                    vals[i] = None if _missing(v) else v
             cols.append(vals)
         return _feature_rows(ids, *cols)
 

@@ -6,10 +6,13 @@ item is a node and throws a TypeError on edges (so edge weights never showed), a
 bootstrap from a CDN. vis-network, shipped inside pyvis, is inlined: the page needs no network.
 
 What the page shows: nodes captioned `index: short label`, coloured *and* shaped by SAE; edges
-from source to destination (key → query, value → output), coloured by sign, width ∝ |weight|,
-like-to-like edges as self-loops; hover for the full label or the weight, z and rank; click for
-a side panel with the Neuronpedia link and the feature's edges; a search box over labels; a legend.
-The layout is precomputed (communities of the graph placed apart), so 100–500 edges stay legible.
+from source to destination (key → query, value → output), coloured by sign, width ∝ |weight|;
+hover for the full label or the weight, z and rank; click for a side panel with the Neuronpedia
+link and the feature's edges; a search box over labels; a legend. The layout is the explorer's
+(templates/layout.js, run in the page): a page of one layer's edges in two columns, keys → queries
+or values → outputs, ordered to reduce crossings (a like-to-like edge joins a feature's two sides);
+a page spanning layers (an atlas) with layers as rows. The first view is fitted to every node and
+its label.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featgraph.core.schema import NEURONPEDIA, ROLES, caption
+from featgraph.core.schema import NEURONPEDIA, ROLES, caption, source_layer
 from featgraph.errors import BadValue
 from featgraph.render.html import short_caption
 from featgraph.runs.files import staged_file
@@ -53,7 +56,6 @@ def build_html(edges: pd.DataFrame, features: pd.DataFrame, title: str, centres:
     style = {s: (SAE_PALETTE[i % len(SAE_PALETTE)], SAE_SHAPES[i % len(SAE_SHAPES)]) for i, s in enumerate(saes)}
     circuit = str(edges["circuit"].iloc[0])
     src_role, dst_role = ROLES[circuit]
-    pos = layout(edges)
 
     net = Network(height="100%", width="100%", directed=True, cdn_resources="in_line")
     meta = {}
@@ -62,11 +64,13 @@ def build_html(edges: pd.DataFrame, features: pd.DataFrame, title: str, centres:
         desc = feats["description"].get(fid) if fid in feats.index else None
         url = feats["url"].get(fid) if fid in feats.index else None
         color, shape = style[sae]
-        x, y = pos[fid]
         big = fid in centres
-        net.add_node(fid, label=short_caption(idx, desc, CAPTION), shape=shape, color=color, size=16 if big else 10, x=x, y=y,
+        net.add_node(fid, label=short_caption(idx, desc, CAPTION), shape=shape, color=color, size=16 if big else 10,
                      borderWidth=4 if big else 1, font={"size": 15, "bold": True} if big else {})
-        meta[fid] = {"caption": caption(idx, desc), "sae": sae,
+        layer = feats["layer"].get(fid) if fid in feats.index and "layer" in feats.columns else None
+        if layer is None or pd.isna(layer):
+            layer = source_layer(sae)
+        meta[fid] = {"caption": caption(idx, desc), "sae": sae, "feature_index": idx, "layer": None if layer is None else int(layer),
                      "url": url if isinstance(url, str) and url else f"{NEURONPEDIA}/{fid}"}
     wmax = float(edges["weight"].abs().max()) or 1.0
     z = edges["z"] if "z" in edges.columns else pd.Series(np.nan, index=edges.index)
@@ -74,15 +78,22 @@ def build_html(edges: pd.DataFrame, features: pd.DataFrame, title: str, centres:
     for i, (s, d, w, r, h, zz) in enumerate(zip(edges["src"], edges["dst"], edges["weight"], edges["rank"], edges["head"], z)):
         w = float(w)
         net.add_edge(s, d, id=f"e{i}", width=0.6 + 6 * abs(w) / wmax, color=POS_COLOR if w > 0 else NEG_COLOR, arrows="to")
-        rows.append({"id": f"e{i}", "head": int(h), "weight": w, "rank": int(r), "z": None if pd.isna(zz) else float(zz)})
+        rows.append({"id": f"e{i}", "src": str(s), "dst": str(d), "head": int(h), "weight": w, "rank": int(r),
+                     "z": None if pd.isna(zz) else float(zz)})
     net.set_options(json.dumps(_options()))
     nodes, vis_edges, _, _, _, options = net.get_network_data()
     legend = [{"sae": s, "color": c, "glyph": _GLYPH[sh], "role": _sae_role(s, edges, src_role, dst_role)}
               for s, (c, sh) in style.items()]
     data = {"nodes": nodes, "edges": vis_edges, "options": json.loads(options), "meta": meta, "edgeInfo": rows,
-            "title": title, "circuit": circuit, "roles": [src_role, dst_role], "legend": legend,
+            "title": title, "circuit": circuit, "roles": [src_role, dst_role], "legend": legend, "layout": page_layout(edges),
             "colors": {"pos": POS_COLOR, "neg": NEG_COLOR}}
     return _render(title, data)
+
+
+def page_layout(edges: pd.DataFrame) -> str:
+    """The layout a page draws: layers as rows when its edges span layers (an atlas), else two columns (as
+    `run.show` chooses)."""
+    return "layers" if edges["layer"].nunique() > 1 else "columns"
 
 
 def _sae_role(sae: str, edges: pd.DataFrame, src_role: str, dst_role: str) -> str:
@@ -104,37 +115,6 @@ def _options() -> dict:
     }
 
 
-def layout(edges: pd.DataFrame, scale: float = 110.0) -> dict[str, tuple[float, float]]:
-    """Node positions: the graph's communities (Louvain, seeded) each laid out on its own and packed
-    in rows, largest first, so strongly connected groups stay together and apart from the rest."""
-    import networkx as nx
-
-    g = nx.Graph()
-    for s, d, w in zip(edges["src"], edges["dst"], edges["weight"].abs()):
-        if s != d:
-            g.add_edge(s, d, weight=float(w) + (g[s][d]["weight"] if g.has_edge(s, d) else 0.0))
-        else:
-            g.add_node(s)
-    groups = sorted(nx.community.louvain_communities(g, weight="weight", seed=0, resolution=1.0),
-                    key=lambda c: (-len(c), min(c)))
-    pos: dict[str, tuple[float, float]] = {}
-    x0 = y0 = row_h = 0.0
-    row_w = scale * max(6.0, 2.2 * np.sqrt(g.number_of_nodes()))
-    for group in groups:
-        sub = g.subgraph(group)
-        n = len(group)
-        radius = scale * (0.5 + 0.55 * np.sqrt(n))
-        local = nx.spring_layout(sub, seed=0, weight=None, k=1.6 / np.sqrt(n)) if n > 2 else \
-            {v: np.array([i - (n - 1) / 2, 0.0]) for i, v in enumerate(sorted(group))}
-        if x0 > 0 and x0 + 2 * radius > row_w:
-            x0, y0, row_h = 0.0, y0 + row_h + scale, 0.0
-        for v, (x, y) in local.items():
-            pos[v] = (float(x0 + radius + x * radius), float(y0 + radius + y * radius))
-        x0 += 2 * radius + scale * 0.6
-        row_h = max(row_h, 2 * radius)
-    return pos
-
-
 def _render(title: str, data: dict) -> str:
     from importlib import resources
 
@@ -142,11 +122,13 @@ def _render(title: str, data: dict) -> str:
 
     lib = Path(pyvis.__file__).parent / "templates" / "lib" / "vis-9.1.2"
     template = resources.files("featgraph.render").joinpath("templates", "graph.html").read_text(encoding="utf-8")
+    layout_js = resources.files("featgraph.render").joinpath("templates", "layout.js").read_text(encoding="utf-8")
     # Inline JSON must not close the <script> element it sits in.
     payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
     return (template.replace("{{TITLE}}", _esc(title))
             .replace("/*{{VIS_CSS}}*/", (lib / "vis-network.css").read_text(encoding="utf-8"))
             .replace("/*{{VIS_JS}}*/", (lib / "vis-network.min.js").read_text(encoding="utf-8"))
+            .replace("/*{{LAYOUT_JS}}*/", layout_js.replace("</script", "<\\/script"))
             .replace("/*{{DATA}}*/null", payload))
 
 

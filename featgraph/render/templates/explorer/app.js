@@ -87,77 +87,14 @@
 
   // ------------------------------------------------------------ layouts
 
-  // Barycentric ordering: each node moves to the |weight|-weighted mean position of its neighbours in the
-  // other column (or adjacent rows), sweeping both ways a few times; ties keep the previous order.
-  function sweep(order, pos, nbrs) {
-    var bary = new Map();
-    order.forEach(function (n) {
-      var s = 0, w = 0;
-      (nbrs.get(n) || []).forEach(function (p) { if (pos.has(p[0])) { s += p[1] * pos.get(p[0]); w += p[1]; } });
-      bary.set(n, w > 0 ? s / w : pos.get(n));
-    });
-    order.sort(function (a, b) { return (bary.get(a) - bary.get(b)) || (pos.get(a) - pos.get(b)); });
-    order.forEach(function (n, i) { pos.set(n, i / Math.max(1, order.length - 1)); });
+  // The two-column and layered layouts are templates/layout.js' (shared with the static graph pages).
+  function layoutOpts() {
+    var box = $("graph").getBoundingClientRect();
+    return {feature: function (id) { return S.features.get(id); }, solo: Array.from(S.solo),
+            aspect: box.width > 0 && box.height > 0 ? box.width / box.height : 1.6};
   }
-  function byIndex(a, b) {
-    var fa = S.features.get(a.slice(2)) || {}, fb = S.features.get(b.slice(2)) || {};
-    return ((fa.layer || 0) - (fb.layer || 0)) || ((fa.feature_index || 0) - (fb.feature_index || 0)) || (a < b ? -1 : a > b ? 1 : 0);
-  }
-
-  function layoutColumns(edges) {
-    var left = [], right = [], seenL = new Set(), seenR = new Set(), nbrs = new Map();
-    function add(map, a, b, w) { if (!map.has(a)) map.set(a, []); map.get(a).push([b, w]); }
-    edges.forEach(function (e) {
-      var s = "s:" + e.src, d = "d:" + e.dst, w = Math.abs(e.weight) || 1e-12;
-      if (!seenL.has(s)) { seenL.add(s); left.push(s); }
-      if (!seenR.has(d)) { seenR.add(d); right.push(d); }
-      add(nbrs, s, d, w); add(nbrs, d, s, w);
-    });
-    S.solo.forEach(function (id) { var s = "s:" + id; if (!seenL.has(s)) { seenL.add(s); left.push(s); } });
-    left.sort(byIndex); right.sort(byIndex);
-    var pos = new Map();
-    [left, right].forEach(function (col) { col.forEach(function (n, i) { pos.set(n, i / Math.max(1, col.length - 1)); }); });
-    for (var it = 0; it < 12; it++) { sweep(right, pos, nbrs); sweep(left, pos, nbrs); }
-    var rows = Math.max(left.length, right.length, 2), box = $("graph").getBoundingClientRect();
-    var aspect = box.width > 0 && box.height > 0 ? box.width / box.height : 1.6;
-    var height = rows - 1, gap = Math.max(2, height * aspect * 0.38);
-    var out = new Map();
-    function place(col, x, side) {
-      var off = (rows - col.length) / 2;  // centre the shorter column
-      col.forEach(function (n, i) { out.set(n, {x: x, y: -(off + i), side: side}); });
-    }
-    place(left, 0, "left"); place(right, gap, "right");
-    return {pos: out, bbox: {x: [-gap * 0.62, gap * 1.62], y: [-(rows - 1) - 0.5, 0.5]}};
-  }
-
-  function layoutLayers(edges) {
-    var rows = new Map(), nbrs = new Map(), ids = new Set();
-    edges.forEach(function (e) { ids.add(e.src); ids.add(e.dst); });
-    S.solo.forEach(function (id) { ids.add(id); });
-    function layerOf(id) { var f = S.features.get(id); return f && f.layer != null ? f.layer : 0; }
-    ids.forEach(function (id) { var l = layerOf(id); if (!rows.has(l)) rows.set(l, []); rows.get(l).push("f:" + id); });
-    edges.forEach(function (e) {
-      if (layerOf(e.src) === layerOf(e.dst)) return;
-      var a = "f:" + e.src, b = "f:" + e.dst, w = Math.abs(e.weight) || 1e-12;
-      if (!nbrs.has(a)) nbrs.set(a, []); if (!nbrs.has(b)) nbrs.set(b, []);
-      nbrs.get(a).push([b, w]); nbrs.get(b).push([a, w]);
-    });
-    var layers = Array.from(rows.keys()).sort(function (a, b) { return a - b; }), pos = new Map(), widest = 1;
-    layers.forEach(function (l) {
-      var r = rows.get(l); r.sort(byIndex); widest = Math.max(widest, r.length);
-      r.forEach(function (n, i) { pos.set(n, i / Math.max(1, r.length - 1)); });
-    });
-    for (var it = 0; it < 6; it++) {
-      layers.forEach(function (l) { sweep(rows.get(l), pos, nbrs); });
-      layers.slice().reverse().forEach(function (l) { sweep(rows.get(l), pos, nbrs); });
-    }
-    var out = new Map(), spacing = 1, rowGap = Math.max(2, widest * 0.35);
-    layers.forEach(function (l, j) {
-      var r = rows.get(l), off = (widest - r.length) / 2;
-      r.forEach(function (n, i) { out.set(n, {x: (off + i) * spacing, y: -j * rowGap, side: "right", row: l}); });
-    });
-    return {pos: out, bbox: {x: [-1, widest + 1.5], y: [-(layers.length - 1) * rowGap - 1, 1]}, layers: layers};
-  }
+  function layoutColumns(edges) { return featgraphLayout.columns(edges, layoutOpts()); }
+  function layoutLayers(edges) { return featgraphLayout.layers(edges, layoutOpts()); }
 
   function layoutForce(edges) {
     var g = new graphology.Graph({type: "undirected", multi: false, allowSelfLoops: false}), ids = new Set();
