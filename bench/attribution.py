@@ -6,10 +6,13 @@ and --positions tokens, one embedding per position, links between random nodes. 
 (tests/attribution_files.py's write_large). Then, each in a fresh subprocess so its peak RSS is its own:
 
 - `featgraph import FILE --out RUN` (the streamed reader: wall time, peak RSS, MB/s of the file);
-- with --load, `featgraph load RUN` (the embedded store: the links copied from Parquet by the engine).
+- with --load, `featgraph load RUN` (the embedded store: the links copied from Parquet by the engine);
+- with --export, the streaming pass of `featgraph qk-trace` (featgraph.load.attribution.read_parts and
+  write_graph: every part but the links read whole, the links streamed through into a new file), without the
+  model (the QK attribution itself is one prompt's forward pass).
 
 Counts are checked against what was written. Wall times on a shared machine depend on its load: CPU seconds are printed beside them. Usage:
-    python bench/attribution.py [--gb 2] [--links N] [--features 10000] [--gz] [--load] [--work DIR [--reuse]] [--keep]
+    python bench/attribution.py [--gb 2] [--links N] [--features 10000] [--gz] [--load] [--export] [--work DIR [--reuse]] [--keep]
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--positions", type=int, default=40, help="prompt tokens [40]")
     ap.add_argument("--gz", action="store_true", help="write the file gzipped")
     ap.add_argument("--load", action="store_true", help="also time `featgraph load` (embedded store)")
+    ap.add_argument("--export", action="store_true", help="also time qk-trace's streaming pass over the file")
+    ap.add_argument("--no-import", action="store_true", help="skip the import (with --reuse and --export)")
     ap.add_argument("--work", type=Path, default=None, help="folder for the file and the run [a temporary one]")
     ap.add_argument("--keep", action="store_true", help="keep the file and the run")
     ap.add_argument("--reuse", action="store_true", help="reuse the graph file already in --work (written by an earlier run)")
@@ -75,6 +80,18 @@ def main() -> None:
         print(f"wrote {path.name}: {size / 1e9:.3f} GB, {counts['nodes']:,} nodes, {counts['links']:,} links "
               f"in {time.perf_counter() - t0:.0f} s")
         run = work / "run"
+        if a.export:
+            out = work / ("enriched.json.gz" if a.gz else "enriched.json")
+            r = _timed(f"from featgraph.load.attribution import read_parts, write_graph\n"
+                       f"parts, _ = read_parts({str(path)!r})\n"
+                       f"n = write_graph({str(path)!r}, {str(out)!r}, parts, {{x['node_id'] for x in parts['nodes']}})\n"
+                       f"{_PEAK}\nprint(json.dumps({{'links': n, 'peak_mib': peak, 'cpu_s': cpu}}))")
+            assert r["links"] == counts["links"], (r, counts)
+            print(f"qk-trace's pass (read_parts + write_graph): {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, "
+                  f"peak RSS {r['peak_mib']:.0f} MiB, {r['links']:,} links written ({out.stat().st_size / 1e9:.3f} GB)")
+            out.unlink()
+        if a.no_import:
+            return
         shutil.rmtree(run, ignore_errors=True)
         r = _timed(f"from featgraph.api.attribution import import_graph\n"
                    f"g = import_graph({str(path)!r}, {str(run)!r})\n"

@@ -289,6 +289,15 @@ def test_embedded_store_joins_graph_and_edges(tmp_path):
     _check_queries(open_run(path), g)
     r = fg("query", path, "link_heads", "--param", "graph=nope")
     assert r.exit_code == 2 and "--param graph nope is not an attribution graph of this run: its graphs are tiny-" in r.stderr, r.stderr
+    # the graph's slug names it while it is the only graph with that slug
+    run = open_run(path)
+    (gid,) = [x.id for x in run.graphs]
+    by_slug = fg("query", path, "link_heads", "--param", "graph=tiny", "--format", "csv")
+    assert by_slug.exit_code == 0 and len(by_slug.stdout.splitlines()) == 6, by_slug.output
+    assert by_slug.stdout == fg("query", path, "link_heads", "--param", f"graph={gid}", "--format", "csv").stdout
+    fg("import", write(tmp_path / "again.json", g), "--out", path)
+    r = fg("query", path, "link_heads", "--param", "graph=tiny")
+    assert r.exit_code == 2 and "is not an attribution graph of this run" in r.stderr, r.stderr
 
 
 @pytest.mark.neo4j

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import typer
 
 from featgraph.cli.app import app
 
-from helpers import REPO
+from helpers import REPO, fg
 
 
 def _rows() -> dict[str, str]:
@@ -80,3 +81,30 @@ def test_the_demo_runs_again_and_its_hints_run_as_written(tmp_path, monkeypatch)
     lines = run_demo(tmp_path / "d2", prog=".venv/bin/featgraph")
     hints = lines[lines.index("try next:") + 1:]
     assert hints and all(h.startswith("  .venv/bin/featgraph ") for h in hints), hints
+
+
+@pytest.mark.slow
+def test_readme_attribution_workflow_runs_as_written(tmp_path, monkeypatch):
+    """The README's attribution-graph workflow (demo, import, load, the queries, qk-trace) runs line by line as
+    written, in a fresh folder, and says what the prose under it says."""
+    import json
+    import shlex
+
+    text = REPO.joinpath("README.md").read_text(encoding="utf-8")
+    section = text.split("### Attribution graphs: from a circuit-tracer graph", 1)[1].split("\n### ", 1)[0]
+    block = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]  # the demo's (the next one needs a real graph)
+    monkeypatch.chdir(tmp_path)
+    outputs = {}
+    for line in block.strip().splitlines():
+        words = shlex.split(line, comments=True)
+        assert words[0] == ".venv/bin/featgraph", line
+        r = fg(*words[1:], *(["--format", "csv"] if words[1] == "query" else []))
+        assert r.exit_code == 0, (line, r.output)
+        outputs[" ".join(words[1:3]) + (" " + words[3] if words[1] == "query" else "")] = r.stdout
+    heads = outputs["query exports/demo/run link_heads"]
+    assert sorted(line.split(",")[6] for line in heads.strip().splitlines()[1:]) == ["0", "3"], heads
+    assert all(line.startswith("0_24_3,1_58_8,") for line in heads.strip().splitlines()[1:]), heads
+    keys = outputs["query exports/demo/run attended_keys"].strip().splitlines()
+    assert len(keys) == 2 and ",0,0_59_3," in keys[1], keys
+    doc = json.loads((tmp_path / "exports" / "demo" / "graph-qk.json").read_text())
+    assert next(n for n in doc["nodes"] if n["node_id"] == "1_58_8")["qk_tracing_results"]["pair_wise_contributors"]

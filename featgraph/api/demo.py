@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -298,6 +299,7 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2", prog: str =
         run.viz(0, "ov", tmp / "head0_ov.html", top=80)
         run.report(tmp / "report")
         qk = post_view(run.table(0, "qk", distinct=True, top=8))
+        write_graph(run, inputs.model, tmp / "inputs" / "graph.json")
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -310,6 +312,7 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2", prog: str =
         f"tetrads: {len(tet)} ({int(tet['like_to_like'].sum())} like-to-like) in {run_dir / 'tetrads.parquet'}",
         f"interactive graph: {out / 'head0_ov.html'}",
         f"report: {out / 'report' / 'index.html'}",
+        f"attribution graph (circuit-tracer's format, synthetic, over these features): {out / 'inputs' / 'graph.json'}",
         "",
         "head 0, QK, strongest distinct edges:",
         markdown(qk),
@@ -321,3 +324,75 @@ def run_demo(out: Path, force: bool = False, family: str = "gemma2", prog: str =
         f"  {prog} tetrads {run_dir} --head 0 --circuit ov --top 5",
         f"  {prog} query --list",
     ]
+
+
+GRAPH_SLUG = "demo-graph"
+GRAPH_PROMPT = "the people who made it back had water"
+
+
+def write_graph(run: Any, model_dir: Path, path: Path) -> dict[str, str]:
+    """An attribution graph over the demo run's features on GRAPH_PROMPT, in circuit-tracer 0.5.0's file layout
+    (schema_version 1: feature numbers are Cantor pairings), for the README's attribution-graph workflow.
+
+    Synthetic (no attribution was computed): head 0's strongest OV edge v -> o and strongest QK edge k -> q become
+    feature nodes — v and k at position 3, q at the last position (layer 0, the input SAE `0-demo-res-96`), o at
+    the last position (layer 1; named through the Lorsa source set, the file's second source set, so it is the
+    output SAE's `1-demo-res-80` feature) — with embeddings, a logit and links E -> v, k, q; v -> o (a link head 0
+    can carry); q -> o; o -> logit. Returns the node ids by role (v, k, q, o)."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from featgraph.core.schema import parse_feature_id
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    ids = list(tok(GRAPH_PROMPT)["input_ids"])
+    tokens = tok.convert_ids_to_tokens(ids)
+    e = run.edge_table
+    head0 = e[e["head"] == 0]
+
+    def strongest(circuit: str) -> pd.Series:
+        rows = head0[head0["circuit"] == circuit]
+        return rows.loc[rows["weight"].abs().idxmax()]
+
+    ov, qk = strongest("OV"), strongest("QK")
+    s, t = 3, len(ids) - 1
+
+    def cantor(layer: int, index: int) -> int:
+        return (layer + index) * (layer + index + 1) // 2 + index
+
+    def node(node_id: str, feature: int | None, layer: str, ctx: int, ftype: str, clerp: str = "", **kw: Any) -> dict:
+        return {"node_id": node_id, "feature": feature, "layer": layer, "ctx_idx": ctx, "feature_type": ftype,
+                "token_prob": kw.get("token_prob", 0.0), "is_target_logit": kw.get("is_target_logit", False), "run_idx": 0,
+                "reverse_ctx_idx": 0, "jsNodeId": kw.get("js", node_id), "clerp": clerp, "influence": kw.get("influence", 0.5),
+                "activation": kw.get("activation")}
+
+    desc = run.features.set_index("id")["description"] if len(run.features) else pd.Series(dtype=object)
+    roles: dict[str, str] = {}
+    nodes = [node(f"E_{x}_{p}", x, "E", p, "embedding", f'Emb: "{tokens[p]}"', js=f"E_{x}-{p}") for p, x in enumerate(ids)]
+    for role, fid, pos, ftype in (("v", ov["src"], s, "cross layer transcoder"), ("k", qk["src"], s, "cross layer transcoder"),
+                                  ("q", qk["dst"], t, "cross layer transcoder"), ("o", ov["dst"], t, "lorsa")):
+        _, source, index = parse_feature_id(str(fid))
+        layer = int(source.split("-", 1)[0])
+        nid = f"{layer}_{index}_{pos}"
+        roles[role] = nid
+        if all(n["node_id"] != nid for n in nodes):
+            label = desc.get(fid)
+            nodes.append(node(nid, cantor(layer, index), str(layer), pos, ftype, label.strip() if isinstance(label, str) else "",
+                              js=f"{layer}_{index}-0", activation=1.0))
+    n_layers = int(CONFIGS["gemma2"]["num_hidden_layers"])
+    nxt = int(tok.convert_tokens_to_ids("."))  # the predicted token
+    logit = f"{n_layers}_{nxt}_{t}"
+    nodes.append(node(logit, nxt, str(n_layers), t, "logit", 'Output "." (p=0.500)', token_prob=0.5, is_target_logit=True,
+                      js=f"L_{nxt}-{t}"))
+    pairs = [(f"E_{ids[s]}_{s}", roles["v"], 1.5), (f"E_{ids[s]}_{s}", roles["k"], 1.25), (f"E_{ids[t]}_{t}", roles["q"], 2.0),
+             (roles["v"], roles["o"], 0.75), (roles["q"], roles["o"], 0.5), (roles["o"], logit, 1.0)]
+    links = list({(a, b): {"source": a, "target": b, "weight": w} for a, b, w in pairs}.values())
+    meta = {"slug": GRAPH_SLUG, "scan": MODEL_ID, "transcoder_list": [], "prompt_tokens": tokens, "prompt": GRAPH_PROMPT,
+            "node_threshold": 0.8, "schema_version": 1,
+            "feature_details": {"neuronpedia_source_set": SOURCE_IN.split("-", 1)[1],
+                                "neuronpedia_lorsa_source_set": SOURCE_OUT.split("-", 1)[1]},
+            "info": {"description": "featgraph demo: a synthetic attribution graph over the demo run's features"}}
+    graph = {"metadata": meta, "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+             "nodes": nodes, "links": links}
+    path.write_text(json.dumps(graph, indent=2))
+    return roles

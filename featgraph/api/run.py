@@ -406,6 +406,9 @@ class Run:
                 raise BadValue(key, out[key], "must be 0 or more")
         if isinstance(out.get("graph"), str) and self.path is not None:
             ids = [g.id for g in self.graphs]
+            slugs = [g.id for g in self.graphs if g.info.get("slug") == out["graph"]]
+            if out["graph"] not in ids and len(slugs) == 1:  # a graph's slug names it while no other graph has that slug
+                out["graph"] = slugs[0]
             if out["graph"] not in ids:
                 have = f"its graphs are {', '.join(ids)}" if ids else "it has none: add one with `featgraph import GRAPH.json --out RUN`"
                 raise BadValue("graph", out["graph"], f"is not an attribution graph of this run: {have}", value_first=True)

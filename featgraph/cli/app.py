@@ -541,7 +541,7 @@ def qk_trace_cmd(
 
     r = qk_trace(open_run(run), graph, node, head, out, key_position=key_position, top=top,
                  token_ids=_ints(token_ids, "--token-ids"), model_id=model_id, source_set=source_set, device=device, force=force)
-    typer.echo(f"wrote {r.out}: node {r.node_id} carries head {r.layer}.{r.head}'s QK attribution from position "
+    typer.echo(f"wrote {r.out}: node {r.node_id} carries layer {r.layer} head {r.head}'s QK attribution from position "
                f"{r.query_position} to {r.key_position} (logit {r.logit:.4g}; {r.pairs} pairs, {r.queries} query and "
                f"{r.keys} key features: {r.graph_nodes} of the graph's nodes, {r.qk_only_nodes} in qk_only_nodes); "
                f"{r.nodes} nodes and {r.links} links carried over")
