@@ -11,6 +11,12 @@ and --positions tokens, one embedding per position, links between random nodes. 
   write_graph: every part but the links read whole, the links streamed through into a new file), without the
   model (the QK attribution itself is one prompt's forward pass).
 
+Measured 2026-12-03 on the project's 2-core, 24 GB machine shared with other jobs (so wall times run long; CPU
+seconds beside them), `--gb 2.15 --work W --keep` then `--work W --reuse --export --no-import`: a 2.154 GB file
+(19,907,407 links, 10,037 nodes) written in 73 s; import 95.5 s wall, 50.1 s CPU, peak RSS 431 MiB; qk-trace's
+pass 873 s wall, 143 s CPU, peak RSS 147 MiB (1.496 GB written); `featgraph load` of that run (embedded) 641 s,
+peak RSS 7.35 GiB — the engine's, not featgraph's: see docs/graph.md, "Size".
+
 Counts are checked against what was written. Wall times on a shared machine depend on its load: CPU seconds are printed beside them. Usage:
     python bench/attribution.py [--gb 2] [--links N] [--features 10000] [--gz] [--load] [--export] [--work DIR [--reuse]] [--keep]
 """
@@ -30,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-BYTES_PER_LINK = 108  # write_large's layout (indent 2), 10,000 feature nodes: 1.705 GB held 15,748,031 links
+BYTES_PER_LINK = 108  # write_large's layout (indent 2), 10,000 feature nodes: 2.154 GB held 19,907,407 links
 
 
 def _timed(code: str) -> dict:
