@@ -141,3 +141,40 @@ def test_parallel_families_refuse_transcoder_outputs():
     sae = SAE(d_in=4, d_sae=3, W_enc=torch.zeros(4, 3), source={"site": "transcoder", "transcoder": {"layer": 1, "reads": "mlp_input"}})
     with pytest.raises(fg.BadInput, match="runs attention and MLP in parallel"):
         transcoder_output(sae, None, families.of("gpt_neox"))
+
+
+def test_circuit_tracer_transcoders_on_gpt2(tmp_path):
+    """GPT-2 (LayerNorm: the pre-MLP norm ln_2 centres, scales by w and adds a bias): the OV edge into a transcoder
+    reading ln_2's output equals the head's write read through transformers' own ln_2 of that layer (minus what a zero
+    write gives: its bias, no feature's term), with ln_2's σ of the write multiplied back, then W_enc."""
+    import ln_models
+
+    model = ln_models.make_tiny("gpt2", tmp_path / "model", seed=3)
+    d = model.config.n_embd
+    folder, sets = write_circuit_tracer_transcoders(tmp_path / "tcs", d, 13, 3, 12, model_name="gpt2")
+    tcs = sets["transcoders"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fg.FeatgraphWarning)  # no Neuronpedia ids for this synthetic set
+        run = fg.extract(model=tmp_path / "model", layer=L, sae_in=folder / "layer_0.safetensors",
+                         sae_out=folder / "layer_2.safetensors", top_k=10**6, device="cpu", labels=False)
+    edges = run.edge_table
+    W_dec = tcs[0].W_dec.detach().numpy()
+    W_enc = tcs[2].W_enc.detach().T.contiguous().numpy()
+    ln2 = model.transformer.h[2].ln_2
+    eye = np.eye(d, dtype=np.float32)  # the oracle's OV into the identity: each head's residual write, per value feature
+    got = ln_models.oracle(model, L, W_dec, eye)
+    with torch.no_grad():
+        ov = []
+        for write in got["ov"]:
+            zero = ln2(torch.zeros(1, d))
+            sigma = torch.sqrt(write.var(-1, unbiased=False) + ln2.eps)[:, None]
+            ov.append(((ln2(write) - zero) * sigma) @ torch.from_numpy(W_enc))
+    for h in range(model.config.n_head):
+        e = edges[(edges["head"] == h) & (edges["circuit"] == "QK")]
+        want = got["qk"][h].numpy()[e["dst_index"].to_numpy(), e["src_index"].to_numpy()]
+        np.testing.assert_allclose(e["weight"].to_numpy(), want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+        e = edges[(edges["head"] == h) & (edges["circuit"] == "OV")]
+        assert len(e) == W_dec.shape[0] * W_enc.shape[1]
+        want = ov[h].numpy()[e["src_index"].to_numpy(), e["dst_index"].to_numpy()]
+        np.testing.assert_allclose(e["weight"].to_numpy(), want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
+    assert run.manifest.sae_out["encoder_in_residual_units"].endswith("mean-centred (LayerNorm)")
