@@ -178,3 +178,27 @@ def test_circuit_tracer_transcoders_on_gpt2(tmp_path):
         want = ov[h].numpy()[e["src_index"].to_numpy(), e["dst_index"].to_numpy()]
         np.testing.assert_allclose(e["weight"].to_numpy(), want, rtol=2e-4, atol=2e-4 * np.abs(want).max())
     assert run.manifest.sae_out["encoder_in_residual_units"].endswith("mean-centred (LayerNorm)")
+
+
+def test_atlas_command_takes_a_transcoder_template(tmp_path):
+    """`featgraph atlas --sae-template DIR/layer_{layer}.safetensors`: layer L reads layer L-1's transcoder and writes into
+    layer L's; each layer's edges are extract's with that pair (the oracle tests above prove extract's)."""
+    from helpers import fg as cli
+
+    make_tiny("qwen3", tmp_path / "model", seed=4)
+    folder, _ = write_circuit_tracer_transcoders(tmp_path / "tcs", CONFIGS["qwen3"]["hidden_size"], 9, 3, 13)
+    r = cli("atlas", "--model", tmp_path / "model", "--layers", "1-2", "--sae-template", f"{folder}/layer_{{layer}}.safetensors",
+            "--out", tmp_path / "atlas", "--top-k", "50", "--device", "cpu", "--no-labels")
+    assert r.exit_code == 0, r.output
+    run = fg.open_run(tmp_path / "atlas")
+    e = run.edge_table
+    for layer in (1, 2):
+        part = e[e["layer"] == layer]
+        assert part["src"].str.startswith(f"qwen3-4b/{layer - 1}-transcoder-hp/").all()
+        assert part[part["circuit"] == "OV"]["dst"].str.startswith(f"qwen3-4b/{layer}-transcoder-hp/").all()
+        one = fg.extract(model=tmp_path / "model", layer=layer, sae_in=folder / f"layer_{layer - 1}.safetensors",
+                         sae_out=folder / f"layer_{layer}.safetensors", top_k=50, device="cpu", labels=False).edge_table
+        key = ["head", "circuit", "src", "dst"]
+        m = part.merge(one, on=key, suffixes=("", "_x"))
+        assert len(m) == len(part) == len(one)
+        np.testing.assert_allclose(m["weight"], m["weight_x"], rtol=1e-6)
