@@ -422,3 +422,29 @@ def test_one_progress_bar_counts_layers_times_heads(inputs, made, tmp_path):
     fg.atlas(model=model, layers="1-2", sae_template=template, top_k=TOP_K, device="cpu", labels=False, out=made[0],
              progress=progress)  # finished: the bar is full at once
     assert [(d, t, s) for d, t, s in seen] == [("atlas: 2 layers × 4 heads (QK, OV)", 16, [16])]
+
+
+def test_qk_trace_on_an_atlas_takes_the_layer(made, tmp_path):
+    """qk-trace on an atlas needs --layer and then equals qk-trace on that layer's own run."""
+    import json
+
+    from attribution_files import graph_dict, write
+
+    out, _ = made
+    g = graph_dict(tokens=("<bos>", "a", "b", "c", "d"), features=((2, 5, 4), (0, 3, 1)), source_set="res")
+    rename = {n["node_id"]: f"E_tok_{n['ctx_idx']}" for n in g["nodes"] if n["feature_type"] == "embedding"}
+    for n in g["nodes"]:
+        n["node_id"] = rename.get(n["node_id"], n["node_id"])
+    for x in g["links"]:
+        x["source"], x["target"] = rename.get(x["source"], x["source"]), rename.get(x["target"], x["target"])
+    src = write(tmp_path / "g.json", g)
+    args = [src, "--node", "2_5_4", "--head", 1, "--token-ids", "2,5,9,11,4", "--device", "cpu"]
+    r = cli("qk-trace", out, *args, "--out", tmp_path / "a.json")
+    assert r.exit_code == 2 and r.stderr == "error: --layer is required (this run holds layers 1-2: pick one)\n", r.output
+    assert not (tmp_path / "a.json").exists()
+    r = cli("qk-trace", out, *args, "--layer", 2, "--out", tmp_path / "a.json")
+    assert r.exit_code == 0 and "layer 2 head 1" in r.stdout, r.output
+    r = cli("qk-trace", out / "layers" / "L2", *args, "--out", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a == b and next(n for n in a["nodes"] if n["node_id"] == "2_5_4")["qk_tracing_results"]["pair_wise_contributors"]

@@ -181,7 +181,7 @@ class QKTrace:
 
 def qk_trace(run: Any, graph_file: str | Path, node_id: str, head: int, out: str | Path, *, key_position: int | None = None,
              top: int = 10, token_ids: Sequence[int] | None = None, model_id: str | None = None, source_set: str | None = None,
-             device: str = "auto", force: bool = False) -> QKTrace:
+             layer: int | None = None, device: str = "auto", force: bool = False) -> QKTrace:
     """Write `graph_file` (circuit-tracer / Neuronpedia graph JSON) to `out` with head `head`'s QK attribution on
     the graph's own prompt as the node `node_id`'s `qk_tracing_results` (Neuronpedia's schema 1.0.0:
     `pair_wise_contributors` [[q_node_id, k_node_id, attribution]], `top_q_marginal_contributors` and
@@ -196,7 +196,8 @@ def qk_trace(run: Any, graph_file: str | Path, node_id: str, head: int, out: str
     also gets `qk_tracing_results.featgraph` (the head, positions, the logit and its bias and error parts, the
     attention weight). `token_ids`: the prompt's tokens when the run's tokenizer does not give the graph's
     (checked against the count of `metadata.prompt_tokens` and the token ids in embedding node ids `E_{id}_{pos}`).
-    Nothing is written if anything is wrong.
+    `layer`: the head's layer in an atlas (a one-layer run's own layer otherwise). Nothing is written if anything is
+    wrong.
     """
     import os
     import re
@@ -215,6 +216,7 @@ def qk_trace(run: Any, graph_file: str | Path, node_id: str, head: int, out: str
         raise BadInput(f"{out} already exists: pass force=True (--force) to replace it, or another name")
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise BadInput(f"{out} is the graph being read: write the enriched graph to another file")
+    run = run.layer_run(layer)
     parts, _ = read_parts(src)
     meta, nodes = parts["metadata"], parts["nodes"]
     by_id = {n["node_id"]: n for n in nodes}

@@ -532,6 +532,7 @@ def qk_trace_cmd(
                                              "features, as for import [default: the file's feature_details].", show_default=False),
     model_id: Optional[str] = typer.Option(None, "--model-id", help="Neuronpedia model id of the graph's features [default: "
                                            "metadata.scan].", show_default=False),
+    layer: OneLayerOpt = None,
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     force: ForceOpt = False,
 ):
@@ -540,7 +541,8 @@ def qk_trace_cmd(
     from featgraph.api.run import open_run
 
     r = qk_trace(open_run(run), graph, node, head, out, key_position=key_position, top=top,
-                 token_ids=_ints(token_ids, "--token-ids"), model_id=model_id, source_set=source_set, device=device, force=force)
+                 token_ids=_ints(token_ids, "--token-ids"), model_id=model_id, source_set=source_set, layer=layer,
+                 device=device, force=force)
     typer.echo(f"wrote {r.out}: node {r.node_id} carries layer {r.layer} head {r.head}'s QK attribution from position "
                f"{r.query_position} to {r.key_position} (logit {r.logit:.4g}; {r.pairs} pairs, {r.queries} query and "
                f"{r.keys} key features: {r.graph_nodes} of the graph's nodes, {r.qk_only_nodes} in qk_only_nodes); "
