@@ -609,3 +609,26 @@ def test_feature_lookup_describes_as_feature_payload(demo_copy):
     assert got == feature_payload(f, ids) and list(got) == list(dict.fromkeys(ids))
     assert got[f.index[1]]["description"] is None and got["gemma-2-2b/3-x/12"]["feature_index"] == 12
     assert FeatureLookup(f).payload([]) == {}
+
+
+def test_head_view_is_top_edges_with_ties(multilayer_run):
+    """A head's view (the two-column draw) is the library's top_edges, row for row, on a run whose weights lie on a
+    0.1 grid (many ties at the cut: they are ordered by src, dst as top_edges orders them)."""
+    from featgraph.server.explorer import Explorer
+
+    run = fg.open_run(multilayer_run)
+    ex = Explorer(run)
+    try:
+        checked = 0
+        for layer in run.layers[:2]:
+            for head in (0, 2):
+                for circuit in ("QK", "OV"):
+                    for limit in (1, 7, 60, 500):
+                        got = ex.head(layer, head, circuit, limit)["edges"]
+                        want = run.query("top_edges", layer=layer, head=head, circuit=circuit, limit=limit)
+                        assert [(e["src"], e["dst"], e["weight"]) for e in got] == \
+                            [(s, d, pytest.approx(w)) for s, d, w in zip(want["src"], want["dst"], want["weight"])], (layer, head, circuit, limit)
+                        checked += len(got)
+        assert checked > 1000
+    finally:
+        ex.close()

@@ -224,10 +224,12 @@ class Explorer:
         heads = sorted({int(h) for (l, h, _) in (self._groups or {}) if int(l) == layer})
         if int(head) not in heads:
             raise BadValue("head", head, f"has no edges in layer {layer} of this run: heads present are {', '.join(map(str, heads))}")
-        rows = self._head_rows(layer, int(head), str(circ)).reset_index(drop=True)  # strongest first
-        a = rows["weight"].abs().to_numpy()
-        if len(rows) > limit:  # the edges tied with the limit-th are ordered by src, dst as top_edges orders them
-            rows = rows[a >= a[limit - 1]]
+        pos = (self._groups or {}).get((layer, int(head), str(circ)), np.zeros(0, dtype="int64"))
+        a = self._adj.absw[pos]
+        if len(pos) > limit:  # the limit strongest and the edges tied with the limit-th (ordered below by src, dst)
+            kth = np.partition(a, len(a) - limit)[len(a) - limit]
+            pos = pos[a >= kth]
+        rows = self._rows(pos)
         top = rows.assign(_a=np.abs(rows["weight"].to_numpy())).sort_values(["_a", "src", "dst"], ascending=[False, True, True],
                                                                             kind="stable").head(limit)
         return self._graph(top.drop(columns="_a"))
