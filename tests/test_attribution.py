@@ -639,3 +639,35 @@ def test_qk_trace_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     assert want in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert (out.read_text() == "keep") if case == "exists" else not out.exists()
     assert not list(tmp_path.glob(".qk-trace-*"))
+
+
+def test_qk_trace_keeps_earlier_results_and_parts_after_the_links(tmp_path):
+    """A file with QK tracing results already (a node's qk_tracing_results, a qk_only_nodes written after the links,
+    as a writer may order them) keeps them: the new node's contributors are added to qk_only_nodes beside the old,
+    and the rest equals the source."""
+    from featgraph.api.attribution import qk_trace
+
+    run, words = _qk_setup(tmp_path)
+    tokens = ["<bos>", *words]
+    t = len(tokens) - 1
+    g = graph_dict(tokens=tokens, features=((2, 3, t), (2, 4, t)), scan="model", source_set="tinyres", seed=5)
+    g["metadata"]["prompt"] = " ".join(words)
+    g["nodes"] = [n for n in g["nodes"] if n["feature_type"] != "embedding"]  # (their ids carry other token ids)
+    g["links"] = [x for x in g["links"] if not (x["source"].startswith("E_") or x["target"].startswith("E_"))]
+    old = {"pair_wise_contributors": [["2_4_" + str(t), "old_k", 0.5]], "top_q_marginal_contributors": [["2_4_" + str(t), 0.25]],
+           "top_k_marginal_contributors": [["old_k", 0.125]]}
+    next(n for n in g["nodes"] if n["node_id"] == f"2_4_{t}")["qk_tracing_results"] = old
+    g["qk_only_nodes"] = {"old_k": {"node_id": "old_k", "feature": None, "layer": 0, "ctx_idx": 1, "feature_type": "bias",
+                                    "jsNodeId": "old_k", "clerp": "an earlier contributor"}}
+    src = tmp_path / "g.json"
+    src.write_text(json.dumps({k: g[k] for k in ("metadata", "qParams", "nodes", "links", "qk_only_nodes")}))  # after the links
+    r = qk_trace(run, src, f"2_3_{t}", 0, tmp_path / "e.json", device="cpu")
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert _schema_errors(doc) == [] and r.qk_only_nodes > 0
+    assert doc["qk_only_nodes"]["old_k"] == g["qk_only_nodes"]["old_k"] and len(doc["qk_only_nodes"]) == 1 + r.qk_only_nodes
+    new = next(n for n in doc["nodes"] if n["node_id"] == f"2_3_{t}").pop("qk_tracing_results")
+    assert {row[0] for row in new["top_q_marginal_contributors"]} <= set(doc["qk_only_nodes"]) | {n["node_id"] for n in g["nodes"]}
+    del g["qk_only_nodes"], doc["qk_only_nodes"]
+    assert doc == g
+    with pytest.raises(Exception, match="already has qk_tracing_results"):
+        qk_trace(run, src, f"2_4_{t}", 0, tmp_path / "f.json", device="cpu")
