@@ -37,7 +37,14 @@ def test_snapshot_records_its_source():
     r = reg.get()
     entries = list(r.entries())
     # the figures of issue 17, measured from this registry: 170 releases, 13,857 SAEs, 2,441 on Neuronpedia
-    assert (len(r.releases), len(entries), sum(e.neuronpedia is not None for e in entries)) == (170, 13857, 2441)
+    assert (len(r.releases), len(entries), sum(e.neuronpedia is not None and e.neuronpedia_from is None for e in entries)) \
+        == (170, 13857, 2441)
+    # 419 more are the same files under another release (gemma-scope-2b-pt-res/… beside its -canonical alias): same id
+    shared = [e for e in entries if e.neuronpedia_from]
+    assert len(shared) == 419
+    for e in shared:
+        src = r.lookup(*e.neuronpedia_from.split("/", 1))
+        assert src is not None and (src.repo, src.path, src.neuronpedia, src.neuronpedia_from) == (e.repo, e.path, e.neuronpedia, None)
     assert r.version == "6.54.12" and "6.54.12" in r.source
 
 
@@ -129,6 +136,10 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
     assert len(infos) == len(rows) == 13857
     per_family: Counter = Counter()
     refused = []
+    alias: dict = {}  # SAELens lists an id once, under the -canonical release; the same repo + path shares it
+    for _rel, r, s in rows:
+        if s.get("neuronpedia"):
+            alias.setdefault((r["repo"], str(s["path"]).strip("/")), set()).add(s["neuronpedia"])
     for (rel, r, s), d in zip(rows, infos):
         assert (d["release"], d["sae_id"], d["repo"], d["path"], d["model"]) == (rel, s["id"], r["repo"], str(s["path"]), r["model"])
         assert d["files"] and d["hook"], d
@@ -139,7 +150,8 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
         if d["format"] in ("gemma_scope_transcoder", "gemma_scope_2_transcoder", "circuit_tracer"):  # every transcoder release
             assert d["site"] == "transcoder" and d["input_of_layer"] == d["layer"] + 1, d
         per_family[_family_of(r["model"])] += 1
-        np_id = s.get("neuronpedia")
+        ids = alias.get((r["repo"], str(s["path"]).strip("/")), set())
+        np_id = s.get("neuronpedia") or (next(iter(ids)) if len(ids) == 1 else None)
         if d["neuronpedia_id"] is None and np_id:
             refused.append((d["ref"], np_id))
             continue
@@ -169,6 +181,11 @@ def test_sae_info_agrees_with_the_registry_for_every_entry():
     ("pythia-70m-deduped-res-sm/blocks.0.hook_resid_pre", dict(input_of_layer=0, neuronpedia_id="e-att-sm")),
     ("sae_bench_pythia70m_sweep_topk_ctx128_0730/blocks.3.hook_resid_post__trainer_0",
      dict(format="dictionary_learning", hook="blocks.3.hook_resid_post")),
+    # the non-canonical release's entry is the same file as its -canonical alias: the alias's Neuronpedia id (docs/ids.md)
+    ("gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82", dict(neuronpedia_model="gemma-2-2b", neuronpedia_id="12-gemmascope-res-16k",
+     neuronpedia_from="gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical")),
+    ("gemma-scope-2b-pt-att/layer_13/width_16k/average_l0_92", dict(neuronpedia_id="13-gemmascope-att-16k")),
+    ("gemma-scope-9b-pt-res/layer_20/width_16k/average_l0_68", dict(neuronpedia_id="20-gemmascope-res-16k")),
     ("goodfire-llama-3.1-8b-instruct/layer_19", dict(format="goodfire", readable=True, neuronpedia_model="llama3.1-8b-it",
                                                      neuronpedia_id="19-resid-post-gf", input_of_layer=20)),
     ("qwen-scope-3-8b-base-w64k-l50/layer7", dict(format="qwen_scope", readable=True, d_sae=65536, hook="blocks.7.hook_resid_post",
@@ -261,6 +278,7 @@ def test_atlas_defaults_pair_by_hook_points():
     assert {"gpt2-small (gpt2-small-res-jb)", "meta-llama/Llama-3.1-8B (llama_scope_lxr_8x)",
             "pythia-70m-deduped (pythia-70m-deduped-res-sm)", "gemma-2-9b (gemma-scope-9b-pt-res-canonical)"} <= set(models)
     assert "Qwen/Qwen3-8B-Base (qwen-scope-3-8b-base-w64k-l100)" in models  # Qwen Scope's layer{L}.sae.pt series
+    assert not any("Qwen3.5" in m for m in models)  # model_type qwen3_5: a family featgraph does not read
 
 
 def test_a_registry_sae_names_the_model_and_its_labels_come_from_its_export(tiny, tmp_path, monkeypatch):
@@ -412,3 +430,28 @@ def test_extract_reads_a_qwen3_models_qwen_scope_saes_from_the_registry(tmp_path
     b = local.edges[cols].sort_values(cols[:4]).reset_index(drop=True)
     assert len(a) > 0
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_sae_command_answers_each_reference_and_suggests_near_misses(tmp_path):
+    """One bad reference among good ones: the good ones are printed, the bad one is an error line, exit 2. Typos get
+    the nearest release or id; a release without an id, an id of another release and a missing file say so."""
+    r = cli("sae", "gpt2-small-res-jb/blocks.8.hook_resid_pre", "nonsense", "llama_scope_lxr_8x/l15r_8x", "--json")
+    assert r.exit_code == 2
+    assert [json.loads(x)["ref"] for x in r.stdout.splitlines()] == ["gpt2-small-res-jb/blocks.8.hook_resid_pre",
+                                                                     "llama_scope_lxr_8x/l15r_8x"]
+    assert "SAE 'nonsense' not found" in r.stderr and "1 of 3 SAE references" in r.stderr
+    for ref, want in [("gpt2-smal-res-jb/blocks.8.hook_resid_pre", "did you mean 'gpt2-small-res-jb'?"),
+                      ("llama_scope_lxr_8x/l15r_16x", "closest: l15r_8x"),
+                      ("gpt2-small-res-jb", "a SAELens release of 13 SAEs: name one"),
+                      ("gemma-scope-2b-pt-res-canonical/layer_12/width_16k/average_l0_82", "it is an SAE of gemma-scope-2b-pt-res"),
+                      (str(tmp_path / "nothere.npz"), "no such file or folder"),
+                      ("", "the SAE reference is empty")]:
+        r = cli("sae", ref)
+        assert r.exit_code == 2 and want in r.stderr and len(r.stderr.strip().splitlines()) == 1, (ref, r.stderr)
+
+
+def test_sae_text_names_the_alias_a_neuronpedia_id_comes_from():
+    r = cli("sae", "gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82", "mwhanna-qwen3-4b-transcoders/layer_0")
+    assert r.exit_code == 0
+    assert "gemma-2-2b/12-gemmascope-res-16k  (listed under its alias gemma-scope-2b-pt-res-canonical/" in r.stdout
+    assert "; )" not in r.stdout

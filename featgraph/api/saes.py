@@ -59,7 +59,8 @@ def format_info(d: dict) -> str:
     if d.get("path"):
         lines.append(f"  path      {d['path']}")
     lines.append(f"  format    {d.get('format')}")
-    hook = d.get("hook") or "unknown (its config says when loaded)"
+    hook = d.get("hook") or ("unknown (neither its files nor its name say)" if d.get("path") and d.get("d_in")
+                             else "unknown (its config says when loaded)")
     pair = []
     if d.get("site") == "transcoder" and d.get("layer") is not None:  # decoder rows read by every later layer
         L = d["layer"]
@@ -68,11 +69,13 @@ def format_info(d: dict) -> str:
         pair.append(f"input of layer {d['input_of_layer']}")
     if d.get("output_of_layer") is not None and d.get("site") != "transcoder":
         pair.append(f"OV output of layer {d['output_of_layer']}")
-    lines.append(f"  reads     {hook}" + (f"  (site {d.get('site')}, layer {d.get('layer')}; {', '.join(pair)})" if d.get("hook") else ""))
+    where = f"site {d.get('site')}, layer {d.get('layer')}" + (f"; {', '.join(pair)}" if pair else "")
+    lines.append(f"  reads     {hook}" + (f"  ({where})" if d.get("hook") else ""))
     lines.append(f"  d_sae     {d.get('d_sae') if d.get('d_sae') is not None else 'unknown'}"
                  + (f"  ({d.get('d_sae_from')})" if d.get("d_sae_from") else ""))
     if d.get("neuronpedia_id"):
-        lines.append(f"  neuronpedia {d.get('neuronpedia_model') or '?'}/{d['neuronpedia_id']}")
+        lines.append(f"  neuronpedia {d.get('neuronpedia_model') or '?'}/{d['neuronpedia_id']}"
+                     + (f"  (listed under its alias {d['neuronpedia_from']}: the same file)" if d.get("neuronpedia_from") else ""))
     else:
         lines.append(f"  neuronpedia none: {d.get('neuronpedia_note')}"
                      + (f"; featgraph names it {d['fallback_id']}" if d.get("fallback_id") else ""))

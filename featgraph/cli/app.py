@@ -118,7 +118,8 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    help="SAE-feature circuits of Gemma 2 and Gemma 3 attention heads, from the weights alone, as a Cypher-queryable graph.",
+    help="SAE-feature circuits of attention heads (Gemma 2/3/4, Llama, Mistral, Qwen2/3, GPT-2, Pythia), from the "
+    "weights alone, as a Cypher-queryable graph.",
 )
 
 # Arguments several commands share.
@@ -133,8 +134,8 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing out
 ModelOpt = Annotated[str, typer.Option(help="HF repo id[@revision] or local model directory.")]
 LayerOpt = Annotated[int, typer.Option(help="Attention layer.")]
 SaeInOpt = Annotated[Optional[str], typer.Option(
-    help="SAE read at the layer's input, or an earlier layer's transcoder (its decoder rows) [default: canonical 16k "
-    "residual SAE of layer-1].", show_default=False)]
+    help="SAE read at the layer's input, or an earlier layer's transcoder (its decoder rows) [default: the registry's "
+    "residual SAE at the layer's input, by hook point: Gemma Scope's canonical 16k of layer-1 for Gemma 2 2B].", show_default=False)]
 
 
 def _version(value: bool) -> None:
@@ -215,7 +216,8 @@ def extract(
     sae_out: Optional[str] = typer.Option(
         None, help="SAE read at the layer's output: a residual SAE of the layer, an attention-output SAE (the heads' "
         "outputs before o_proj), or the transcoder of this or a later layer (its encoder, through that layer's pre-MLP "
-        "norm) [default: canonical 16k residual SAE of the layer].", show_default=False),
+        "norm) [default: the registry's residual SAE after the layer, by hook point: Gemma Scope's canonical 16k "
+        "for Gemma 2 2B].", show_default=False),
     ov_target: str = typer.Option("auto", help="What --sae-out reads: resid (the residual stream), attn (the heads' "
                                   "outputs before o_proj), or auto (by its input size)."),
     heads: Optional[str] = typer.Option(None, help="Comma-separated heads [default: all].", show_default=False),
@@ -739,9 +741,22 @@ def sae_cmd(
     import json
 
     from featgraph.api.saes import format_info, sae_info
+    from featgraph.errors import BadInput
 
-    for d in sae_info(refs):
+    bad = []
+    for ref in refs:  # each reference answered on its own: one bad one does not hide the others
+        try:
+            d = sae_info(ref)[0]
+        except BadInput as e:
+            if len(refs) == 1:
+                raise
+            typer.echo(f"error: {e}", err=True)
+            bad.append(ref)
+            continue
         _out((json.dumps(d, default=str) if json_lines else format_info(d)) + "\n")
+    if bad:
+        raise BadInput(f"{len(bad)} of {len(refs)} SAE references could not be described: {', '.join(map(repr, bad))} "
+                       "(each error above)")
 
 
 def _examples_kept_whole() -> None:

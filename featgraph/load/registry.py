@@ -41,6 +41,7 @@ class Entry(NamedTuple):
     l0: float | None = None
     norm_scaling_factor: float | None = None
     config_overrides: dict = {}  # noqa: RUF012 (never mutated: the registry's own dict)
+    neuronpedia_from: str | None = None  # the alias (same repo + path) whose Neuronpedia id this entry takes
 
     @property
     def ref(self) -> str:
@@ -102,7 +103,29 @@ def _from_snapshot(data: dict, source: str) -> Registry:
                                   s.get("neuronpedia"), s.get("l0"), s.get("norm_scaling_factor"),
                                   rel.get("config_overrides") or {})
         releases[name] = saes
-    return Registry(source, data.get("sae_lens_version"), releases)
+    return Registry(source, data.get("sae_lens_version"), _share_neuronpedia(releases))
+
+
+def _share_neuronpedia(releases: dict[str, dict[str, Entry]]) -> dict[str, dict[str, Entry]]:
+    """An entry without a Neuronpedia id takes its alias's: SAELens lists the id once, under the `-canonical` release
+    (gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82 and gemma-scope-2b-pt-res-canonical/layer_12/width_16k/
+    canonical are one file, repo + path, and one Neuronpedia source). Only where every alias that has an id has the
+    same one."""
+    ids: dict[tuple[str, str], dict[str, str]] = {}
+    for saes in releases.values():
+        for e in saes.values():
+            if e.neuronpedia:
+                ids.setdefault((e.repo, e.path.strip("/")), {}).setdefault(e.neuronpedia, e.ref)
+    out: dict[str, dict[str, Entry]] = {}
+    for name, saes in releases.items():
+        out[name] = {}
+        for sid, e in saes.items():
+            found = ids.get((e.repo, e.path.strip("/")), {})
+            if not e.neuronpedia and len(found) == 1:
+                (np_id, ref), = found.items()
+                e = e._replace(neuronpedia=np_id, neuronpedia_from=ref)
+            out[name][sid] = e
+    return out
 
 
 def _from_yaml(text: str, source: str, version: str | None) -> Registry:
@@ -346,6 +369,7 @@ def describe(e: Entry, reg: Registry | None = None) -> dict:
         "model": e.model, "hook": h, "hook_from": h_from, "site": site_of(h), "layer": layer,
         "input_of_layer": inp, "output_of_layer": outp, "d_sae": width, "d_sae_from": width_from or "the SAE's files say",
         "neuronpedia_id": np_source or None, "neuronpedia_model": np_model or None,
+        "neuronpedia_from": None if conflict else e.neuronpedia_from,
         "neuronpedia_note": conflict or (None if e.neuronpedia else
                                          f"SAELens' registry ({reg.source}) lists no Neuronpedia source for {e.ref}"),
         "l0": e.l0, "norm_scaling_factor": e.norm_scaling_factor, "config_overrides": e.config_overrides,
@@ -457,10 +481,16 @@ def atlas_default(model: str, n_layers: int, reg: Registry | None = None) -> Ser
 
 def atlas_models(reg: Registry | None = None) -> list[str]:
     """The registry's models with a residual series that has an SAE after each of its layers (positions 1..max, with
-    max its deepest position): those `atlas` gives default SAEs (when the model has that many layers)."""
+    max its deepest position): those `atlas` gives default SAEs (when the model has that many layers), leaving out models
+    whose model_type featgraph does not read."""
+    from featgraph.families import FAMILIES
+
     reg = reg or get()
     out = []
     for model in sorted({e.model for e in reg.entries()}):
+        types = model_types(model)
+        if types and not any(t in FAMILIES for t in types):  # e.g. Qwen3.5 (qwen3_5): featgraph cannot load the model
+            continue
         for s in residual_series(model, reg):
             top = max(s.refs)
             if top > 1 and all(p in s.refs for p in range(1, top + 1)):

@@ -12,6 +12,7 @@ output SAE the encoder), after every key and shape is checked from the file's he
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -213,6 +214,8 @@ def locate(text: str) -> tuple[tuple[reg.Entry, ...], str | None, str | None]:
 def resolve(ref: str, readable: bool = True) -> SAERef:
     """A path, Hub path or SAELens `release/sae_id` -> SAERef (nothing is downloaded). readable: refuse a registry
     SAE in a format featgraph does not read (False: describe it anyway, for `featgraph sae`)."""
+    if not ref.strip():
+        raise BadInput("the SAE reference is empty: pass a SAELens release/sae_id, a Hub path, or a local file or folder")
     p = Path(ref).expanduser()
     if p.exists():
         weights, fmt = _local_format(p, ref)
@@ -231,7 +234,13 @@ def resolve(ref: str, readable: bool = True) -> SAERef:
     if head in r.releases:
         return _resolve_release(ref, head, rest.strip("/"), readable)
     parts = ref.split("/")
-    if ref.startswith((".", "/", "~")) or len(parts) < 3:
+    if ref.startswith((".", "/", "~")):
+        raise BadInput(f"SAE {ref}: no such file or folder")
+    if len(parts) < 3:
+        close = difflib.get_close_matches(head, list(r.releases), n=1, cutoff=0.8)
+        if close:
+            raise BadInput(f"SAE {ref!r} not found: {head!r} is not a SAELens release; did you mean {close[0]!r}? "
+                           f"(`featgraph sae {close[0]}/…`; registry: {r.source})")
         raise BadInput(
             f"SAE {ref!r} not found: pass {_FORMATS_TEXT}, a Hub path like google/gemma-scope-2b-pt-res/layer_12/width_16k/"
             "average_l0_82, or a SAELens release/sae_id like gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical, "
@@ -328,8 +337,15 @@ def _resolve_release(ref: str, release: str, sae_id: str, readable: bool = True)
         e = under[0] if len(under) == 1 else None
     if e is None:
         ids = list(saes)
-        like = ", ".join(ids[:3]) + (", …" if len(ids) > 3 else "")
-        raise BadInput(f"SAE id {sae_id!r} is not in SAELens' release {release} ({len(ids)} SAEs: {like}; "
+        if not sae_id:
+            raise BadInput(f"{release} is a SAELens release of {len(ids)} SAEs: name one, as {release}/{ids[0]} "
+                           f"(`featgraph sae {release}/{ids[0]}`; registry: {r.source})")
+        close = difflib.get_close_matches(sae_id, ids, n=3, cutoff=0.6)
+        like = ", ".join(close or ids[:3]) + ("" if close or len(ids) <= 3 else ", …")
+        elsewhere = sorted(rel for rel, ss in r.releases.items() if sae_id in ss and rel != release)
+        hint = (f"; it is an SAE of {', '.join(elsewhere[:3])}" if elsewhere else
+                f"; {'closest' if close else 'e.g.'}: {like}")
+        raise BadInput(f"SAE id {sae_id!r} is not in SAELens' release {release} ({len(ids)} SAEs{hint}; "
                        f"registry: {r.source})")
     fmt = reg.format_of(e)
     if fmt is None and readable:
@@ -564,7 +580,7 @@ def info(ref: str) -> dict:
                 "candidates": [e.ref for e in r.candidates][:10]} | _local_record(r)
     return {"input": ref, "matched_by": None, "in_registry": False, "repo": r.repo.repo_id if r.repo else None,
             "files": [r.filename], "format": r.fmt, "hook": None, "site": None, "layer": None, "d_sae": None,
-            "d_sae_from": "the SAE's files say (not downloaded)", "neuronpedia_id": None,
+            "d_sae_from": "the SAE's files say; not downloaded", "neuronpedia_id": None,
             "neuronpedia_note": f"{r.repo.repo_id if r.repo else ref} {r.filename} is not in SAELens' registry "
                                 f"({reg.get().source}), so no Neuronpedia source is known"}
 
