@@ -266,7 +266,7 @@ def extract(
              "  featgraph atlas --model google/gemma-3-1b-pt --layers 1-25 "
              "--sae-template gemma-scope-2-1b-pt-res-all/layer_{layer}_width_16k_l0_small --out exports/g3-atlas\n"
              "  featgraph atlas --layers 1-25 --sae-template 'gemma-scope-2b-pt-transcoders/layer_{layer}' --out exports/tc   "
-             "(transcoders: the features circuit-tracer's Gemma graphs use)")
+             "(transcoders, the features of circuit-tracer's Gemma graphs)")
 def atlas(
     out: Path = typer.Option(..., "--out", help="Atlas directory (created, or continued when interrupted).", show_default=False),
     layers: str = typer.Option("1-25", help="Layers and ranges, e.g. 1-25 or 1,5,7-9 (layer L reads the SAE of L-1).",
