@@ -612,7 +612,7 @@ def test_qk_trace_writes_neuronpedia_qk_tracing_results(tmp_path):
     assert [v for _, v in got] == pytest.approx(list(ref0.keys["contribution"]), rel=1e-12)
 
 
-@pytest.mark.parametrize("case", ["no node", "before the layer", "already traced", "tokens differ", "exists"])
+@pytest.mark.parametrize("case", ["no node", "before the layer", "already traced", "tokens differ", "token ids differ", "exists"])
 def test_qk_trace_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     _, words = _qk_setup(tmp_path)
     tokens = ["<bos>", *words]
@@ -630,6 +630,8 @@ def test_qk_trace_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     elif case == "tokens differ":
         g["metadata"]["prompt"] = " ".join(words[:-1])
         want = "pass the graph's token ids"
+    elif case == "token ids differ":  # graph_dict's embedding nodes are E_{100 + pos}_{pos}
+        args, want = ["--token-ids", "2,4,5,6,7,8,9,10"], "E_100_0 has token id 100 at position 0, the token ids given have 2"
     else:
         out.write_text("keep")
         want = "already exists"

@@ -244,8 +244,9 @@ def qk_trace(run: Any, graph_file: str | Path, node_id: str, head: int, out: str
     for n in nodes:
         m_ = re.fullmatch(r"E_(\d+)_(\d+)", str(n["node_id"])) if n.get("feature_type") == "embedding" else None
         if m_ and int(m_.group(2)) < len(ids) and int(m_.group(1)) != ids[int(m_.group(2))]:
+            given = "the token ids given have" if token_ids else "the run's tokenizer gives"
             raise BadInput(f"{src.name}: embedding node {n['node_id']} has token id {m_.group(1)} at position {m_.group(2)}, "
-                           f"the run's tokenizer {ids[int(m_.group(2))]}: pass the graph's token ids (token_ids=, --token-ids)")
+                           f"{given} {ids[int(m_.group(2))]}: pass the graph's token ids (token_ids=, --token-ids)")
 
     a = _qk_attribution(run, session, ids, head, t, key_position, top)
     s = a.key_position
