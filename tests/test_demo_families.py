@@ -45,5 +45,5 @@ def test_cli_demo_family(tmp_path):
     assert r.exit_code == 0, r.output
     assert "a tiny Gemma4ForCausalLM" in r.stdout and (tmp_path / "g4" / "report" / "index.html").is_file()
     r = cli("demo", "--family", "falcon", "--out", tmp_path / "bad")
-    assert r.exit_code == 2 and "gemma2, llama, mistral, qwen2, qwen3, gemma4" in r.stderr and not (tmp_path / "bad").exists()
+    assert r.exit_code == 2 and "gemma2, llama, mistral, qwen2, qwen3, qwen3_moe, gemma3, gemma4" in r.stderr and not (tmp_path / "bad").exists()
     assert len(r.stderr.strip().splitlines()) == 1

@@ -45,6 +45,23 @@ CONFIGS = {
                             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}},
     "qwen3": _ROTARY_RMS | {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "attention_bias": False,
                             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}},
+    # Qwen3-MoE's attention is Qwen3's; its MLPs here are dense (mlp_only_layers, a real Qwen3MoeConfig field: no edge
+    # reads an MLP, so the demo keeps the checkpoint small). tests/test_oracle_families.py runs real experts.
+    "qwen3_moe": _ROTARY_RMS | {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "attention_bias": False,
+                                "num_experts": 2, "num_experts_per_tok": 1, "moe_intermediate_size": 32,
+                                "mlp_only_layers": [0, 1, 2], "decoder_sparse_step": 1, "use_sliding_window": False,
+                                "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}},
+    # Gemma 3 (text-only checkpoints, Gemma3ForCausalLM): sliding and global layers with their own RoPE bases.
+    "gemma3": {
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "torch_dtype": "float32", "vocab_size": 128,
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 32, "query_pre_attn_scalar": 32, "rms_norm_eps": 1e-6,
+        "max_position_embeddings": 512, "hidden_activation": "gelu_pytorch_tanh", "sliding_window": 64,
+        "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+        "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                            "full_attention": {"rope_type": "default", "rope_theta": 1000000.0}},
+        "tie_word_embeddings": True, "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
+    },
     "gemma4": {
         "architectures": ["Gemma4ForCausalLM"], "model_type": "gemma4_text", "torch_dtype": "float32", "vocab_size": 128,
         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -142,8 +159,8 @@ def _tensors(family: str, g: torch.Generator) -> dict[str, torch.Tensor]:
     def rnd(*shape, s=0.15):
         return (torch.randn(*shape, generator=g) * s).contiguous()
 
-    def gain(n):  # Gemma 2 stores w of a gain 1 + w; the others store the gain itself
-        return rnd(n, s=0.3) + (0.0 if family == "gemma2" else 1.0)
+    def gain(n):  # Gemma 2 and 3 store w of a gain 1 + w; the others store the gain itself
+        return rnd(n, s=0.3) + (0.0 if family in ("gemma2", "gemma3") else 1.0)
 
     tensors = {"model.embed_tokens.weight": rnd(c["vocab_size"], d), "model.norm.weight": gain(d)}
     for L in range(c["num_hidden_layers"]):
@@ -162,7 +179,7 @@ def _tensors(family: str, g: torch.Generator) -> dict[str, torch.Tensor]:
             norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
         for norm in norms:
             tensors[f"{p}.{norm}.weight"] = gain(d)
-        if family in ("qwen3", "gemma4"):
+        if family in ("qwen3", "qwen3_moe", "gemma3", "gemma4"):
             tensors |= {f"{p}.self_attn.q_norm.weight": gain(dh), f"{p}.self_attn.k_norm.weight": gain(dh)}
         if family == "qwen2":
             tensors |= {f"{p}.self_attn.{x}_proj.bias": rnd(n * dh) for x, n in (("q", nh), ("k", nkv), ("v", nkv))}
