@@ -77,7 +77,7 @@ def test_a_late_block_of_large_rows_gives_the_same_edges(precision, ties, monkey
     a[330:336] *= 8  # six rows far above the rest, in the last blocks
     seen = []
     real = sel_mod._block_top
-    monkeypatch.setattr(sel_mod, "_block_top", lambda block, r, c, k, e: (seen.append(len(r)), real(block, r, c, k, e))[1])
+    monkeypatch.setattr(sel_mod, "_block_top", lambda v, r, c, k, e: (seen.append(len(r)), real(v, r, c, k, e))[1])
     for k, ref in ((60, {}), (60, {"min_abs": 1.0})):
         got = select(a, b, Selection(top_k=k, precision=precision, block_bytes=1 << 16, **ref))
         want = dense_reference(a, b, top_k=k, **ref)
@@ -85,6 +85,32 @@ def test_a_late_block_of_large_rows_gives_the_same_edges(precision, ties, monkey
         np.testing.assert_array_equal(got.dst_idx, want[1])
         np.testing.assert_array_equal(got.weight, want[2])
     assert seen and max(seen) > 4 * 60  # the path was taken, with many more candidates than K
+
+
+@pytest.mark.parametrize("negative", [False, True])
+def test_signed_row_screen_both_ways(negative, monkeypatch):
+    """Once the running top-K is full, blocks are screened on their signed proposals (row max and −min, the block
+    not made absolute): a block with few rows above the cut-off (the survivors' rows copied) and one with most rows
+    above it (the whole block compared) give the dense reference's edges, whether the strong entries are positive
+    or negative (and with the buffer reused by every block, the last one shorter)."""
+    import featgraph.core.select as sel_mod
+
+    a, b = _factors(410, 150, 16, seed=5)
+    a[200:236] *= 6 * (-1 if negative else 1)  # one whole block (36 rows at this budget) of strong rows
+    a[300] *= 9 * (-1 if negative else 1)  # one strong row in a later block
+    taken = []
+    real = sel_mod._above
+
+    def spy(block, cutoff, signed):
+        r, c, v = real(block, cutoff, signed)
+        if signed:
+            taken.append(len(torch.unique(r)) * 2 > block.shape[0])
+        return r, c, v
+
+    monkeypatch.setattr(sel_mod, "_above", spy)
+    for k, ref in ((40, {}), (40, {"min_abs": 2.0})):
+        _check(a, b, Selection(top_k=k, block_bytes=1 << 16, **ref), top_k=k, **ref)
+    assert True in taken and False in taken  # both ways were taken
 
 
 def test_threshold_mode_and_combined():

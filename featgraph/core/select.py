@@ -161,13 +161,17 @@ class _Kept:
         self.r, self.c, self.w = r[p], c[p], w[p]
 
 
-def _matmul(a: torch.Tensor, b: torch.Tensor, precision: str) -> torch.Tensor:
+def _matmul(a: torch.Tensor, b: torch.Tensor, precision: str, out: torch.Tensor | None = None) -> torch.Tensor:
     """One block of a @ b.T in the requested precision, as float32.
 
-    On CUDA, fp32 must not silently run as TF32 (the error bound assumes fp32),
-    and bf16 must accumulate in fp32; the global flags are restored afterwards.
+    out: a float32 [rows, n_dst] buffer to write the block into (on the CPU, where reusing one buffer for every block
+    spares the allocator a fresh mapping, its page faults and its unmapping per block). On CUDA, fp32 must not
+    silently run as TF32 (the error bound assumes fp32), and bf16 must accumulate in fp32; the global flags are
+    restored afterwards.
     """
     if not a.is_cuda:
+        if out is not None and a.dtype == torch.float32:
+            return torch.matmul(a, b.T, out=out)
         return (a @ b.T).float()
     m = torch.backends.cuda.matmul
     prev = (m.allow_tf32, m.allow_bf16_reduced_precision_reduction)
@@ -203,26 +207,34 @@ def select(
 
     kept = _Kept(sel.top_k, src.device)
     per_src: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    rows = max(1, sel.block_bytes // max(1, n_dst * 4 * 3))
+    rows = block_rows(n_dst, sel.block_bytes)
+    buf = torch.empty(min(rows, n_src), n_dst, dtype=torch.float32) if not src.is_cuda and n_src else None
     n_thresh = 0
     for r0 in range(0, n_src, rows):
         r1 = min(n_src, r0 + rows)
-        block = _matmul(a_all[r0:r1], b_all, sel.precision).abs_()  # [rows, n_dst]
+        block = _matmul(a_all[r0:r1], b_all, sel.precision, None if buf is None else buf[: r1 - r0])  # [rows, n_dst]
+        # Signed proposals; |proposals| in place only where a whole block's magnitudes are read anyway (the first
+        # block's initial cut-off, per-source top-k). Otherwise rows are screened by their max and min (no write).
         e_blk = c_err * float(src_norm[r0:r1].max()) * dst_norm_max
+        thr = kept.threshold if sel.top_k is not None else None
+        first = sel.top_k is not None and thr is None and block.numel() >= sel.top_k
+        signed = not (first or sel.per_source_k is not None)
+        if not signed:
+            block.abs_()
         # Global top-K / threshold candidates.
         if sel.top_k is not None or sel.min_abs is not None:
             cutoff = -np.inf
             if sel.min_abs is not None:
                 cutoff = sel.min_abs * _SLACK - e_blk
-            thr = kept.threshold
             if thr is not None:
                 cutoff = max(cutoff, thr * _SLACK - e_blk)
-            elif sel.top_k is not None and block.numel() >= sel.top_k:
+            elif first:
+                assert sel.top_k is not None
                 kth = _initial_cutoff(block, sel.top_k)
                 cutoff = max(cutoff, kth * _SLACK - 2 * e_blk)
-            r, c = _above(block, cutoff) if cutoff > -np.inf else _all(block)
+            r, c, v = _above(block, cutoff, signed) if cutoff > -np.inf else _all(block)
             if sel.top_k is not None and len(r) > 2 * sel.top_k:
-                r, c = _block_top(block, r, c, sel.top_k, e_blk)
+                r, c = _block_top(v, r, c, sel.top_k, e_blk)
             r = r + r0
             w = exact(src, dst, r, c)
             if sel.min_abs is not None:
@@ -267,33 +279,53 @@ def _initial_cutoff(block: torch.Tensor, k: int) -> float:
     return float(torch.topk(maxima, k, sorted=False).values.min())
 
 
-def _block_top(block: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, e_blk: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The candidates (r, c) of `block` (|proposals|) that can still be among the K best: those within 2·e_blk of the
-    block's own k-th best proposal v_k. Its k best are exactly ≥ v_k − e_blk, so the K-th best of the whole matrix is
-    too, and an entry whose proposal is below v_k − 2·e_blk is exactly below it. (When rows of large norm put most
-    of a block above the running cut-off, this keeps the exact re-scoring to about k entries, not 10⁵.)"""
-    v = block[r, c]
+def _block_top(v: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, e_blk: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The candidates (r, c) of a block, v their |proposals|, that can still be among the K best: those within 2·e_blk
+    of the block's own k-th best proposal v_k. Its k best are exactly ≥ v_k − e_blk, so the K-th best of the whole
+    matrix is too, and an entry whose proposal is below v_k − 2·e_blk is exactly below it. (When rows of large norm
+    put most of a block above the running cut-off, this keeps the exact re-scoring to about k entries, not 10⁵.)"""
     kth = float(torch.topk(v, k, sorted=False).values.min())
     keep = v >= kth * _SLACK - 2 * e_blk
     return r[keep], c[keep]
 
 
-def _above(block: torch.Tensor, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, col) of the entries ≥ cutoff. Once the running top-K is full almost no row reaches the cut-off, so
-    rows are screened by their maximum (one read of the block) and only the survivors are compared entry by entry."""
-    rows = torch.nonzero(block.amax(dim=1) >= cutoff, as_tuple=True)[0]
+def _above(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, col, |proposal|) of the entries whose magnitude is ≥ cutoff; `signed`: the block holds the signed
+    proposals (else their magnitudes), and its surviving rows' magnitudes are taken where needed.
+
+    Once the running top-K is full almost no row reaches the cut-off, so rows are screened by their largest magnitude
+    (max(x) and −min(x): two reads of the block, no write) and only the survivors are compared entry by entry."""
+    if signed:
+        hit = block.amax(dim=1) >= cutoff
+        hit |= block.amin(dim=1) <= -cutoff
+    else:
+        hit = block.amax(dim=1) >= cutoff
+    rows = torch.nonzero(hit, as_tuple=True)[0]
     if len(rows) * 2 > block.shape[0]:
+        if signed:
+            block.abs_()
         r_all, c_all = torch.nonzero(block >= cutoff, as_tuple=True)
-        return r_all, c_all
-    r, c = torch.nonzero(block[rows] >= cutoff, as_tuple=True)
-    return rows[r], c
+        return r_all, c_all, block[r_all, c_all]
+    sub = block[rows]
+    if signed:
+        sub.abs_()
+    r, c = torch.nonzero(sub >= cutoff, as_tuple=True)
+    return rows[r], c, sub[r, c]
 
 
-def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every entry of `block` (its magnitudes, or signed proposals: the values only narrow a top-k, which a block
+    of fewer than k entries never reaches)."""
     rows, cols = block.shape
     r = torch.arange(rows, device=block.device).repeat_interleave(cols)
     c = torch.arange(cols, device=block.device).repeat(rows)
-    return r, c
+    return r, c, block.abs().flatten()
+
+
+def block_rows(n_dst: int, block_bytes: int) -> int:
+    """Source rows per block of S: a budget of 12 bytes per entry (the float32 block, the comparisons' masks and
+    the candidates' indices)."""
+    return max(1, block_bytes // max(1, n_dst * 4 * 3))
 
 
 def _per_source(src: torch.Tensor, dst: torch.Tensor, block: torch.Tensor, r0: int, k: int, c_err: float,
