@@ -10,17 +10,27 @@ Measured, each in a fresh subprocess (so peak memory is its own): the atlas end 
 the peak so far after each layer, which must not grow with the layers beyond the combined edge table), then the
 embedded store's load of the whole-model graph and three cross-layer queries on it.
 
-With --bare, the bare matrix products of the same layers are timed too, in their own subprocess: the block products
-S = src @ dst.T in featgraph's CPU blocks (no selection), and the factor products (W_dec·W_Q etc.) each matrix needs;
+With --bare, the atlas' bare products are timed too, in their own subprocess. The bare products are the same
+matrix products the atlas makes, by the same featgraph calls, with nothing else: for each layer, head and circuit in
+the atlas' order, (1) the factor products — circuit_factors' W_dec·W_Qᵀ etc., a key/value head's keys and values
+computed once for the query heads sharing it, as the atlas does — and (2) the block products S = src @ dst.T in
+featgraph's CPU blocks (select.block_rows rows, select._matmul into one reused buffer), nothing selected. Not in them:
+loading and checking the inputs, the moments, the selection (screening, exact re-scoring, ordering), hashing and
+writing. The atlas' ratio to them is everything featgraph adds to the arithmetic it cannot avoid; issue 20's target is
+1.15. Both ratios are printed: to the bare products (blocks + factors) and to the block products alone (whose floor is
+1 + the factors' share of the block work: 2·d_model/n per matrix without the key/value sharing, 28% at Gemma 2
+2B's 16k, 21% with it).
 --bare-layers K times them on the first K layers only and scales by layers/K (printed as such: every layer has the
-same shapes). The atlas' ratio to them is its overhead (issue 20's target: within 1.15x of the block products).
+same shapes). --reps R makes R (atlas, bare products) pairs, alternating, and prints each pair's ratios and their
+sums' (the machine is shared: a ratio within a pair, minutes apart, is the figure; report the load average with it).
 
 With --engines process,ray,ray2 the atlas is made once per engine (each in a fresh subprocess, into its own folder):
 `process` the single-process atlas, `ray` fg.atlas(ray=True) on a local Ray runtime of this machine's cores (one CPU
 per task), `ray2` a two-node local cluster (ray.cluster_utils.Cluster, half the cores per node); every address on
 127.0.0.1. Their edges must be identical; their wall times give Ray's overhead on the same cores.
 
-Usage: python bench/atlas.py [--layers 1-25] [--n 16384] [--heads 0-7] [--work DIR] [--bare] [--bare-layers K]
+Usage: python bench/atlas.py [--layers 1-25] [--n 16384] [--heads 0-7] [--work DIR] [--bare] [--bare-layers K] [--reps R]
+       python bench/atlas.py --layers 1 --bare --reps 2 --no-store   # one 16k layer's ratio to its bare products
        python bench/atlas.py --layers 1-2 --n 2048      # a small version in about a minute
        python bench/atlas.py --layers 1-4 --n 4096 --engines process,ray,ray2 --no-store   # Ray against one process
        python bench/atlas.py --store DIR                # the store and queries of an atlas made before
@@ -124,6 +134,7 @@ def child_atlas(model: str, template: str, layers: list[int], heads: list[int], 
     import featgraph as fg
 
     cluster = None
+    load0 = os.getloadavg()
     t_start = time.perf_counter()
     ray: bool | str | None = None
     if engine == "ray":  # started here, timed apart; fg.atlas(ray=True) then uses it as its local runtime
@@ -162,42 +173,50 @@ def child_atlas(model: str, template: str, layers: list[int], heads: list[int], 
         cluster.shutdown()
     if engine == "ray":
         ray_module.shutdown()
-    Path(result).write_text(json.dumps({"wall": wall, "cpu": use.ru_utime + use.ru_stime, "load": os.getloadavg(),
+    Path(result).write_text(json.dumps({"wall": wall, "cpu": use.ru_utime + use.ru_stime, "load": os.getloadavg(), "load0": load0,
                                         "peak_mib": _hwm_mib(), "marks": marks, "edges": len(run.edge_table),
                                         "features": len(run.features), "layers": run.layers, "cluster_start": t_cluster}))
 
 
 def child_bare(model: str, template: str, layers: list[int], heads: list[int], result: str) -> None:
-    """The bare matrix products of `layers`: each matrix's factors (timed) and its block products src @ dst.T in
-    featgraph's CPU blocks (timed), nothing selected; loading is not timed."""
+    """The bare products of `layers` (module docstring): for each (head, circuit) in the atlas' order, its two factors
+    by featgraph's circuit_factors (a key/value head's shared by its query heads, as the atlas shares them) and its
+    block products S = src @ dst.T by featgraph's own block call (select._matmul into one reused buffer of
+    select.block_rows rows, the CPU block budget), nothing selected; loading is not timed."""
     import torch
 
+    from featgraph.core import select
     from featgraph.core.circuits import Conventions, circuit_factors
-    from featgraph.core.select import CPU_BLOCK_BYTES
     from featgraph.load import model as model_io
     from featgraph.load import sae as sae_io
 
+    sel = select.Selection().resolve(torch.device("cpu"))
+    assert sel.block_bytes is not None
     t_fac = t_blk = c_fac = c_blk = 0.0
+    load0 = os.getloadavg()
     with torch.inference_mode():
         for L in layers:
             attn = model_io.load_attention(model, L)
             W_dec = sae_io.load(template.format(layer=L - 1, l0=L0[L - 1]), ("W_dec",)).W_dec
             W_enc = sae_io.load(template.format(layer=L, l0=L0[L]), ("W_enc",)).W_enc
+            shared: dict = {}
             for h in heads:
                 for circ in ("QK", "OV"):
                     w, c = time.perf_counter(), time.process_time()
-                    f = circuit_factors(attn, W_dec, W_enc, h, circ, Conventions())
+                    f = circuit_factors(attn, W_dec, W_enc, h, circ, Conventions(), shared)
                     t_fac += time.perf_counter() - w
                     c_fac += time.process_time() - c
-                    rows = max(1, CPU_BLOCK_BYTES // (f.dst.shape[0] * 12))
+                    n_src, n_dst = f.src.shape[0], f.dst.shape[0]
+                    rows = select.block_rows(n_dst, sel.block_bytes)
                     w, c = time.perf_counter(), time.process_time()
-                    for r0 in range(0, f.src.shape[0], rows):
-                        blk = f.src[r0 : r0 + rows] @ f.dst.T
-                        del blk
+                    buf = torch.empty(min(rows, n_src), n_dst)
+                    for r0 in range(0, n_src, rows):
+                        select._matmul(f.src[r0 : r0 + rows], f.dst, sel.precision, buf[: min(rows, n_src - r0)])
+                    del buf
                     t_blk += time.perf_counter() - w
                     c_blk += time.process_time() - c
     Path(result).write_text(json.dumps({"factors": t_fac, "blocks": t_blk, "factors_cpu": c_fac, "blocks_cpu": c_blk,
-                                        "load": os.getloadavg()}))
+                                        "load": [load0[0], os.getloadavg()[0]], "peak_mib": _hwm_mib()}))
 
 
 # The query library's cross-layer queries (cypher/), when this featgraph has them, with their parameters.
@@ -283,6 +302,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path, help="only load and query this finished atlas", metavar="DIR")
     ap.add_argument("--bare", action="store_true", help="also time the bare matrix products of the same layers")
     ap.add_argument("--bare-layers", type=int, default=0, help="time the bare products on this many layers only (0: all)")
+    ap.add_argument("--reps", type=int, default=1, help="with --bare: this many (atlas, bare products) pairs, alternating")
     ap.add_argument("--engines", default="process", help="process, ray (local runtime), ray2 (two local nodes); comma-separated")
     ap.add_argument("--no-store", action="store_true", help="skip the store's load and queries")
     a = ap.parse_args()
@@ -314,23 +334,48 @@ def main() -> None:
                   f"{results[engine]['wall']:.1f} s against {results[first]['wall']:.1f} s "
                   f"({100 * (results[engine]['wall'] / results[first]['wall'] - 1):+.0f}%; cluster start "
                   f"{results[engine]['cluster_start']:.1f} s of it outside the atlas call)")
-    r = results[engines[0]]
     if a.bare:
-        sample = layers[: a.bare_layers] if a.bare_layers else layers
-        b = measure("bare", str(model), template, json.dumps(sample), json.dumps(heads))
-        scale = len(layers) / len(sample)
-        blocks, factors = b["blocks"] * scale, b["factors"] * scale
-        said = f" (timed on layers {sample[0]}-{sample[-1]}, scaled x{scale:g})" if scale != 1 else ""
-        print(f"\nbare products of the same {len(layers)} layers{said}: blocks {blocks:.0f} s wall "
-              f"({b['blocks_cpu'] * scale:.0f} s CPU), factors {factors:.0f} s wall ({b['factors_cpu'] * scale:.0f} s CPU)")
-        print(f"  {engines[0]} atlas / block products: {r['wall'] / blocks:.2f} wall, {r['cpu'] / (b['blocks_cpu'] * scale):.2f} CPU; "
-              f"/ (blocks + factors): {r['wall'] / (blocks + factors):.2f} wall, "
-              f"{r['cpu'] / ((b['blocks_cpu'] + b['factors_cpu']) * scale):.2f} CPU (load average {b['load'][0]:.1f})")
+        report_bare(a, model, template, layers, heads, engines[0], results[engines[0]])
     if a.no_store:
         return
     out = a.work / f"atlas-{a.n}-{a.layers}-{a.heads}" / engines[0]
     report_store(measure("store", str(out)))
     print(f"\nthe atlas is kept in {out} (bench/atlas.py --store {out} measures its store again)")
+
+
+def report_bare(a, model: Path, template: str, layers: list[int], heads: list[int], engine: str, first: dict) -> None:
+    """The bare products, then (--reps R) R−1 more pairs of atlas and bare products, alternating, each in its own
+    subprocess: the ratios of each pair (taken minutes apart, under whatever load the machine had then) and of all."""
+    sample = layers[: a.bare_layers] if a.bare_layers else layers
+    scale = len(layers) / len(sample)
+    said = f" (timed on layers {sample[0]}-{sample[-1]}, scaled x{scale:g})" if scale != 1 else ""
+    out = a.work / f"atlas-{a.n}-{a.layers}-{a.heads}" / engine
+    pairs = []
+    for i in range(max(1, a.reps)):
+        if i:
+            shutil.rmtree(out, ignore_errors=True)
+            r = measure("atlas", str(model), template, json.dumps(layers), json.dumps(heads), str(out), engine)
+            print(f"\natlas ({engine}) again: wall {r['wall']:.1f} s, CPU {r['cpu']:.0f} s, peak RSS {r['peak_mib']:.0f} MiB, "
+                  f"load average {r['load0'][0]:.1f} -> {r['load'][0]:.1f}")
+        else:
+            r = first
+        b = measure("bare", str(model), template, json.dumps(sample), json.dumps(heads))
+        b = {k: (v * scale if k in ("blocks", "factors", "blocks_cpu", "factors_cpu") else v) for k, v in b.items()}
+        pairs.append((r, b))
+        print(f"\nbare products of the same {len(layers)} layers{said}: blocks {b['blocks']:.1f} s wall "
+              f"({b['blocks_cpu']:.0f} s CPU), factors {b['factors']:.1f} s wall ({b['factors_cpu']:.0f} s CPU); "
+              f"peak RSS {b['peak_mib']:.0f} MiB; load average {b['load'][0]:.1f} -> {b['load'][1]:.1f}")
+        _ratios(f"  pair {i + 1}: {engine} atlas", r["wall"], r["cpu"], b)
+    if len(pairs) > 1:
+        tot = {k: sum(b[k] for _, b in pairs) for k in ("blocks", "factors", "blocks_cpu", "factors_cpu")}
+        _ratios(f"  all {len(pairs)} pairs summed: atlas", sum(r["wall"] for r, _ in pairs), sum(r["cpu"] for r, _ in pairs), tot)
+
+
+def _ratios(head: str, wall: float, cpu: float, b: dict) -> None:
+    bare, bare_cpu = b["blocks"] + b["factors"], b["blocks_cpu"] + b["factors_cpu"]
+    print(f"{head} / bare products (blocks + factors): {wall / bare:.3f} wall, {cpu / bare_cpu:.3f} CPU "
+          f"(issue 20's target: 1.15); / block products alone: {wall / b['blocks']:.3f} wall, {cpu / b['blocks_cpu']:.3f} CPU "
+          f"(the factors are {100 * b['factors'] / b['blocks']:.0f}% of the blocks' wall)")
 
 
 def _sorted_edges(out: Path):

@@ -167,6 +167,29 @@ def test_moments_match_dense():
     assert std == pytest.approx(S.std(), rel=1e-9)
 
 
+def test_sums_and_norms_are_the_two_functions_values():
+    """compute_edges takes a factor's moments' sums and its row norms from one float64 copy (circuits.sums_and_norms):
+    bit for bit what sum_and_gram and row_norms give (chunks of rows included), and select given those norms keeps
+    the dense reference's edges."""
+    from featgraph.core.circuits import sum_and_gram, sums_and_norms
+    from featgraph.core.select import row_norms
+
+    a, b = _factors(300, 130, 16, seed=4)
+    for x in (a, b):
+        for rows in (1 << 16, 7):
+            (s, g), nrm = sums_and_norms(x, rows)
+            s_ref, g_ref = sum_and_gram(x, rows)
+            assert torch.equal(s, s_ref) and torch.equal(g, g_ref)
+            assert torch.equal(nrm, row_norms(x, rows))
+    na, nb = sums_and_norms(a)[1], sums_and_norms(b)[1]
+    got = select(a, b, Selection(top_k=70, block_bytes=1 << 16), norms=(na, nb))
+    want = dense_reference(a, b, top_k=70)
+    np.testing.assert_array_equal(got.src_idx, want[0])
+    np.testing.assert_array_equal(got.weight, want[2])
+    mean, std = moments(a, b, sums_and_norms(a)[0], sums_and_norms(b)[0])
+    assert (mean, std) == moments(a, b)
+
+
 @pytest.mark.parametrize("kwargs,msg", [
     (dict(top_k=-3), "top_k"), (dict(top_k=0), "top_k"), (dict(min_abs=-1.0), "min_abs"),
     (dict(precision="fp8"), "precision"), (dict(top_k=None), "nothing to select"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import gc
 import re
 import warnings
@@ -161,16 +160,9 @@ def _sae_digest(ref: str) -> str | None:
         path = Path(cached) if isinstance(cached, str) else None
     if path is None:
         return None
-    st = Path(path).stat()
-    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    from featgraph.runs.files import sha256_cached
 
-
-@functools.lru_cache(maxsize=256)
-def _file_digest(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    """sha256 of `path`, once per version of the file (an SAE is read by two layers)."""
-    from featgraph.runs.files import sha256
-
-    return sha256(Path(path))
+    return sha256_cached(Path(path))
 
 
 def _same_ref(have: object, want: str | Path) -> bool:

@@ -297,14 +297,17 @@ def ov_target(requested: str, d_in: int, config: ModelConfig, site: str | None =
 
 
 def moments(src: torch.Tensor, dst: torch.Tensor,
-            src_sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[float, float]:
+            src_sums: tuple[torch.Tensor, torch.Tensor] | None = None,
+            dst_sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[float, float]:
     """Mean and standard deviation of all n_src·n_dst entries of src @ dst.T, exactly.
 
-    Σ_ij s_i·d_j = (Σ s_i)·(Σ d_j) and Σ_ij (s_i·d_j)² = ⟨SᵀS, DᵀD⟩_F, in float64. src_sums: sum_and_gram(src),
-    when the caller has it already (a key/value head's factor shared by its query heads).
+    Σ_ij s_i·d_j = (Σ s_i)·(Σ d_j) and Σ_ij (s_i·d_j)² = ⟨SᵀS, DᵀD⟩_F, in float64. src_sums, dst_sums:
+    sum_and_gram(src) and sum_and_gram(dst), when the caller has them already (a key/value head's factor shared by
+    its query heads; sums taken with the row norms by sums_and_norms).
     """
     n = src.shape[0] * dst.shape[0]
-    (s_sum, s_gram), (d_sum, d_gram) = src_sums if src_sums is not None else sum_and_gram(src), sum_and_gram(dst)
+    s_sum, s_gram = src_sums if src_sums is not None else sum_and_gram(src)
+    d_sum, d_gram = dst_sums if dst_sums is not None else sum_and_gram(dst)
     mean = float(s_sum @ d_sum) / n
     sq = float((s_gram * d_gram).sum()) / n
     return mean, math.sqrt(max(sq - mean * mean, 0.0))
@@ -319,3 +322,17 @@ def sum_and_gram(x: torch.Tensor, rows: int = 1 << 16) -> tuple[torch.Tensor, to
         total += c.sum(0)
         gram += c.T @ c
     return total, gram
+
+
+def sums_and_norms(x: torch.Tensor, rows: int = 1 << 16) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """(sum_and_gram(x), select.row_norms(x)) from one float64 copy of each chunk of rows: the same values as the
+    two functions give, for one conversion of the factor instead of two. ([d], [d, d]) and [n]."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
+    norms = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
+    for r0 in range(0, x.shape[0], rows):
+        c = x[r0 : r0 + rows].double()
+        total += c.sum(0)
+        gram += c.T @ c
+        norms[r0 : r0 + rows] = c.norm(dim=1).float()
+    return (total, gram), norms

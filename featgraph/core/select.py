@@ -188,19 +188,21 @@ def select(
     dst: torch.Tensor,
     sel: Selection,
     progress: Callable[[int], None] | None = None,
+    norms: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Selected:
     """Selected entries of src @ dst.T, in rank order.
 
     src: [n_src, d_head], dst: [n_dst, d_head] on one device, float32. Candidates stay on that
-    device; the result moves to the host once.
+    device; the result moves to the host once. norms: (row_norms(src) [n_src], row_norms(dst) [n_dst]) when the
+    caller has them already (a key/value head's factor shared by its query heads, norms taken with its moments).
     """
     sel = sel.resolve(src.device)
     assert sel.block_bytes is not None  # resolved
     n_src, d = src.shape
     n_dst = dst.shape[0]
     c_err = error_constant(sel.precision, d)
-    src_norm = row_norms(src)
-    dst_norm_max = float(row_norms(dst).max()) if n_dst else 0.0
+    src_norm, dst_norm = norms if norms is not None else (row_norms(src), row_norms(dst))
+    dst_norm_max = float(dst_norm.max()) if n_dst else 0.0
     use_cast = sel.precision == "bf16"
     a_all = src.bfloat16() if use_cast else src
     b_all = dst.bfloat16() if use_cast else dst
@@ -217,8 +219,8 @@ def select(
         # block's initial cut-off, per-source top-k). Otherwise rows are screened by their max and min (no write).
         e_blk = c_err * float(src_norm[r0:r1].max()) * dst_norm_max
         thr = kept.threshold if sel.top_k is not None else None
-        first = sel.top_k is not None and thr is None and block.numel() >= sel.top_k
-        signed = not (first or sel.per_source_k is not None)
+        opening = sel.top_k is not None and thr is None and block.numel() >= sel.top_k  # no K-th best yet
+        signed = not (opening or sel.per_source_k is not None)
         if not signed:
             block.abs_()
         # Global top-K / threshold candidates.
@@ -228,7 +230,7 @@ def select(
                 cutoff = sel.min_abs * _SLACK - e_blk
             if thr is not None:
                 cutoff = max(cutoff, thr * _SLACK - e_blk)
-            elif first:
+            elif opening:
                 assert sel.top_k is not None
                 kth = _initial_cutoff(block, sel.top_k)
                 cutoff = max(cutoff, kth * _SLACK - 2 * e_blk)

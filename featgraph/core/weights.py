@@ -261,9 +261,13 @@ class SAE:
 
 
 def all_finite(t: torch.Tensor, chunk: int = 1 << 24) -> bool:
-    """True when every value of `t` is finite, checked a chunk at a time: `torch.isfinite` on a whole
-    262k-wide SAE makes float and bool temporaries larger than the SAE itself."""
+    """True when every value of `t` is finite. First its sum (one read, no temporary): a NaN or an infinity makes
+    any sum non-finite, so a finite sum proves every value finite. A sum that overflowed decides nothing, and the
+    values are then checked a chunk at a time: `torch.isfinite` on a whole 262k-wide SAE makes float and bool
+    temporaries larger than the SAE itself."""
     flat = t.reshape(-1)
+    if flat.is_floating_point() and bool(torch.isfinite(flat.sum())):
+        return True
     return all(bool(torch.isfinite(flat[i : i + chunk]).all()) for i in range(0, flat.numel(), chunk))
 
 

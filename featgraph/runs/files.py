@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import glob
 import hashlib
 import json
@@ -174,6 +175,22 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_cached(path: Path) -> str:
+    """sha256(path), computed once per version of the file in this process (its resolved path, size, mtime and
+    inode): an atlas reads each SAE in two layers (the output of L, the input of L+1)."""
+    try:
+        st = Path(path).stat()
+        where = str(Path(path).resolve())
+    except OSError as e:
+        raise FeatgraphError(f"cannot read {path}: {e.strerror}") from None
+    return _sha256_version(where, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_version(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    return sha256(Path(path))
+
+
 def write_frame(df: pd.DataFrame, out: Path) -> Path:
     """Write a table whole or not at all: CSV for a .csv name (text cells that start like a formula get a `'`, as
     in every CSV of labels featgraph writes), Parquet otherwise."""
@@ -255,7 +272,6 @@ def remove_stale(paths: Iterable[Path]) -> None:
 
 def holds_output(fn: F) -> F:
     """Decorate an API call with an `out` parameter so that it holds `output_lock(out)` from start to end."""
-    import functools
     import inspect
 
     sig = inspect.signature(fn)

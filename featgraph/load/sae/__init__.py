@@ -42,7 +42,7 @@ from featgraph.load.sae import (
 from featgraph.load.sae.common import KEYS, finite, torch_load
 from featgraph.load.sae.gemma_scope import npz_shapes
 from featgraph.load.sae.gemma_scope_2 import ST_KEYS, safetensors_shapes
-from featgraph.runs.files import sha256
+from featgraph.runs.files import sha256_cached
 
 __all__ = ["KEYS", "ST_KEYS", "SAERef", "check_d_in", "info", "load", "neuronpedia_source", "npz_shapes", "resolve",
            "safetensors_shapes", "site_of_hook"]
@@ -545,7 +545,7 @@ def load(ref: str | SAERef, parts: tuple[str, ...] = KEYS, expect_d_in: int | Se
     mfpk = dict(loaded.meta.get("model_from_pretrained_kwargs") or {}) | dict(info_.get("model_from_pretrained_kwargs") or {})
     source = r.describe() | {
         "revision": hub.snapshot_revision(path) if r.repo else None,
-        "sha256": sha256(path) if checksum else None,
+        "sha256": sha256_cached(path) if checksum else None,
         "format": r.fmt,
         "neuronpedia_id": n.neuronpedia_id,
         "neuronpedia_model": n.neuronpedia_model,
