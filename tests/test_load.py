@@ -503,3 +503,23 @@ class _Response404:
 
     def json(self):
         return {}
+
+
+def test_all_finite_by_sum_and_by_chunks():
+    """all_finite's one-sum proof and its chunked fallback against torch.isfinite: a NaN or an infinity anywhere is
+    found; finite values whose sum overflows (the sum decides nothing) are still finite; bf16 and integers too."""
+    import torch
+
+    from featgraph.core.weights import all_finite
+
+    big = torch.full((50,), 3e38)
+    cases = [torch.zeros(0), torch.randn(1000), big, -big, torch.randn(1000, dtype=torch.float64),
+             torch.randn(300).bfloat16() * 1e38, torch.arange(10)]
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        for base in (torch.randn(1000), big.clone()):
+            t = base.clone()
+            t[len(t) // 2] = bad
+            cases.append(t)
+    for t in cases:
+        for chunk in (1 << 24, 7):
+            assert all_finite(t, chunk) == bool(torch.isfinite(t).all()), (t.dtype, t[:3])
