@@ -247,7 +247,8 @@ def select(
                 if n_thresh > sel.max_edges:
                     raise BadValue("min_abs", sel.min_abs, f"keeps more than {sel.max_edges:,} edges in one matrix: raise it or add a top-k limit",
                                    value_first=True)
-            kept.add(r, c, w)
+            if len(w):  # most blocks of a large matrix have no candidate once the running top-K is full
+                kept.add(r, c, w)
         if sel.per_source_k is not None:
             per_src.append(_per_source(src, dst, block, r0, sel.per_source_k, c_err, src_norm[r0:r1], dst_norm_max))
         del block
@@ -303,6 +304,9 @@ def _above(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tens
     else:
         hit = block.amax(dim=1) >= cutoff
     rows = torch.nonzero(hit, as_tuple=True)[0]
+    if not len(rows):
+        none = torch.empty(0, dtype=torch.int64, device=block.device)
+        return none, none, torch.empty(0, dtype=block.dtype, device=block.device)
     if len(rows) * 2 > block.shape[0]:
         if signed:
             block.abs_()
