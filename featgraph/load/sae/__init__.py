@@ -343,8 +343,7 @@ def _resolve_release(ref: str, release: str, sae_id: str, readable: bool = True)
         close = difflib.get_close_matches(sae_id, ids, n=3, cutoff=0.6)
         like = ", ".join(close or ids[:3]) + ("" if close or len(ids) <= 3 else ", …")
         elsewhere = sorted(rel for rel, ss in r.releases.items() if sae_id in ss and rel != release)
-        hint = (f"; it is an SAE of {', '.join(elsewhere[:3])}" if elsewhere else
-                f"; {'closest' if close else 'e.g.'}: {like}")
+        hint = f"; {'closest' if close else 'e.g.'}: {like}" + (f"; it is an SAE of {', '.join(elsewhere[:3])}" if elsewhere else "")
         raise BadInput(f"SAE id {sae_id!r} is not in SAELens' release {release} ({len(ids)} SAEs{hint}; "
                        f"registry: {r.source})")
     fmt = reg.format_of(e)
