@@ -452,7 +452,7 @@ def test_gemma_scope_2_references_resolve():
     assert r.filename == "transcoder/layer_15_width_262k_l0_big_affine/params.safetensors"
     r = sae_io.resolve("google/gemma-scope-2-12b-pt@v1/mlp_out_all/layer_3_width_16k_l0_big")
     assert (r.repo.revision, r.filename) == ("v1", "mlp_out_all/layer_3_width_16k_l0_big/params.safetensors")
-    with pytest.raises(BadInput, match="not in SAELens' release gemma-scope-2-1b-pt-res-all .*layer_0_width_16k_l0_big"):
+    with pytest.raises(BadInput, match="not in SAELens' release gemma-scope-2-1b-pt-res-all .*closest: layer_12_width_16k_l0_small"):
         sae_io.resolve("gemma-scope-2-1b-pt-res-all/layer_12/width_16k/canonical")
     path = "models--google--gemma-scope-2-27b-it/snapshots/abc/resid_post/layer_40_width_1m_l0_medium/params.safetensors"
     assert sae_io.neuronpedia_source(path)[:2] == ("40-gemmascope-2-res-1m", 40)
