@@ -165,3 +165,18 @@ def transcoder_meta(layer: int, hook_in: str, hook_out: str, reads: str, how: st
         "layer": layer, "reads": reads, "reads_hook": hook_in, "writes_hook": hook_out,
         "writes": "the MLP's output as it joins the residual stream (after the post-MLP norm where the family has one)",
     } | extra}
+
+
+def read_relu_linear_pair(weights: Path, parts: Sequence[str], role: str, text: str, keys: tuple[str, str, str, str],
+                          fmt: str, layer_re: Any, publisher: str, **meta: Any) -> Loaded:
+    """A ReLU SAE saved as two nn.Linear layers with no config (Goodfire's, qresearch's DeepSeek-R1 one): transposed,
+    threshold 0, b_dec not subtracted; the hook is blocks.{L}.hook_resid_post with L from the file name's `-l{L}`."""
+    sd = torch_load(weights, role, text)
+    d_in, d_sae, W_enc, W_dec, b_enc, b_dec = linear_pair(sd, keys, role, text, fmt)
+    arrays = pick(parts, {"W_enc": lambda: W_enc, "W_dec": lambda: W_dec, "b_enc": lambda: b_enc, "b_dec": lambda: b_dec,
+                          "threshold": lambda: torch.zeros(d_sae)})
+    m = layer_re.search(weights.name)
+    return Loaded(d_in, d_sae, arrays, {
+        "hook": f"blocks.{m[1]}.hook_resid_post" if m else None,
+        "hook_from": f"file name -l{{L}} (SAELens' {publisher} config: blocks.L.hook_resid_post)" if m else None,
+        "architecture": "relu", "apply_b_dec_to_input": False, **meta})

@@ -13,9 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from featgraph.load.sae.common import Loaded, linear_pair, pick, torch_load
+from featgraph.load.sae.common import Loaded, read_relu_linear_pair
 
 NAME = "deepseek_r1"
 KEYS = ("encoder.weight", "decoder.weight", "encoder.bias", "decoder.bias")
@@ -28,12 +26,5 @@ def is_deepseek_r1(sd: dict, name: str) -> bool:
 
 
 def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling_factor: float | None = None) -> Loaded:
-    sd = torch_load(weights, role, text)
-    d_in, d_sae, W_enc, W_dec, b_enc, b_dec = linear_pair(sd, KEYS, role, text, f"DeepSeek-R1 SAE {weights.name}")
-    arrays = pick(parts, {"W_enc": lambda: W_enc, "W_dec": lambda: W_dec, "b_enc": lambda: b_enc, "b_dec": lambda: b_dec,
-                          "threshold": lambda: torch.zeros(d_sae)})
-    m = _LAYER_RE.search(weights.name)
-    meta = {"hook": f"blocks.{m[1]}.hook_resid_post" if m else None,
-            "hook_from": "file name -l{L} (SAELens' deepseek_r1 config: blocks.L.hook_resid_post)" if m else None,
-            "architecture": "relu", "model_name": "DeepSeek-R1-Distill-Llama-8B", "apply_b_dec_to_input": False}
-    return Loaded(d_in, d_sae, arrays, meta)
+    return read_relu_linear_pair(weights, parts, role, text, KEYS, f"DeepSeek-R1 SAE {weights.name}", _LAYER_RE, NAME,
+                                 model_name="DeepSeek-R1-Distill-Llama-8B")

@@ -13,9 +13,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from featgraph.load.sae.common import Loaded, linear_pair, pick, torch_load
+from featgraph.load.sae.common import Loaded, read_relu_linear_pair
 
 NAME = "goodfire"
 KEYS = ("encoder_linear.weight", "decoder_linear.weight", "encoder_linear.bias", "decoder_linear.bias")
@@ -27,12 +25,4 @@ def is_goodfire(sd: dict) -> bool:
 
 
 def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling_factor: float | None = None) -> Loaded:
-    sd = torch_load(weights, role, text)
-    d_in, d_sae, W_enc, W_dec, b_enc, b_dec = linear_pair(sd, KEYS, role, text, f"Goodfire {weights.name}")
-    arrays = pick(parts, {"W_enc": lambda: W_enc, "W_dec": lambda: W_dec, "b_enc": lambda: b_enc, "b_dec": lambda: b_dec,
-                          "threshold": lambda: torch.zeros(d_sae)})
-    m = _LAYER_RE.search(weights.name)
-    meta = {"hook": f"blocks.{m[1]}.hook_resid_post" if m else None,
-            "hook_from": "file name -l{L} (SAELens' goodfire config: blocks.L.hook_resid_post)" if m else None,
-            "architecture": "relu", "apply_b_dec_to_input": False}
-    return Loaded(d_in, d_sae, arrays, meta)
+    return read_relu_linear_pair(weights, parts, role, text, KEYS, f"Goodfire {weights.name}", _LAYER_RE, NAME)
