@@ -455,22 +455,3 @@ def test_sae_text_names_the_alias_a_neuronpedia_id_comes_from():
     assert r.exit_code == 0
     assert "gemma-2-2b/12-gemmascope-res-16k  (listed under its alias gemma-scope-2b-pt-res-canonical/" in r.stdout
     assert "; )" not in r.stdout
-
-
-def test_an_sae_of_a_block_the_model_lacks_is_refused(tmp_path):
-    """gpt2-small-res-jb's blocks.8.hook_resid_pre on a 3-layer GPT-2 is another model's SAE: one line, exit 2, nothing
-    written (an existing block at the wrong layer only warns)."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    d = 24
-    GPT2LMHeadModel(GPT2Config(vocab_size=32, n_positions=64, n_embd=d, n_layer=3, n_head=4)).save_pretrained(tmp_path / "gpt2")
-    far, _ = write_saelens(tmp_path / "blocks.8.hook_resid_pre", d, 40, 1, hook="blocks.8.hook_resid_pre")
-    near, _ = write_saelens(tmp_path / "blocks.2.hook_resid_pre", d, 41, 2, hook="blocks.2.hook_resid_pre")
-    r = cli("extract", "--model", tmp_path / "gpt2", "--layer", "1", "--sae-in", far, "--sae-out", near, "--no-labels",
-            "--out", tmp_path / "run")
-    assert r.exit_code == 2 and "reads blocks.8.hook_resid_pre, but this model has 3 layers" in r.stderr, r.output
-    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
-    with pytest.warns(fg.FeatgraphWarning, match="reads blocks.2.hook_resid_pre"):  # a block it has, the wrong layer
-        fg.extract(model=str(tmp_path / "gpt2"), layer=1, sae_in=str(near), circuits=["qk"], top_k=5, device="cpu", labels=False)

@@ -8,7 +8,6 @@ selection (`select`) are pure; the run is written through `rundir`.
 from __future__ import annotations
 
 import dataclasses
-import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -266,17 +265,6 @@ def transcoder_output(sae_o: SAE, model: Any, fam: families.Family, ov_target: s
     return dataclasses.replace(sae_o, W_enc=W, source=src)
 
 
-def _refuse_other_models_hooks(sae_i: SAE, sae_o: SAE | None, n_layers: int) -> None:
-    """An SAE whose hook point (its files or SAELens' registry) names a block this model does not have belongs to
-    another model: refused (a hook of an existing block at the wrong layer only warns: _warn_unpaired)."""
-    for sae, role in ((sae_i, "input SAE"), (sae_o, "output SAE")):
-        hook = sae.source.get("hook") if sae is not None else None
-        m = re.match(r"blocks\.(\d+)\.", hook) if isinstance(hook, str) else None
-        if m and int(m[1]) >= n_layers:
-            raise BadInput(f"the {role} reads {hook}, but this model has {n_layers} layers (blocks 0-{n_layers - 1}): it is "
-                           "an SAE of another model; pass one of this model's (`featgraph sae REF` shows where an SAE reads)")
-
-
 def _warn_unpaired(sae_i: SAE, sae_o: SAE | None, layer: int) -> None:
     """One warning per SAE whose hook point (from its files or SAELens' registry) is not where layer `layer` reads
     (its input: resid_pre L = resid_post L−1) or writes (its attention output: resid_post, resid_mid, attn_out or
@@ -427,7 +415,6 @@ def extract(
         sae_o = dataclasses.replace(sae_o, source=sae_o.source | {"reads": target, "reads_how": target_how, "basis": basis})
     if fam.norm == "layer":
         sae_i = dataclasses.replace(sae_i, source=sae_i.source | {"basis": residual_basis(sae_i.source)})
-    _refuse_other_models_hooks(sae_i, sae_o, mc.n_layers)
     _warn_unpaired(sae_i, sae_o, layer)
 
     m_id, m_how = _model_id(model, model_id, attn.source, (sae_i, sae_o))
