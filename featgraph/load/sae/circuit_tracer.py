@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import Loaded, checked_getter, expect, pick, transcoder_meta, transcoder_reads
+from featgraph.load.sae.common import Loaded, checked_getter, expect, open_safetensors, pick, transcoder_meta, transcoder_reads
 
 NAME = "circuit_tracer"
 CONFIG = "config.yaml"
@@ -69,18 +69,12 @@ def config(folder: Path, role: str, text: str) -> dict[str, Any] | None:
 
 
 def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling_factor: float | None = None) -> Loaded:
-    from safetensors import safe_open
-
     layer = layer_of(weights)
     if layer is None:
         raise BadInput(f"{role} {text}: circuit-tracer's transcoders are named layer_L.safetensors; {weights.name} is not")
     cfg = config(weights.parent, role, text) or {}
-    try:
-        f = safe_open(str(weights), framework="pt")
-    except Exception as e:
-        raise BadInput(f"{role} {text}: {weights.name} is not a readable .safetensors file ({e.__class__.__name__})") from None
+    f, shapes = open_safetensors(weights, role, text)
     with f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
         if "b_enc" not in shapes or "b_dec" not in shapes or len(shapes["b_enc"]) != 1 or len(shapes["b_dec"]) != 1:
             raise BadInput(f"{role} {text}: {weights.name} lacks b_enc / b_dec vectors (circuit-tracer transcoders have W_enc, "
                            f"W_dec, b_enc, b_dec; it has {', '.join(sorted(shapes)) or 'nothing'})")

@@ -180,3 +180,15 @@ def read_relu_linear_pair(weights: Path, parts: Sequence[str], role: str, text: 
         "hook": f"blocks.{m[1]}.hook_resid_post" if m else None,
         "hook_from": f"file name -l{{L}} (SAELens' {publisher} config: blocks.L.hook_resid_post)" if m else None,
         "architecture": "relu", "apply_b_dec_to_input": False, **meta})
+
+
+def open_safetensors(weights: Path, role: str, text: str) -> tuple[Any, dict[str, tuple[int, ...]]]:
+    """A .safetensors file opened lazily (safetensors' safe_open, to use in a `with`) and its tensors' shapes from the
+    header; an unreadable file is a one-line BadInput."""
+    from safetensors import safe_open
+
+    try:
+        f = safe_open(str(weights), framework="pt")
+    except Exception as e:  # a truncated or foreign file raises different errors
+        raise BadInput(f"{role} {text}: {weights.name} is not a readable .safetensors file ({e.__class__.__name__})") from None
+    return f, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)

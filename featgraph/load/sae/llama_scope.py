@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import Loaded, checked_getter, expect, pick, read_json
+from featgraph.load.sae.common import Loaded, checked_getter, expect, open_safetensors, pick, read_json
 
 NAME = "llama_scope"
 HYPER = "hyperparams.json"
@@ -30,8 +30,6 @@ def detect(folder: Path) -> Path | None:
 
 
 def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling_factor: float | None = None) -> Loaded:
-    from safetensors import safe_open
-
     folder = weights.parent.parent
     hp = read_json(folder / HYPER, HYPER)
     try:
@@ -45,12 +43,8 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
         raise BadInput(f"{role} {text}: {HYPER} dataset_average_activation_norm.in must be > 0")
     s_hp = math.sqrt(d_in) / avg_in
     s = float(norm_scaling_factor) if norm_scaling_factor else s_hp
-    try:
-        f = safe_open(str(weights), framework="pt")
-    except Exception as e:
-        raise BadInput(f"{role} {text}: {weights.name} is not a readable .safetensors file ({e.__class__.__name__})") from None
+    f, shapes = open_safetensors(weights, role, text)
     with f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
         expect(role, text, f"Llama Scope {WEIGHTS}", shapes, {"encoder.weight": (d_sae, d_in), "encoder.bias": (d_sae,),
                                                               "decoder.weight": (d_in, d_sae), "decoder.bias": (d_in,)})
         get = checked_getter(f.get_tensor, role, text, weights.name)

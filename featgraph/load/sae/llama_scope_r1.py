@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import Loaded, checked_getter, expect, pick, read_json
+from featgraph.load.sae.common import Loaded, checked_getter, expect, open_safetensors, pick, read_json
 
 NAME = "llama_scope_r1"
 CONFIG = "config.json"
@@ -28,8 +28,6 @@ def detect(folder: Path) -> Path | None:
 
 
 def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling_factor: float | None = None) -> Loaded:
-    from safetensors import safe_open
-
     cfg = read_json(weights.parent / CONFIG, CONFIG)
     try:
         d_in = int(cfg["d_model"])
@@ -37,12 +35,8 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
     except (KeyError, TypeError, ValueError):
         raise BadInput(f"{role} {text}: {CONFIG} lacks d_model / expansion_factor (not a Llama Scope R1 config.json?)") from None
     s = float(norm_scaling_factor) if norm_scaling_factor else 1.0
-    try:
-        f = safe_open(str(weights), framework="pt")
-    except Exception as e:
-        raise BadInput(f"{role} {text}: {weights.name} is not a readable .safetensors file ({e.__class__.__name__})") from None
+    f, shapes = open_safetensors(weights, role, text)
     with f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
         expect(role, text, f"Llama Scope R1 {WEIGHTS}", shapes, {
             "encoder.weight": (d_sae, d_in), "encoder.bias": (d_sae,), "decoder.weight": (d_in, d_sae), "decoder.bias": (d_in,),
             "log_jumprelu_threshold": (d_sae,)})

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from featgraph.errors import BadInput
-from featgraph.load.sae.common import Loaded, checked_getter, expect, pick, read_json
+from featgraph.load.sae.common import Loaded, checked_getter, expect, open_safetensors, pick, read_json
 
 NAME = "saelens"
 CFG = "cfg.json"
@@ -28,8 +28,6 @@ def detect(folder: Path) -> Path | None:
 
 
 def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling_factor: float | None = None) -> Loaded:
-    from safetensors import safe_open
-
     cfg = read_json(weights.parent / CFG, CFG)
     hook = cfg.get("hook_name", cfg.get("hook_point"))
     arch = str(cfg.get("architecture", "standard"))
@@ -39,12 +37,8 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
         raise BadInput(f"{role} {text}: {CFG} lacks d_in / d_sae (not a SAELens cfg.json?)") from None
     if arch not in ("standard", "jumprelu", "topk", "batchtopk", "matryoshka_batchtopk"):
         raise BadInput(f"{role} {text}: SAELens architecture {arch!r}: featgraph reads standard, jumprelu and top-k SAEs")
-    try:
-        f = safe_open(str(weights), framework="pt")
-    except Exception as e:
-        raise BadInput(f"{role} {text}: {weights.name} is not a readable .safetensors file ({e.__class__.__name__})") from None
+    f, shapes = open_safetensors(weights, role, text)
     with f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
         expect(role, text, f"SAELens {WEIGHTS}", shapes, {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_dec": (d_in,)})
         if "scaling_factor" in shapes and not bool(torch.all(f.get_tensor("scaling_factor") == 1)):
             raise BadInput(f"{role} {text}: a scaling_factor other than 1 (finetuning_scaling_factor) is not supported")
