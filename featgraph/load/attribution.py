@@ -112,6 +112,18 @@ def _open(path: Path, hashing: bool = False):
     return src, src, raw
 
 
+_ABSENT = object()
+
+
+def _first(path: Path, key: str) -> Any:
+    """A top-level key's value, read by a streaming pass of its own (for keys a writer put after the links);
+    _ABSENT when the file has none."""
+    import ijson
+
+    with _open(path)[0] as f:
+        return next(iter(ijson.items(f, key, use_float=True)), _ABSENT)
+
+
 class _Where:
     """The last complete item read, for error messages about a truncated or malformed file."""
 
@@ -207,32 +219,21 @@ class _Reader:
         """Read top-level `keys` that come after "links" (one more pass, only for such files)."""
         ijson = self.ijson
         try:
-            if "metadata" in keys:
-                with _open(self.path)[0] as f:
-                    for obj in ijson.items(f, "metadata", use_float=True):
-                        self._metadata(obj)
-                        break
-            if "qParams" in keys:
-                with _open(self.path)[0] as f:
-                    for obj in ijson.items(f, "qParams", use_float=True):
-                        if not isinstance(obj, dict):
-                            raise self.bad(f"qParams must be an object, not {_kind_of(obj)}")
-                        self.qparams = obj
-                        break
+            if "metadata" in keys and (obj := _first(self.path, "metadata")) is not _ABSENT:
+                self._metadata(obj)
+            if "qParams" in keys and (obj := _first(self.path, "qParams")) is not _ABSENT:
+                if not isinstance(obj, dict):
+                    raise self.bad(f"qParams must be an object, not {_kind_of(obj)}")
+                self.qparams = obj
             if "nodes" in keys:
                 self.node_rows = []
                 with _open(self.path)[0] as f:
                     for obj in ijson.items(f, "nodes.item", use_float=True):
                         self._node(len(self.node_rows), obj)
                         self.where.text = _where_node(len(self.node_rows) - 1, obj)
-            if "qk_only_nodes" in keys:
-                with _open(self.path)[0] as f:
-                    for obj in ijson.items(f, "qk_only_nodes", use_float=True):
-                        self._qk_only(obj)
-                        break
-        except ijson.JSONError as e:
-            raise self._json_error(e) from None
-        except (EOFError, gzip.BadGzipFile, OSError) as e:
+            if "qk_only_nodes" in keys and (obj := _first(self.path, "qk_only_nodes")) is not _ABSENT:
+                self._qk_only(obj)
+        except (ijson.JSONError, EOFError, gzip.BadGzipFile, OSError) as e:
             raise self._json_error(e) from None
 
     # ------------------------------------------------------------ parts
@@ -586,16 +587,10 @@ def read_parts(path: str | Path) -> tuple[dict[str, Any], list[str]]:
                 r.where.text = value
         if "links" in order:
             for key in ("metadata", "qParams", "nodes", "qk_only_nodes"):
-                if key in parts:
-                    continue
-                with _open(path)[0] as f:
-                    for obj in ijson.items(f, key, use_float=True):
-                        parts[key] = obj
-                        order.append(key)
-                        break
-    except ijson.JSONError as e:
-        raise r._json_error(e) from None
-    except (EOFError, gzip.BadGzipFile, OSError) as e:
+                if key not in parts and (obj := _first(path, key)) is not _ABSENT:
+                    parts[key] = obj
+                    order.append(key)
+    except (ijson.JSONError, EOFError, gzip.BadGzipFile, OSError) as e:
         raise r._json_error(e) from None
     missing = [k for k in ("metadata", "qParams", "nodes", "links") if k not in order]
     if missing:
