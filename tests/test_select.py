@@ -6,9 +6,27 @@ import numpy as np
 import pytest
 import torch
 
+from featgraph.core import select as select_module
 from featgraph.core.circuits import moments
 from featgraph.core.select import Selection, select
 from featgraph.errors import BadInput
+
+
+def pytest_generate_tests(metafunc):
+    """Every CPU test again with CPU tiles smaller than its matrices (16×16, and 9 rows × 8 columns): ties and the
+    running K-th best must carry across column tiles as across row blocks. (Not the GPU tests: GPUs use whole rows.)"""
+    if "cpu_tiles" in metafunc.fixturenames and metafunc.definition.get_closest_marker("gpu") is None:
+        metafunc.parametrize("cpu_tiles", [None, 1 << 10, 300], ids=["cpu-tiles", "tiles-16x16", "tiles-9x8"],
+                             indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def cpu_tiles(request, monkeypatch):
+    """select.CPU_TILE_BYTES for this test (None: the default)."""
+    size = getattr(request, "param", None)
+    if size is not None:
+        monkeypatch.setattr(select_module, "CPU_TILE_BYTES", size)
+    return size
 
 
 def dense_reference(a, b, top_k=None, min_abs=None, per_source_k=None):
@@ -68,7 +86,7 @@ def test_ties_and_fast_paths_give_the_same_edges(precision, ties):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("ties", [False, True])
-def test_a_late_block_of_large_rows_gives_the_same_edges(precision, ties, monkeypatch):
+def test_a_late_block_of_large_rows_gives_the_same_edges(precision, ties, monkeypatch, cpu_tiles):
     """Rows of large norm in a later block put most of it above the running K-th best: the block's own K-th best
     proposal narrows its candidates (select._block_top) to about K before the exact re-scoring, same edges."""
     import featgraph.core.select as sel_mod
@@ -84,7 +102,8 @@ def test_a_late_block_of_large_rows_gives_the_same_edges(precision, ties, monkey
         np.testing.assert_array_equal(got.src_idx, want[0])
         np.testing.assert_array_equal(got.dst_idx, want[1])
         np.testing.assert_array_equal(got.weight, want[2])
-    assert seen and max(seen) > 4 * 60  # the path was taken, with many more candidates than K
+    if cpu_tiles is None:  # (a 16×16 tile cannot hold 4·K candidates: there, the same edges is the check)
+        assert seen and max(seen) > 4 * 60  # the path was taken, with many more candidates than K
 
 
 @pytest.mark.parametrize("negative", [False, True])
@@ -140,6 +159,19 @@ def test_block_edges(rows, precision):
     _check(a, b, Selection(top_k=25, per_source_k=2, precision=precision, block_bytes=rows * b.shape[0] * 12),
            top_k=25, per_source_k=2)
     _check(a, b, Selection(top_k=None, min_abs=9.0, precision=precision, block_bytes=rows * b.shape[0] * 12), min_abs=9.0)
+
+
+def test_block_shape_cpu_tiles_and_whole_rows(cpu_tiles):
+    from featgraph.core.select import block_rows, block_shape
+
+    n_dst, budget = 10_000, 256 << 20
+    rows, cols = block_shape(n_dst, budget, cuda=False)
+    tile = select_module.CPU_TILE_BYTES
+    assert cols < n_dst and rows * cols * 4 <= tile and cols * 4 * 2 > int(tile ** 0.5) * 2  # about square, in budget
+    assert block_shape(n_dst, budget, cuda=True) == (block_rows(n_dst, budget), n_dst)  # GPUs: whole rows
+    assert block_shape(n_dst, budget, cuda=False, whole_rows=True) == (block_rows(n_dst, budget), n_dst)
+    assert block_shape(5, budget, cuda=False)[1] == 5  # narrower than a tile: whole rows
+    assert block_shape(n_dst, 1 << 16, cuda=False)[0] <= block_rows(cols, 1 << 16)  # the memory budget still caps rows
 
 
 def test_auto_resolves_per_device():
@@ -209,3 +241,53 @@ def test_cuda_matches_cpu(precision, block_bytes):
     gpu = select(a.cuda(), b.cuda(), Selection(top_k=500, per_source_k=2, precision=precision, block_bytes=block_bytes))
     for x, y in zip((cpu.src_idx, cpu.dst_idx, cpu.weight), (gpu.src_idx, gpu.dst_idx, gpu.weight)):
         np.testing.assert_array_equal(x, y)
+
+
+
+@pytest.mark.parametrize("k", [3, 40, 300])
+@pytest.mark.parametrize("adversary", ["members-weaker", "first-block-stronger"])
+@pytest.mark.parametrize("strong", ["first-rows", "every-fifth-row", "ties"])
+def test_proposals_wrong_by_their_whole_error_bound(k, adversary, strong, monkeypatch):
+    """Proposals made adversarially wrong by (almost) their whole error bound e = c·‖a‖·‖b‖: the top K weaker and the
+    rest stronger, or the first blocks' entries stronger and the rest weaker. Every bound derived from proposals (a
+    block's own k-th best, the running K-th best, the initial and later cut-offs, the strip's narrowing, min_abs)
+    must allow for the error, or the dense reference's edges are not found: dropping any one error term fails here
+    (checked by hand, one term at a time)."""
+    c = 0.1 if strong == "ties" else 0.02
+    a, b = _factors(260, 190, 24, seed=k, ties=strong == "ties")  # ties: many entries equal to the K-th best
+    if strong == "first-rows":  # the first blocks hold the strongest entries: bounds from them reach the K-th best
+        a[:12] *= 4
+    elif strong == "every-fifth-row":  # blocks of different norms: different bounds
+        a[::5] *= 4
+    S = a.double() @ b.double().T
+    cut = S.abs().flatten().kthvalue(S.numel() - k + 1).values  # the K-th best
+
+    def wrong(x, y, precision, out=None):
+        exact = x.double() @ y.double().T
+        e = 0.99 * c * x.double().norm(dim=1)[:, None] * y.double().norm(dim=1)[None, :]
+        if adversary == "members-weaker":
+            grow = exact.abs() < cut
+        else:  # which block is first is not known here: the first product select makes is the first block
+            grow = torch.full_like(exact, float(not calls), dtype=torch.bool)
+        calls.append(1)
+        got = (exact + torch.where(grow, e, -e) * torch.sign(exact)).float()
+        return got if out is None else out.copy_(got)
+
+    calls: list[int] = []
+    monkeypatch.setattr(select_module, "_matmul", wrong)
+    monkeypatch.setattr(select_module, "error_constant", lambda precision, d: c)
+    _check(a, b, Selection(top_k=k, block_bytes=1 << 16), top_k=k)
+    calls.clear()
+    _check(a, b, Selection(top_k=k, min_abs=float(cut) * 0.97, block_bytes=1 << 16), top_k=k, min_abs=float(cut) * 0.97)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bf16_proposals_around_the_kth_best(seed):
+    """bf16 proposals err by far more than the gaps between neighbouring weights: every bound derived from them (a
+    block's own k-th best, the running K-th best, the cut-offs) must allow for the error, or members of the top K are
+    lost (checked: a bound short of its error term fails here)."""
+    a, b = _factors(300, 200, 64, seed=100 + seed)
+    a[::7] *= 3  # rows of larger norm: their blocks' bounds differ from the others'
+    for k in (5, 60, 400):
+        _check(a, b, Selection(top_k=k, precision="bf16", block_bytes=1 << 16), top_k=k)
+        _check(a, b, Selection(top_k=k, min_abs=1.0, precision="bf16", block_bytes=1 << 16), top_k=k, min_abs=1.0)

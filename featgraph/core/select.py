@@ -10,6 +10,7 @@ broken by (src, dst) index: the order is (-|w|, src, dst).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +20,10 @@ import torch
 from featgraph.errors import BadInput, BadValue
 
 PRECISIONS = ("fp32", "tf32", "bf16")
-CPU_BLOCK_BYTES = 256 << 20  # measured fastest on CPU (cache- and allocator-friendly); GPUs size blocks from free memory
+CPU_BLOCK_BYTES = 256 << 20  # the CPU's memory budget per block; GPUs size blocks from free memory
+# On the CPU S is walked in tiles of about this many bytes, so a tile is still in cache (L2/L3) when its rows are
+# screened right after the product writes it; measured in bench/select_tiles.py (docs/scale.md).
+CPU_TILE_BYTES = 8 << 20
 _SLACK = 1 - 2.0**-20  # float32 rounding of the exact value vs its float64 source
 
 
@@ -209,49 +213,26 @@ def select(
 
     kept = _Kept(sel.top_k, src.device)
     per_src: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    rows = block_rows(n_dst, sel.block_bytes)
-    buf = torch.empty(min(rows, n_src), n_dst, dtype=torch.float32) if not src.is_cuda and n_src else None
-    n_thresh = 0
+    rows, cols = block_shape(n_dst, sel.block_bytes, src.is_cuda, whole_rows=sel.per_source_k is not None)
+    # One buffer for every tile on the CPU (tiles at the right and bottom edges are views of its first elements).
+    buf = torch.empty(min(rows, n_src) * cols, dtype=torch.float32) if not src.is_cuda and n_src else None
+    col_max = [float(dst_norm[c0 : c0 + cols].max()) for c0 in range(0, n_dst, cols)]  # each tile's largest ‖dst‖
+    pool = _Pool(kept, src, dst, sel)
     for r0 in range(0, n_src, rows):
         r1 = min(n_src, r0 + rows)
-        block = _matmul(a_all[r0:r1], b_all, sel.precision, None if buf is None else buf[: r1 - r0])  # [rows, n_dst]
-        # Signed proposals; |proposals| in place only where a whole block's magnitudes are read anyway (the first
-        # block's initial cut-off, per-source top-k). Otherwise rows are screened by their max and min (no write).
-        e_blk = c_err * float(src_norm[r0:r1].max()) * dst_norm_max
-        thr = kept.threshold if sel.top_k is not None else None
-        opening = sel.top_k is not None and thr is None and block.numel() >= sel.top_k  # no K-th best yet
-        signed = not (opening or sel.per_source_k is not None)
-        if not signed:
-            block.abs_()
-        # Global top-K / threshold candidates.
-        if sel.top_k is not None or sel.min_abs is not None:
-            cutoff = -np.inf
-            if sel.min_abs is not None:
-                cutoff = sel.min_abs * _SLACK - e_blk
-            if thr is not None:
-                cutoff = max(cutoff, thr * _SLACK - e_blk)
-            elif opening:
-                assert sel.top_k is not None
-                kth = _initial_cutoff(block, sel.top_k)
-                cutoff = max(cutoff, kth * _SLACK - 2 * e_blk)
-            r, c, v = _above(block, cutoff, signed) if cutoff > -np.inf else _all(block)
-            if sel.top_k is not None and len(r) > 2 * sel.top_k:
-                r, c = _block_top(v, r, c, sel.top_k, e_blk)
-            r = r + r0
-            w = exact(src, dst, r, c)
-            if sel.min_abs is not None:
-                keep = w.abs() >= sel.min_abs
-                r, c, w = r[keep], c[keep], w[keep]
-            if sel.top_k is None:
-                n_thresh += len(w)
-                if n_thresh > sel.max_edges:
-                    raise BadValue("min_abs", sel.min_abs, f"keeps more than {sel.max_edges:,} edges in one matrix: raise it or add a top-k limit",
-                                   value_first=True)
-            if len(w):  # most blocks of a large matrix have no candidate once the running top-K is full
-                kept.add(r, c, w)
-        if sel.per_source_k is not None:
-            per_src.append(_per_source(src, dst, block, r0, sel.per_source_k, c_err, src_norm[r0:r1], dst_norm_max))
-        del block
+        src_max = float(src_norm[r0:r1].max())
+        for j, c0 in enumerate(range(0, n_dst, cols)):
+            c1 = min(n_dst, c0 + cols)
+            out = None if buf is None else buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
+            block = _matmul(a_all[r0:r1], b_all[c0:c1], sel.precision, out)  # [rows, cols]
+            e_blk = c_err * src_max * col_max[j]  # the tile's bound on |proposal − exact|
+            if sel.per_source_k is not None:  # its whole block's magnitudes are read: take them in place
+                block.abs_()
+            pool.screen(block, e_blk, r0, c0)
+            if sel.per_source_k is not None:  # whole rows (block_shape): each row's k best are in this block
+                per_src.append(_per_source(src, dst, block, r0, sel.per_source_k, c_err, src_norm[r0:r1], dst_norm_max))
+            del block
+        pool.flush()  # once per row strip: the exact re-scoring and the merge are per strip, not per tile
         if progress is not None:
             progress(r1 - r0)
 
@@ -269,6 +250,85 @@ def select(
     return Selected(rs[p].cpu().numpy(), cs[p].cpu().numpy(), ws[p].cpu().numpy())
 
 
+
+class _Pool:
+    """The global top-K / threshold candidates of the blocks of one row strip, re-scored exactly and merged into
+    `kept` by `flush` (once per strip: on the CPU a strip is many cache-sized tiles, and one exact re-scoring and one
+    merge per strip replace one per tile).
+
+    Until a flush, later tiles are screened against the best lower bound on the K-th best |weight| known: the kept
+    set's exact K-th best, or a tile's own k-th best proposal v_k less its error bound e (its k best are exactly
+    ≥ v_k − e, so the matrix's K-th best is too)."""
+
+    def __init__(self, kept: _Kept, src: torch.Tensor, dst: torch.Tensor, sel: Selection):
+        self.kept, self.src, self.dst, self.sel = kept, src, dst, sel
+        self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.n, self.e_max, self.bound = 0, 0.0, -np.inf
+        self.lower = -np.inf  # lower_bound(), kept up to date (it changes only with `bound` and at a flush)
+        self.n_thresh = 0  # threshold-mode edges kept so far (the max_edges guard)
+
+    def screen(self, block: torch.Tensor, e_blk: float, r0: int, c0: int) -> None:
+        """Take the candidates of one block (rows r0…, columns c0… of S) that can still be selected.
+
+        The block holds signed proposals, or their magnitudes when per-source top-k is asked (it reads them all).
+        Magnitudes are taken in place only where the whole block is read anyway (an initial cut-off); otherwise
+        rows are screened by their max and min, with no write."""
+        sel = self.sel
+        if sel.top_k is None and sel.min_abs is None:
+            return
+        cutoff = -np.inf if sel.min_abs is None else sel.min_abs * _SLACK - e_blk
+        lower = self.lower
+        signed = sel.per_source_k is None
+        if lower > -np.inf:
+            cutoff = max(cutoff, lower - e_blk)
+        elif sel.top_k is not None and block.numel() >= sel.top_k:  # no K-th best yet: a cut-off from this block
+            if signed:
+                block.abs_()
+                signed = False
+            cutoff = max(cutoff, _initial_cutoff(block, sel.top_k) * _SLACK - 2 * e_blk)
+        r, c, v = _above(block, cutoff, signed) if cutoff > -np.inf else _all(block)
+        if sel.top_k is not None and len(r) >= sel.top_k:
+            # This block's own k-th best proposal v_k: a lower bound for every later block, and (when it holds many
+            # more than K candidates, rows of large norm) a narrower set to re-score (_block_top).
+            kth = float(torch.topk(v, sel.top_k, sorted=False).values.min())
+            self.bound = max(self.bound, (kth - e_blk) * _SLACK)
+            self.lower = max(self.lower, self.bound)
+            if len(r) > 2 * sel.top_k:
+                r, c, v = _block_top(v, r, c, kth, e_blk)
+        if len(r):
+            self.parts.append((r + r0, c + c0, v))
+            self.n += len(r)
+            self.e_max = max(self.e_max, e_blk)
+            if self.n > max(8 * (sel.top_k or 0), 1 << 20):  # a bounded pool, whatever the strip's size
+                self.flush()
+
+    def lower_bound(self) -> float:
+        """A value the K-th best |weight| (float32) of the whole matrix is known to reach, or −inf."""
+        thr = self.kept.threshold
+        return max(self.bound, -np.inf if thr is None else thr * _SLACK)
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        sel = self.sel
+        r, c, v = (torch.cat(x) for x in zip(*self.parts))
+        self.parts, self.n = [], 0
+        if sel.top_k is not None and len(r) > 2 * sel.top_k:
+            r, c, v = _block_top(v, r, c, float(torch.topk(v, sel.top_k, sorted=False).values.min()), self.e_max)
+        w = exact(self.src, self.dst, r, c)
+        if sel.min_abs is not None:
+            keep = w.abs() >= sel.min_abs
+            r, c, w = r[keep], c[keep], w[keep]
+        if sel.top_k is None:
+            self.n_thresh += len(w)
+            if self.n_thresh > sel.max_edges:
+                raise BadValue("min_abs", sel.min_abs, f"keeps more than {sel.max_edges:,} edges in one matrix: raise it "
+                               "or add a top-k limit", value_first=True)
+        if len(w):
+            self.kept.add(r, c, w)
+            self.lower = self.lower_bound()
+
+
 def _initial_cutoff(block: torch.Tensor, k: int) -> float:
     """A value at least k distinct entries of `block` reach: the k-th largest of ≥k chunk maxima.
 
@@ -282,14 +342,15 @@ def _initial_cutoff(block: torch.Tensor, k: int) -> float:
     return float(torch.topk(maxima, k, sorted=False).values.min())
 
 
-def _block_top(v: torch.Tensor, r: torch.Tensor, c: torch.Tensor, k: int, e_blk: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The candidates (r, c) of a block, v their |proposals|, that can still be among the K best: those within 2·e_blk
-    of the block's own k-th best proposal v_k. Its k best are exactly ≥ v_k − e_blk, so the K-th best of the whole
-    matrix is too, and an entry whose proposal is below v_k − 2·e_blk is exactly below it. (When rows of large norm
-    put most of a block above the running cut-off, this keeps the exact re-scoring to about k entries, not 10⁵.)"""
-    kth = float(torch.topk(v, k, sorted=False).values.min())
+def _block_top(v: torch.Tensor, r: torch.Tensor, c: torch.Tensor, kth: float,
+               e_blk: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The candidates (r, c, v) of a block (or of a strip's blocks), v their |proposals| and kth the k-th largest of
+    v, that can still be among the K best: those within 2·e_blk of kth, e_blk the largest of their blocks' error
+    bounds. Their k best are exactly ≥ kth − e_blk, so the K-th best of the whole matrix is too, and an entry whose
+    proposal is below kth − 2·e_blk is exactly below it. (When rows of large norm put most of a block above the
+    running cut-off, this keeps the exact re-scoring to about k entries, not 10⁵.)"""
     keep = v >= kth * _SLACK - 2 * e_blk
-    return r[keep], c[keep]
+    return r[keep], c[keep], v[keep]
 
 
 def _above(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -326,6 +387,17 @@ def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     r = torch.arange(rows, device=block.device).repeat_interleave(cols)
     c = torch.arange(cols, device=block.device).repeat(rows)
     return r, c, block.abs().flatten()
+
+
+def block_shape(n_dst: int, block_bytes: int, cuda: bool, whole_rows: bool = False) -> tuple[int, int]:
+    """(rows, cols) of the blocks S is walked in. On a GPU, and where whole rows are needed (per-source top-k),
+    blocks are whole rows under the memory budget. On the CPU, square-ish tiles of CPU_TILE_BYTES (at most
+    block_bytes' rows): a tile written by the product is screened while it is still in cache, instead of being
+    read back from memory twice."""
+    if cuda or whole_rows:
+        return block_rows(n_dst, block_bytes), n_dst
+    cols = max(1, min(n_dst, math.isqrt(CPU_TILE_BYTES // 4)))
+    return max(1, min(block_rows(cols, block_bytes), CPU_TILE_BYTES // (4 * cols))), cols
 
 
 def block_rows(n_dst: int, block_bytes: int) -> int:
