@@ -14,7 +14,8 @@ With --bare, the atlas' bare products are timed too, in their own subprocess. Th
 matrix products the atlas makes, by the same featgraph calls, with nothing else: for each layer, head and circuit in
 the atlas' order, (1) the factor products — circuit_factors' W_dec·W_Qᵀ etc., a key/value head's keys and values
 computed once for the query heads sharing it, as the atlas does — and (2) the block products S = src @ dst.T in
-featgraph's CPU blocks (select.block_rows rows, select._matmul into one reused buffer), nothing selected. Not in them:
+featgraph's CPU tiles (select.block_shape, select._matmul into one reused buffer; the tiles are also the fastest shape
+for the products alone, bench/select_tiles.py), nothing selected. Not in them:
 loading and checking the inputs, the moments, the selection (screening, exact re-scoring, ordering), hashing and
 writing. The atlas' ratio to them is everything featgraph adds to the arithmetic it cannot avoid; issue 20's target is
 1.15. Both ratios are printed: to the bare products (blocks + factors) and to the block products alone (whose floor is
@@ -186,8 +187,8 @@ def child_atlas(model: str, template: str, layers: list[int], heads: list[int], 
 def child_bare(model: str, template: str, layers: list[int], heads: list[int], result: str) -> None:
     """The bare products of `layers` (module docstring): for each (head, circuit) in the atlas' order, its two factors
     by featgraph's circuit_factors (a key/value head's shared by its query heads, as the atlas shares them) and its
-    block products S = src @ dst.T by featgraph's own block call (select._matmul into one reused buffer of
-    select.block_rows rows, the CPU block budget), nothing selected; loading is not timed."""
+    block products S = src @ dst.T by featgraph's own block call (select._matmul into one reused buffer, in
+    select.block_shape's CPU tiles), nothing selected; loading is not timed."""
     import torch
 
     from featgraph.core import select
@@ -212,11 +213,15 @@ def child_bare(model: str, template: str, layers: list[int], heads: list[int], r
                     t_fac += time.perf_counter() - w
                     c_fac += time.process_time() - c
                     n_src, n_dst = f.src.shape[0], f.dst.shape[0]
-                    rows = select.block_rows(n_dst, sel.block_bytes)
+                    rows, cols = select.block_shape(n_dst, sel.block_bytes, cuda=False)
                     w, c = time.perf_counter(), time.process_time()
-                    buf = torch.empty(min(rows, n_src), n_dst)
+                    buf = torch.empty(min(rows, n_src) * cols)
                     for r0 in range(0, n_src, rows):
-                        select._matmul(f.src[r0 : r0 + rows], f.dst, sel.precision, buf[: min(rows, n_src - r0)])
+                        r1 = min(n_src, r0 + rows)
+                        for c0 in range(0, n_dst, cols):
+                            c1 = min(n_dst, c0 + cols)
+                            select._matmul(f.src[r0:r1], f.dst[c0:c1], sel.precision,
+                                           buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0))
                     del buf
                     t_blk += time.perf_counter() - w
                     c_blk += time.process_time() - c

@@ -2,7 +2,7 @@
 jobs' load, unlike wall time), of `fg.atlas` on one layer of bench/atlas.py's synthetic Gemma 2 2B inputs at 16k.
 
 The library is imported before the clock starts. Prints the CPU seconds of the block products (torch.matmul), the
-factor products (circuit_factors), the moments' sums and row norms, the selection beyond its block products, and
+factor products (circuit_factors), the moments' means and Gram matrices and the row norms, the selection beyond its block products, and
 the rest (loading, checks, hashing, writing), then the functions taking the most CPU time.
 
 Usage: python bench/atlas_profile.py [--heads 0-1] [--work DIR]   # the inputs are bench/atlas.py's (made if absent)
@@ -54,12 +54,12 @@ def main() -> None:
 
     blocks = sum(v[2] for (_, _, n), v in raw.items() if n == "<built-in method torch.matmul>")
     factors = cum("core/circuits.py", "circuit_factors")
-    stats_t = cum("core/circuits.py", "sums_and_norms")
+    stats_t = cum("core/circuits.py", "mean_and_gram") + cum("core/select.py", "row_norms")
     select_t = cum("core/select.py", "select")
     print(f"one layer, heads {a.heads}, QK+OV at 16k: wall {wall:.1f} s, CPU {cpu:.1f} s "
           f"(load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())})")
     for what, t in (("block products (torch.matmul)", blocks), ("factor products (circuit_factors)", factors),
-                    ("moments' sums and row norms", stats_t), ("selection beyond its block products", select_t - blocks),
+                    ("moments (means, Gram matrices) and row norms", stats_t), ("selection beyond its block products", select_t - blocks),
                     ("the rest: loading, checks, hashing, writing", cpu - select_t - factors - stats_t)):
         print(f"  {what:<46} {t:6.2f} s CPU  {100 * t / cpu:5.1f}%  {t / blocks:5.3f}x the block products")
     stats.sort_stats("tottime").print_stats(a.top)

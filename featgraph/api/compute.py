@@ -142,8 +142,8 @@ def compute_edges(
     overall = progress("all matrices", len([t for t in todo if t not in done])) if progress else None
     parts = []
     shared: dict[tuple[str, int], torch.Tensor] = {}  # a key/value head's factors, for the query heads sharing it
-    # A source factor is a key/value head's keys (QK) or values (OV), shared by its query heads: its sums and row
-    # norms too, kept beside it while `shared` keeps it (heads × circuits alternate QK and OV sources).
+    # A source factor is a key/value head's keys (QK) or values (OV), shared by its query heads: its moments' mean
+    # and Gram matrix and its row norms too, kept beside it while `shared` keeps it (QK and OV sources alternate).
     src_stats: dict[str, tuple[torch.Tensor, tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]] = {}
     for head, circ in todo:
         if (head, circ) in done:
@@ -152,9 +152,9 @@ def compute_edges(
         f = circuits.circuit_factors(attn, W_dec_in, W_enc_out, head, circ, conv, shared)
         src, dst = f.src.to(device), f.dst.to(device)
         if circ not in src_stats or src_stats[circ][0] is not f.src:
-            src_stats[circ] = (f.src, circuits.sums_and_norms(src))
-        (src_sums, src_norms), (dst_sums, dst_norms) = src_stats[circ][1], circuits.sums_and_norms(dst)
-        mean, std = circuits.moments(src, dst, src_sums, dst_sums)
+            src_stats[circ] = (f.src, (circuits.mean_and_gram(src), select.row_norms(src)))
+        (src_m, src_norms), dst_m, dst_norms = src_stats[circ][1], circuits.mean_and_gram(dst), select.row_norms(dst)
+        mean, std = circuits.moments(src, dst, src_m, dst_m)
         tick = progress(f"head {head} {circ}", src.shape[0]) if progress else None
         chosen = select.select(src, dst, sel, tick, norms=(src_norms, dst_norms))
         part = CircuitEdges(head, f.kv_head, circ, chosen, mean, std, int(src.shape[0]), int(dst.shape[0]))

@@ -296,43 +296,45 @@ def ov_target(requested: str, d_in: int, config: ModelConfig, site: str | None =
                                                          "attn_out": "o_proj's output (residual units)"}[str(site)])
 
 
+MOMENT_ROWS = 1 << 12  # rows per float32 Gram product (docs/maths.md, "Selection")
+
+
 def moments(src: torch.Tensor, dst: torch.Tensor,
-            src_sums: tuple[torch.Tensor, torch.Tensor] | None = None,
-            dst_sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[float, float]:
-    """Mean and standard deviation of all n_src·n_dst entries of src @ dst.T, exactly.
+            src_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+            dst_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[float, float]:
+    """Mean and standard deviation of all n_src·n_dst entries of src @ dst.T, from closed forms of the factors.
 
-    Σ_ij s_i·d_j = (Σ s_i)·(Σ d_j) and Σ_ij (s_i·d_j)² = ⟨SᵀS, DᵀD⟩_F, in float64. src_sums, dst_sums:
-    sum_and_gram(src) and sum_and_gram(dst), when the caller has them already (a key/value head's factor shared by
-    its query heads; sums taken with the row norms by sums_and_norms).
+    mean = s̄·d̄ and Σ_ij (s_i·d_j − mean)² = ⟨G_S, G_D⟩ + n_src·s̄ᵀG_D s̄ + n_dst·d̄ᵀG_S d̄ with G the centred Gram
+    matrices (docs/maths.md, "Selection": three non-negative terms, no cancellation). src_stats, dst_stats:
+    mean_and_gram(src) and mean_and_gram(dst), when the caller has them already (a key/value head's factor shared by
+    its query heads).
     """
-    n = src.shape[0] * dst.shape[0]
-    s_sum, s_gram = src_sums if src_sums is not None else sum_and_gram(src)
-    d_sum, d_gram = dst_sums if dst_sums is not None else sum_and_gram(dst)
-    mean = float(s_sum @ d_sum) / n
-    sq = float((s_gram * d_gram).sum()) / n
-    return mean, math.sqrt(max(sq - mean * mean, 0.0))
+    n_s, n_d = src.shape[0], dst.shape[0]
+    s_mean, s_gram = src_stats if src_stats is not None else mean_and_gram(src)
+    d_mean, d_gram = dst_stats if dst_stats is not None else mean_and_gram(dst)
+    mean = float(s_mean @ d_mean)
+    sq = float((s_gram * d_gram).sum()) + n_s * float(s_mean @ d_gram @ s_mean) + n_d * float(d_mean @ s_gram @ d_mean)
+    return mean, math.sqrt(max(sq, 0.0) / max(n_s * n_d, 1))
 
 
-def sum_and_gram(x: torch.Tensor, rows: int = 1 << 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ_i x_i and XᵀX in float64, a chunk of rows at a time (no float64 copy of a 1M-row factor)."""
-    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
-    for r0 in range(0, x.shape[0], rows):
-        c = x[r0 : r0 + rows].double()
-        total += c.sum(0)
-        gram += c.T @ c
-    return total, gram
+def mean_and_gram(x: torch.Tensor, rows: int = MOMENT_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
+    """x's mean row x̄ [d] and centred Gram matrix Σ_i (x_i − x̄)(x_i − x̄)ᵀ [d, d], both float64.
 
-
-def sums_and_norms(x: torch.Tensor, rows: int = 1 << 16) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """(sum_and_gram(x), select.row_norms(x)) from one float64 copy of each chunk of rows: the same values as the
-    two functions give, for one conversion of the factor instead of two. ([d], [d, d]) and [n]."""
-    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    gram = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
-    norms = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
-    for r0 in range(0, x.shape[0], rows):
-        c = x[r0 : r0 + rows].double()
-        total += c.sum(0)
-        gram += c.T @ c
-        norms[r0 : r0 + rows] = c.norm(dim=1).float()
-    return (total, gram), norms
+    float32 products of chunks of rows (a float64 product costs twice as much and more), summed in float64. Each
+    chunk is centred at m, a float32 estimate of x̄; the centred rows' sum gives δ = x̄ − m to the precision of the
+    rows' spread (not of their size), then x̄ = m + δ and Σ (x − x̄)(x − x̄)ᵀ = Σ (x − m)(x − m)ᵀ − n·δδᵀ. No float64
+    copy of the factor is made.
+    """
+    n, d = x.shape
+    total = torch.zeros(d, dtype=torch.float64, device=x.device)
+    for r0 in range(0, n, rows):
+        total += x[r0 : r0 + rows].sum(0).double()
+    m = (total / max(n, 1)).float()
+    gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
+    off = torch.zeros(d, dtype=torch.float64, device=x.device)
+    for r0 in range(0, n, rows):
+        c = x[r0 : r0 + rows] - m
+        gram += (c.T @ c).double()
+        off += c.sum(0).double()
+    delta = off / max(n, 1)
+    return m.double() + delta, gram - n * torch.outer(delta, delta)
