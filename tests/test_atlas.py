@@ -185,6 +185,26 @@ def test_interrupted_atlas_resumes_after_the_finished_layer(inputs, made, tmp_pa
     assert (out / "edges.parquet").read_bytes() == before and calls == []
 
 
+def test_combined_run_rebuilt_when_due_and_when_the_call_ends(inputs, tmp_path, monkeypatch):
+    """The combined run is rebuilt after a finished layer only when COMBINE_EVERY_S has passed since the last rebuild
+    (after every layer with 0), and always when the call ends: once for the whole call with a long interval, and then
+    it holds every layer."""
+    from featgraph.api import multilayer
+    from featgraph.runs import atlasdir
+
+    model, template = inputs
+    held = []
+    real = atlasdir.combine
+    monkeypatch.setattr(atlasdir, "combine", lambda out, done, *a, **k: (held.append(sorted(done)), real(out, done, *a, **k))[1])
+    common = dict(model=model, layers=[1, 2], sae_template=template, top_k=TOP_K, device="cpu", labels=False)
+    for every, want in ((0.0, [[], [1], [1, 2]]), (3600.0, [[], [1, 2]])):
+        monkeypatch.setattr(multilayer, "COMBINE_EVERY_S", every)
+        held.clear()
+        run = fg.atlas(**common, out=tmp_path / f"every{every:g}")
+        assert held == want  # ([] is the rebuild before any layer: what an interrupted rebuild left, made whole)
+        assert run.layers == [1, 2]
+
+
 def test_force_recomputes_every_layer(inputs, made, tmp_path, monkeypatch):
     out = tmp_path / "atlas"
     r = cli(*_atlas_args(inputs, out, "--layers", "2"))

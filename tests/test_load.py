@@ -114,6 +114,34 @@ def test_sae_local_and_shapes(tmp_path):
     assert s2.W_dec is None and s2.W_enc is not None
 
 
+@pytest.mark.parametrize("layout", ["stored", "compressed", "fortran", "big-endian"])
+def test_gemma_scope_npz_read_mapped_or_by_numpy(tmp_path, layout):
+    """Gemma Scope's params.npz (np.savez: entries stored uncompressed) is memory-mapped instead of copied into memory;
+    compressed entries, Fortran order and big-endian arrays too read the values numpy reads. The tensors are
+    copy-on-write: writing to one leaves the file as it was."""
+    from featgraph.load.sae import load
+    from featgraph.load.sae.gemma_scope import npz_member
+
+    rng = np.random.default_rng(0)
+    raw = {"W_enc": rng.normal(size=(6, 10)), "W_dec": rng.normal(size=(10, 6)), "b_enc": rng.normal(size=10),
+           "b_dec": rng.normal(size=6), "threshold": np.abs(rng.normal(size=10))}
+    raw = {k: v.astype(">f4" if layout == "big-endian" else np.float32) for k, v in raw.items()}
+    if layout == "fortran":
+        raw = {k: np.asfortranarray(v) for k, v in raw.items()}
+    path = tmp_path / "params.npz"
+    (np.savez_compressed if layout == "compressed" else np.savez)(path, **raw)
+    before = path.read_bytes()
+    with np.load(path) as npz:
+        got = npz_member(path, npz, "W_dec")
+        assert isinstance(got, np.memmap) == (layout != "compressed")
+        np.testing.assert_array_equal(got, npz["W_dec"])
+    sae = load(str(path), ("W_enc", "W_dec", "b_enc", "b_dec", "threshold"))
+    for k, v in raw.items():
+        np.testing.assert_array_equal(sae.part(k).numpy(), v.astype(np.float32))
+    sae.part("W_dec").mul_(0)  # copy-on-write: the file is not touched
+    assert path.read_bytes() == before
+
+
 def test_sae_errors(tmp_path):
     p = write_sae(tmp_path / "s", 48, 20, seed=0)
     with pytest.raises(BadInput, match="d_model is 64"):

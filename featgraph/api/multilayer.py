@@ -7,8 +7,10 @@ they are layer L's OV outputs or layer L+1's keys, queries and values, and Cyphe
 
 On disk (featgraph.runs.atlasdir; docs/run-directory.md, "The atlas"): each layer is an `extract` run in
 `DIR/layers/L{layer}`, written whole or not at all (and resumed per matrix inside a layer by featgraph.runs.resume);
-after each finished layer the combined `edges.parquet`, `features.parquet` and `manifest.json` of DIR are rebuilt
-from the finished layers, so `open_run(DIR)` is one run holding them all. An interrupted atlas continues where it
+the combined `edges.parquet`, `features.parquet` and `manifest.json` of DIR are rebuilt from the finished layers
+when the call ends (finished, failed or interrupted) and, while it runs, after a finished layer at most every
+COMBINE_EVERY_S seconds (rebuilding them after every layer costs a share of the work that grows with the layers), so
+`open_run(DIR)` is one run holding them all. An interrupted atlas continues where it
 stopped: finished layers are skipped once their manifests are checked against the request. Memory is one layer's
 work at a time plus the combined edge table.
 """
@@ -36,6 +38,7 @@ from featgraph.runs.files import holds_output
 from featgraph.runs.manifest import Manifest
 
 _LAYERS_RE = re.compile(r"^\d+(-\d+)?$")
+COMBINE_EVERY_S = 300.0  # while an atlas runs, its combined run is rebuilt at most this often (and when it ends)
 
 
 def parse_layers(text: str) -> tuple[int, ...]:
@@ -285,15 +288,12 @@ def atlas(
 def _build(req: _Request, out: Path, force: bool, precision: str, device: str, block_mb: int | None, labels: bool,
            label_table: pd.DataFrame | None, progress: ProgressFactory | None, cluster: Any, heads_per_task: int | None):
     """The atlas in `out` once every check has passed: its finished layers kept, the others computed (in this
-    process, or as Ray tasks on `cluster`) and each written whole, the combined run rebuilt after each."""
-    from featgraph.api.compute import extract
+    process, or as Ray tasks on `cluster`) and each written whole, the combined run rebuilt (_Combined)."""
     from featgraph.api.run import Run
     from featgraph.runs import rundir
     from featgraph.runs.files import check_target, marker_kind
 
-    model, wanted, head_list, which, sae_fn, id_fn = req.model, req.layers, req.heads, req.circuits, req.sae, req.sae_id
-    top_k, min_abs, per_source_k, attn_scale, rope_offset = req.top_k, req.min_abs, req.per_source_k, req.attn_scale, req.rope_offset
-    model_id = req.model_id
+    wanted, head_list, which = req.layers, req.heads, req.circuits
     engine = cluster.describe() if cluster is not None else {"name": "process"}
     if marker_kind(out) == atlasdir.KIND:
         if force:
@@ -319,11 +319,64 @@ def _build(req: _Request, out: Path, force: bool, precision: str, device: str, b
         overall((len(wanted) - len(todo)) * per_layer)
     ids = _known_ids(done)
     atlasdir.combine(out, done, req.circuits, req.describe())  # what an interrupted rebuild left is made whole first
-    if cluster is not None:
-        _ray_layers(cluster, req, out, todo, ids, {"precision": precision, "block_mb": block_mb}, labels, label_table,
-                    progress, overall, heads_per_task, engine)
-        done = atlasdir.finished(out)
-    for L in todo if cluster is None else ():
+    combined = _Combined(out, req, engine)
+    try:
+        if cluster is not None:
+            _ray_layers(cluster, req, out, todo, ids, {"precision": precision, "block_mb": block_mb}, labels, label_table,
+                        progress, overall, heads_per_task, combined)
+        else:
+            _process_layers(req, out, todo, ids, force, precision, device, block_mb, labels, label_table, progress,
+                            overall, combined)
+    finally:  # finished, failed or interrupted: the combined run holds every finished layer
+        combined.now()
+    done = atlasdir.finished(out)
+    _check_shared_ids(done)
+    atlas_run = Run.open(out)
+    from featgraph.runs.files import DB_NAME
+
+    if todo and (out / DB_NAME).exists():  # the store was built from fewer layers: rebuild it
+        atlas_run.load()
+    if todo:  # found over fewer layers; `featgraph tetrads DIR` makes it again
+        (out / rundir.TETRADS).unlink(missing_ok=True)
+    neo = (atlas_run.manifest.stores or {}).get("neo4j")
+    if todo and neo:
+        warnings.warn(f"the copy of this atlas loaded into Neo4j at {neo.get('uri')} on {neo.get('loaded')} lacks the layers "
+                      f"computed since: refresh it with `featgraph load {out} --neo4j`", FeatgraphWarning, stacklevel=2)
+    return atlas_run
+
+
+class _Combined:
+    """The atlas's combined run, rebuilt from the finished layers (atlasdir.combine): `after_layer` at most every
+    COMBINE_EVERY_S seconds, `now` when the call ends."""
+
+    def __init__(self, out: Path, req: _Request, engine: dict):
+        import time
+
+        self.out, self.req, self.engine, self.clock = out, req, engine, time.monotonic
+        self.last, self.stale = self.clock(), False
+
+    def after_layer(self) -> None:
+        self.stale = True
+        if self.clock() - self.last >= COMBINE_EVERY_S:
+            self.now()
+
+    def now(self) -> None:
+        if self.stale:
+            atlasdir.combine(self.out, atlasdir.finished(self.out), self.req.circuits, self.req.describe(), engine=self.engine)
+            self.last, self.stale = self.clock(), False
+
+
+def _process_layers(req: _Request, out: Path, todo: Sequence[int], ids: dict[int, str], force: bool, precision: str,
+                    device: str, block_mb: int | None, labels: bool, label_table: pd.DataFrame | None,
+                    progress: ProgressFactory | None, overall, combined: _Combined) -> None:
+    """Every layer of `todo` in this process, one `extract` run each, written whole."""
+    from featgraph.api.compute import extract
+
+    model, head_list, which, sae_fn, id_fn = req.model, req.heads, req.circuits, req.sae, req.sae_id
+    top_k, min_abs, per_source_k, attn_scale, rope_offset = req.top_k, req.min_abs, req.per_source_k, req.attn_scale, req.rope_offset
+    model_id = req.model_id
+    per_layer = len(head_list) * len(which)
+    for L in todo:
         given_in = id_fn(L - 1) if id_fn else ids.get(L - 1)
         given_out = (id_fn(L) if id_fn else ids.get(L)) if "OV" in which else None
         with _atlas_warnings():
@@ -338,22 +391,8 @@ def _build(req: _Request, out: Path, force: bool, precision: str, device: str, b
             _attach_labels(run, label_table)
         del run
         gc.collect()  # one layer's tensors at a time
-        done = atlasdir.finished(out)
-        ids = _known_ids(done)
-        atlasdir.combine(out, done, req.circuits, req.describe(), engine=engine)
-    _check_shared_ids(done)
-    atlas_run = Run.open(out)
-    from featgraph.runs.files import DB_NAME
-
-    if todo and (out / DB_NAME).exists():  # the store was built from fewer layers: rebuild it
-        atlas_run.load()
-    if todo:  # found over fewer layers; `featgraph tetrads DIR` makes it again
-        (out / rundir.TETRADS).unlink(missing_ok=True)
-    neo = (atlas_run.manifest.stores or {}).get("neo4j")
-    if todo and neo:
-        warnings.warn(f"the copy of this atlas loaded into Neo4j at {neo.get('uri')} on {neo.get('loaded')} lacks the layers "
-                      f"computed since: refresh it with `featgraph load {out} --neo4j`", FeatgraphWarning, stacklevel=2)
-    return atlas_run
+        ids = _known_ids(atlasdir.finished(out))
+        combined.after_layer()
 
 
 # ---------------------------------------------------------------- the layers as Ray tasks
@@ -380,9 +419,9 @@ def _for_ray(req: _Request, layers: Sequence[int]) -> _Request:
 
 def _ray_layers(cluster, req: _Request, out: Path, todo: Sequence[int], ids: dict[int, str], extract_args: dict,
                 labels: bool, label_table: pd.DataFrame | None, progress: ProgressFactory | None, overall,
-                heads_per_task: int | None, engine: dict) -> None:
+                heads_per_task: int | None, combined: _Combined) -> None:
     """Every layer of `todo` as Ray tasks (featgraph.api.ray_atlas); each layer written whole as its head sets return,
-    labelled as `extract` labels a run, and the combined run rebuilt after it."""
+    labelled as `extract` labels a run, then the combined run rebuilt when due (_Combined)."""
     from featgraph.api import ray_atlas
     from featgraph.api.run import Run
     from featgraph.errors import FeatgraphError
@@ -409,7 +448,7 @@ def _ray_layers(cluster, req: _Request, out: Path, todo: Sequence[int], ids: dic
                 if rename is None or f"{old_in!r}" not in text:
                     warnings.warn(text, FeatgraphWarning, stacklevel=2)
             d = atlasdir.layer_dir(out, L)
-            ray_atlas.write_layer(d, results, rename, engine)
+            ray_atlas.write_layer(d, results, rename, combined.engine)
             run = Run.open(d)
             if labels and label_table is None:
                 try:
@@ -420,8 +459,7 @@ def _ray_layers(cluster, req: _Request, out: Path, todo: Sequence[int], ids: dic
                     warnings.warn(f"labels not attached ({e}); run `featgraph labels {d}` later", FeatgraphWarning, stacklevel=2)
         if label_table is not None:
             _attach_labels(run, label_table)
-        done = atlasdir.finished(out)
-        atlasdir.combine(out, done, req.circuits, req.describe(), engine=engine)
+        combined.after_layer()
 
 
 # ---------------------------------------------------------------- checks before anything is written

@@ -357,7 +357,11 @@ def _above(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tens
     proposals (else their magnitudes), and its surviving rows' magnitudes are taken where needed.
 
     Once the running top-K is full almost no row reaches the cut-off, so rows are screened by their largest magnitude
-    (max(x) and −min(x): two reads of the block, no write) and only the survivors are compared entry by entry."""
+    (max(x) and −min(x): two reads of the block, no write) and only the survivors are compared entry by entry. On the
+    CPU, after the two reads (torch, on every core) the work is on arrays of a block's rows or fewer, in numpy: a
+    torch call costs tens of microseconds whatever its size, and a CPU block is one of many small tiles."""
+    if not block.is_cuda:
+        return _above_cpu(block, cutoff, signed)
     if signed:
         hit = block.amax(dim=1) >= cutoff
         hit |= block.amin(dim=1) <= -cutoff
@@ -377,6 +381,27 @@ def _above(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tens
         sub.abs_()
     r, c = torch.nonzero(sub >= cutoff, as_tuple=True)
     return rows[r], c, sub[r, c]
+
+
+def _above_cpu(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """_above on a CPU block (float32): the same entries, in the same order."""
+    hit = block.amax(dim=1).numpy() >= cutoff
+    if signed:
+        hit |= block.amin(dim=1).numpy() <= -cutoff
+    rows = np.flatnonzero(hit)
+    b = block.numpy()
+    if len(rows) * 2 > b.shape[0]:
+        mag = np.abs(b, out=b) if signed else b
+        r, c = np.nonzero(mag >= cutoff)
+        v = mag[r, c]
+    else:
+        sub = b[rows]
+        if signed:
+            np.abs(sub, out=sub)
+        r, c = np.nonzero(sub >= cutoff)
+        v = sub[r, c]
+        r = rows[r]
+    return torch.from_numpy(r.astype(np.int64, copy=False)), torch.from_numpy(c.astype(np.int64, copy=False)), torch.from_numpy(v)
 
 
 def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

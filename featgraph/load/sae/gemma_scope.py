@@ -13,6 +13,7 @@ import math
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,6 +51,35 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def npz_member(path: Path, npz: Any, key: str) -> np.ndarray:
+    """Array `key` of the .npz at `path`: memory-mapped (copy-on-write) where the entry is stored uncompressed, as
+    np.savez writes Gemma Scope's params.npz, so a 300 MB file is not copied into memory by reading it (nor checked
+    against its zip CRC: the file's sha256 is what featgraph records); otherwise `npz[key]`, numpy's own read."""
+    name = f"{key}.npy"
+    try:
+        info = npz.zip.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # compressed or encrypted: numpy reads it
+            return npz[key]
+        with open(path, "rb") as fh:
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                return npz[key]
+            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            offset = fh.tell()
+        if dtype.hasobject or offset - start + math.prod(shape) * dtype.itemsize > info.file_size:
+            return npz[key]
+        if not math.prod(shape):
+            return np.zeros(shape, dtype)
+        return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=tuple(shape), order="F" if fortran else "C")
+    except (KeyError, ValueError, OSError, AttributeError):
+        return npz[key]  # numpy's read says what is wrong, as before
+
+
 def check(role: str, text: str, shapes: dict[str, tuple[int, ...]], fmt: str, spelled: Sequence[str]) -> tuple[int, int]:
     """(d_in, d_sae) after checking Gemma Scope's five keys and their shapes (one line on the first problem)."""
     missing = [k for k in KEYS if k not in shapes]
@@ -71,8 +101,11 @@ def read(weights: Path, parts: Sequence[str], role: str, text: str, norm_scaling
     try:
         with np.load(weights) as npz:
             def arr(k: str, scale: float = 1.0):
-                return lambda: torch.from_numpy(np.ascontiguousarray(checked_array(npz[k], role, text, weights.name, k),
-                                                                      dtype=np.float32)) * scale
+                def make() -> torch.Tensor:
+                    a = np.ascontiguousarray(checked_array(npz_member(weights, npz, k), role, text, weights.name, k),
+                                             dtype=np.float32)
+                    return torch.from_numpy(a) * scale if scale != 1.0 else torch.from_numpy(a)
+                return make
             arrays = pick(parts, {"W_enc": arr("W_enc", 1 / s), "W_dec": arr("W_dec", s), "b_enc": arr("b_enc"),
                                   "b_dec": arr("b_dec"), "threshold": arr("threshold")})
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
