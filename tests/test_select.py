@@ -161,6 +161,26 @@ def test_block_edges(rows, precision):
     _check(a, b, Selection(top_k=None, min_abs=9.0, precision=precision, block_bytes=rows * b.shape[0] * 12), min_abs=9.0)
 
 
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("strong_rows", [0, 3, 40])  # none, a few (survivors' rows copied), most (whole block)
+def test_row_screen_in_torch_equals_numpy(signed, strong_rows):
+    """The row screen's torch path (GPUs; CI has none) and its numpy path (CPUs) give the same entries in the same
+    order, on signed proposals and on magnitudes, with no row, a few rows and most rows above the cut-off."""
+    g = torch.Generator().manual_seed(strong_rows + signed)
+    block = torch.randn(60, 37, generator=g)
+    block[:strong_rows] *= 10
+    if not signed:
+        block = block.abs()
+    for cutoff in (3.5, 12.0, 1e9):
+        got = select_module._above_cpu(block.clone(), cutoff, signed)
+        want = select_module._above_torch(block.clone(), cutoff, signed)
+        for x, y in zip(got, want):
+            assert x.dtype == y.dtype
+            np.testing.assert_array_equal(x.numpy(), y.numpy())
+        mag = block.abs()
+        assert len(got[0]) == int((mag >= cutoff).sum())
+
+
 def test_block_shape_cpu_tiles_and_whole_rows(cpu_tiles):
     from featgraph.core.select import block_rows, block_shape
 

@@ -1,6 +1,7 @@
 """Pick the strongest entries of `S = src @ dst.T` without materialising S.
 
-S is walked in row blocks under a memory budget. A block is computed in the
+S is walked in blocks under a memory budget (whole rows on a GPU, cache-sized
+tiles on a CPU: block_shape). A block is computed in the
 chosen precision only to *propose* candidates; a rigorous bound on that
 precision's error keeps every entry that could belong to the selection, and
 the candidates are re-scored exactly (float64 dot products rounded to float32).
@@ -360,8 +361,11 @@ def _above(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tens
     (max(x) and −min(x): two reads of the block, no write) and only the survivors are compared entry by entry. On the
     CPU, after the two reads (torch, on every core) the work is on arrays of a block's rows or fewer, in numpy: a
     torch call costs tens of microseconds whatever its size, and a CPU block is one of many small tiles."""
-    if not block.is_cuda:
-        return _above_cpu(block, cutoff, signed)
+    return _above_torch(block, cutoff, signed) if block.is_cuda else _above_cpu(block, cutoff, signed)
+
+
+def _above_torch(block: torch.Tensor, cutoff: float, signed: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """_above in torch, on the block's device (a GPU's)."""
     if signed:
         hit = block.amax(dim=1) >= cutoff
         hit |= block.amin(dim=1) <= -cutoff
