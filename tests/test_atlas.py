@@ -205,6 +205,32 @@ def test_combined_run_rebuilt_when_due_and_when_the_call_ends(inputs, tmp_path, 
         assert run.layers == [1, 2]
 
 
+def test_a_failing_rebuild_does_not_hide_the_error_that_stopped_the_atlas(inputs, tmp_path, monkeypatch):
+    """When a layer fails and the combined run's rebuild at the end fails too, the layer's error is the one raised;
+    the rebuild's is a warning saying the next call rebuilds it."""
+    from featgraph.runs import atlasdir
+
+    model, template = inputs
+    real_extract, real_combine = compute.extract, atlasdir.combine
+
+    def extract(*a, **k):
+        if k["layer"] == 2:
+            raise RuntimeError("layer 2 broke")
+        return real_extract(*a, **k)
+
+    def combine(out, done, *a, **k):
+        if done:
+            raise OSError("disk full")
+        return real_combine(out, done, *a, **k)
+
+    monkeypatch.setattr(compute, "extract", extract)
+    monkeypatch.setattr(atlasdir, "combine", combine)
+    with pytest.warns(FeatgraphWarning, match=r"not rebuilt \(disk full\); the next `atlas` call"):
+        with pytest.raises(RuntimeError, match="layer 2 broke"):
+            fg.atlas(model=model, layers=[1, 2], sae_template=template, top_k=TOP_K, device="cpu", labels=False,
+                     out=tmp_path / "atlas")
+
+
 def test_force_recomputes_every_layer(inputs, made, tmp_path, monkeypatch):
     out = tmp_path / "atlas"
     r = cli(*_atlas_args(inputs, out, "--layers", "2"))

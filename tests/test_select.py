@@ -187,11 +187,34 @@ def test_block_shape_cpu_tiles_and_whole_rows(cpu_tiles):
     n_dst, budget = 10_000, 256 << 20
     rows, cols = block_shape(n_dst, budget, cuda=False)
     tile = select_module.CPU_TILE_BYTES
-    assert cols < n_dst and rows * cols * 4 <= tile and cols * 4 * 2 > int(tile ** 0.5) * 2  # about square, in budget
+    assert cols < n_dst and rows * cols * 4 <= tile  # in the tile's bytes
+    assert abs(rows - cols) <= 1 and rows * cols * 4 > tile / 2  # about square, about the tile's size
     assert block_shape(n_dst, budget, cuda=True) == (block_rows(n_dst, budget), n_dst)  # GPUs: whole rows
     assert block_shape(n_dst, budget, cuda=False, whole_rows=True) == (block_rows(n_dst, budget), n_dst)
     assert block_shape(5, budget, cuda=False)[1] == 5  # narrower than a tile: whole rows
     assert block_shape(n_dst, 1 << 16, cuda=False)[0] <= block_rows(cols, 1 << 16)  # the memory budget still caps rows
+
+
+@pytest.mark.parametrize("n,m", [(0, 30), (30, 0), (0, 0)])
+@pytest.mark.parametrize("kwargs", [dict(top_k=10), dict(top_k=None, min_abs=0.5), dict(top_k=5, per_source_k=2)])
+def test_empty_matrices_select_nothing(n, m, kwargs):
+    a, b = _factors(max(n, 1), max(m, 1), 8, seed=3)
+    got = select(a[:n], b[:m], Selection(block_bytes=1 << 16, **kwargs))
+    assert len(got) == 0 and got.src_idx.dtype == np.int64 and got.weight.dtype == np.float32
+
+
+def test_many_candidates_in_one_strip_and_k_above_a_tile(cpu_tiles, monkeypatch):
+    """A threshold keeping more candidates of one strip than the pool holds (select.POOL_ENTRIES, lowered here: the
+    pool is re-scored inside the strip, the max_edges guard counts across those flushes), and a K larger than a whole
+    tile (no tile gives a cut-off: the pool is flushed once it holds K, and the kept K-th best screens the rest): the
+    dense reference's edges."""
+    monkeypatch.setattr(select_module, "POOL_ENTRIES", 50)
+    a, b = _factors(90, 70, 4, seed=8)
+    _check(a, b, Selection(top_k=None, min_abs=0.5, block_bytes=1 << 16), min_abs=0.5)
+    n = int((dense_reference(a, b, min_abs=0.5)[2] != 0).sum())
+    with pytest.raises(BadInput, match=f"keeps more than {n - 1:,} edges"):
+        select(a, b, Selection(top_k=None, min_abs=0.5, max_edges=n - 1, block_bytes=1 << 16))
+    _check(a, b, Selection(top_k=400, block_bytes=1 << 16), top_k=400)  # 400 > a 16×16 or 9×8 tile's entries
 
 
 def test_auto_resolves_per_device():
@@ -211,7 +234,7 @@ def test_threshold_guard():
 
 
 @pytest.mark.parametrize("common", ["none", "offset", "dominant"])
-def test_moments_match_dense(common, monkeypatch):
+def test_moments_match_dense(common):
     """Mean and std of every entry of S from the factors' means and centred Gram matrices (float32 products summed in
     float64), against the dense float64 matrix: within 1e-6 of std, also when every row shares a component so large
     that the mean is over 100 times the std (the uncentred closed form loses the variance there), in one chunk and in
@@ -227,7 +250,6 @@ def test_moments_match_dense(common, monkeypatch):
     if common == "dominant":
         assert abs(S.mean()) > 100 * S.std()
     for rows in (1 << 12, 37):
-        monkeypatch.setattr(circuits, "MOMENT_ROWS", rows)
         mean, std = moments(a, b, circuits.mean_and_gram(a, rows), circuits.mean_and_gram(b, rows))
         assert abs(mean - S.mean()) <= 1e-6 * S.std() + 1e-12 * abs(S.mean())
         assert std == pytest.approx(S.std(), rel=1e-6)

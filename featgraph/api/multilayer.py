@@ -327,8 +327,14 @@ def _build(req: _Request, out: Path, force: bool, precision: str, device: str, b
         else:
             _process_layers(req, out, todo, ids, force, precision, device, block_mb, labels, label_table, progress,
                             overall, combined)
-    finally:  # finished, failed or interrupted: the combined run holds every finished layer
-        combined.now()
+    except BaseException:  # failed or interrupted: the combined run holds every finished layer, and the error is said
+        try:
+            combined.now()
+        except Exception as e:  # the first error is the one to report
+            warnings.warn(f"the combined run of {out} was not rebuilt ({e}); the next `atlas` call into it rebuilds it",
+                          FeatgraphWarning, stacklevel=2)
+        raise
+    combined.now()  # finished
     done = atlasdir.finished(out)
     _check_shared_ids(done)
     atlas_run = Run.open(out)

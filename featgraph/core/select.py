@@ -26,6 +26,7 @@ CPU_BLOCK_BYTES = 256 << 20  # the CPU's memory budget per block; GPUs size bloc
 # screened right after the product writes it; measured in bench/select_tiles.py (docs/scale.md).
 CPU_TILE_BYTES = 8 << 20
 _SLACK = 1 - 2.0**-20  # float32 rounding of the exact value vs its float64 source
+POOL_ENTRIES = 1 << 20  # a row strip's candidates are re-scored early once there are more than this (and 8·K)
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,9 @@ def exact(src: torch.Tensor, dst: torch.Tensor, r: torch.Tensor, c: torch.Tensor
 
 def row_norms(x: torch.Tensor) -> torch.Tensor:
     """Each row's Euclidean norm, rounded up: float32 norms times 1 + (d + 2)·2⁻²³, above the exact norms whatever
-    the order of the float32 sum of squares (its relative error is below (d/2 + 1)·2⁻²⁴). They only scale the error
-    bound, so float32 serves; a float64 copy of the factor costs as much as its Gram matrix. [n]"""
+    the order of the float32 sum of squares (the computed norm's relative error is below (d/2 + 1)·2⁻²⁴, unless
+    entries below ~1e-19 underflow when squared, as in the float32 products the bound covers). They only scale the
+    error bound, so float32 serves; a float64 copy of the factor costs as much as its Gram matrix. [n]"""
     return x.norm(dim=1) * (1 + (x.shape[1] + 2) * 2.0**-23)
 
 
@@ -204,6 +206,9 @@ def select(
     assert sel.block_bytes is not None  # resolved
     n_src, d = src.shape
     n_dst = dst.shape[0]
+    if not n_src or not n_dst:  # no entry to select (and no block to walk)
+        none = np.empty(0, dtype=np.int64)
+        return Selected(none, none.copy(), np.empty(0, dtype=np.float32))
     c_err = error_constant(sel.precision, d)
     src_norm, dst_norm = norms if norms is not None else (row_norms(src), row_norms(dst))
     dst_norm_max = float(dst_norm.max()) if n_dst else 0.0
@@ -299,11 +304,17 @@ class _Pool:
             self.parts.append((r + r0, c + c0, v))
             self.n += len(r)
             self.e_max = max(self.e_max, e_blk)
-            if self.n > max(8 * (sel.top_k or 0), 1 << 20):  # a bounded pool, whatever the strip's size
+            if self.n > max(8 * (sel.top_k or 0), POOL_ENTRIES):  # a bounded pool, whatever the strip's size
                 self.flush()
+            elif sel.top_k is not None and self.lower == -np.inf and self.n >= sel.top_k:
+                self.flush()  # K candidates and no cut-off yet (K above a tile's entries): the kept K-th best is one
 
     def lower_bound(self) -> float:
-        """A value the K-th best |weight| (float32) of the whole matrix is known to reach, or −inf."""
+        """A value the K-th best |weight| (float32) of the whole matrix is known to reach, or −inf.
+
+        Both sources carry the factor _SLACK = 1 − 2⁻²⁰ (thr·_SLACK; (v_k − e)·_SLACK): the margin that lets a cut-off
+        `lower − e` be compared with float32 proposals and float32-rounded exact values (rounding is ~2⁻²⁴ each).
+        Do not drop it to tighten the cut-off."""
         thr = self.kept.threshold
         return max(self.bound, -np.inf if thr is None else thr * _SLACK)
 
@@ -312,9 +323,10 @@ class _Pool:
             return
         sel = self.sel
         r, c, v = (torch.cat(x) for x in zip(*self.parts))
-        self.parts, self.n = [], 0
+        e_max = self.e_max
+        self.parts, self.n, self.e_max = [], 0, 0.0
         if sel.top_k is not None and len(r) > 2 * sel.top_k:
-            r, c, v = _block_top(v, r, c, float(torch.topk(v, sel.top_k, sorted=False).values.min()), self.e_max)
+            r, c, v = _block_top(v, r, c, float(torch.topk(v, sel.top_k, sorted=False).values.min()), e_max)
         w = exact(self.src, self.dst, r, c)
         if sel.min_abs is not None:
             keep = w.abs() >= sel.min_abs
