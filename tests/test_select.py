@@ -342,3 +342,21 @@ def test_bf16_proposals_around_the_kth_best(seed):
     for k in (5, 60, 400):
         _check(a, b, Selection(top_k=k, precision="bf16", block_bytes=1 << 16), top_k=k)
         _check(a, b, Selection(top_k=k, min_abs=1.0, precision="bf16", block_bytes=1 << 16), top_k=k, min_abs=1.0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; the CPU path is covered above")
+def test_cuda_moments_in_float32_even_with_tf32_allowed():
+    """The moments' Gram products stay float32 on a GPU when the caller allows TF32 globally (restored after)."""
+    from featgraph.core.circuits import mean_and_gram
+
+    a, b = _factors(3000, 2000, 64, seed=6)
+    S = (a.double() @ b.double().T).numpy()
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        mean, std = moments(a.cuda(), b.cuda(), mean_and_gram(a.cuda()), mean_and_gram(b.cuda()))
+        assert torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    assert abs(mean - S.mean()) <= 1e-6 * S.std() and std == pytest.approx(S.std(), rel=1e-6)

@@ -332,9 +332,15 @@ def mean_and_gram(x: torch.Tensor, rows: int = MOMENT_ROWS) -> tuple[torch.Tenso
     m = (total / max(n, 1)).float()
     gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
     off = torch.zeros(d, dtype=torch.float64, device=x.device)
-    for r0 in range(0, n, rows):
-        c = x[r0 : r0 + rows] - m
-        gram += (c.T @ c).double()
-        off += c.sum(0).double()
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    if x.is_cuda:  # float32 products, not TF32's 10-bit ones, whatever the caller's global setting
+        torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for r0 in range(0, n, rows):
+            c = x[r0 : r0 + rows] - m
+            gram += (c.T @ c).double()
+            off += c.sum(0).double()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     delta = off / max(n, 1)
     return m.double() + delta, gram - n * torch.outer(delta, delta)
