@@ -14,7 +14,7 @@ With --bare, the atlas' bare products are timed too, in their own subprocess. Th
 matrix products the atlas makes, by the same featgraph calls, with nothing else: for each layer, head and circuit in
 the atlas' order, (1) the factor products — circuit_factors' W_dec·W_Qᵀ etc., a key/value head's keys and values
 computed once for the query heads sharing it, as the atlas does — and (2) the block products S = src @ dst.T in
-featgraph's CPU tiles (select.block_shape, select._matmul into one reused buffer; the tiles are also the fastest shape
+featgraph's CPU tiles (select.block_shape and select.strip_blocks into one reused buffer; the tiles are also the fastest shape
 for the products alone, bench/select_tiles.py), nothing selected. Not in them:
 loading and checking the inputs, the moments, the selection (screening, exact re-scoring, ordering), hashing and
 writing. The atlas' ratio to them is everything featgraph adds to the arithmetic it cannot avoid; issue 20's target is
@@ -187,7 +187,7 @@ def child_atlas(model: str, template: str, layers: list[int], heads: list[int], 
 def child_bare(model: str, template: str, layers: list[int], heads: list[int], result: str) -> None:
     """The bare products of `layers` (module docstring): for each (head, circuit) in the atlas' order, its two factors
     by featgraph's circuit_factors (a key/value head's shared by its query heads, as the atlas shares them) and its
-    block products S = src @ dst.T by featgraph's own block call (select._matmul into one reused buffer, in
+    block products S = src @ dst.T by featgraph's own block calls (select.strip_blocks into one reused buffer, in
     select.block_shape's CPU tiles), nothing selected; loading is not timed."""
     import torch
 
@@ -215,13 +215,10 @@ def child_bare(model: str, template: str, layers: list[int], heads: list[int], r
                     n_src, n_dst = f.src.shape[0], f.dst.shape[0]
                     rows, cols = select.block_shape(n_dst, sel.block_bytes, cuda=False)
                     w, c = time.perf_counter(), time.process_time()
-                    buf = torch.empty(min(rows, n_src) * cols)
+                    buf = select.block_buffer(n_src, rows, cols, f.src.device)
                     for r0 in range(0, n_src, rows):
-                        r1 = min(n_src, r0 + rows)
-                        for c0 in range(0, n_dst, cols):
-                            c1 = min(n_dst, c0 + cols)
-                            select._matmul(f.src[r0:r1], f.dst[c0:c1], sel.precision,
-                                           buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0))
+                        for _ in select.strip_blocks(f.src, f.dst, r0, min(n_src, r0 + rows), cols, sel.precision, buf):
+                            pass
                     del buf
                     t_blk += time.perf_counter() - w
                     c_blk += time.process_time() - c

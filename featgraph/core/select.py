@@ -12,7 +12,7 @@ broken by (src, dst) index: the order is (-|w|, src, dst).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -219,17 +219,13 @@ def select(
     kept = _Kept(sel.top_k, src.device)
     per_src: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     rows, cols = block_shape(n_dst, sel.block_bytes, src.is_cuda, whole_rows=sel.per_source_k is not None)
-    # One buffer for every tile on the CPU (tiles at the right and bottom edges are views of its first elements).
-    buf = torch.empty(min(rows, n_src) * cols, dtype=torch.float32) if not src.is_cuda and n_src else None
+    buf = block_buffer(n_src, rows, cols, src.device)
     col_max = [float(dst_norm[c0 : c0 + cols].max()) for c0 in range(0, n_dst, cols)]  # each tile's largest ‖dst‖
     pool = _Pool(kept, src, dst, sel)
     for r0 in range(0, n_src, rows):
         r1 = min(n_src, r0 + rows)
         src_max = float(src_norm[r0:r1].max())
-        for j, c0 in enumerate(range(0, n_dst, cols)):
-            c1 = min(n_dst, c0 + cols)
-            out = None if buf is None else buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
-            block = _matmul(a_all[r0:r1], b_all[c0:c1], sel.precision, out)  # [rows, cols]
+        for j, c0, block in strip_blocks(a_all, b_all, r0, r1, cols, sel.precision, buf):  # [rows, cols] each
             e_blk = c_err * src_max * col_max[j]  # the tile's bound on |proposal − exact|
             if sel.per_source_k is not None:  # its whole block's magnitudes are read: take them in place
                 block.abs_()
@@ -261,15 +257,17 @@ class _Pool:
     `kept` by `flush` (once per strip: on the CPU a strip is many cache-sized tiles, and one exact re-scoring and one
     merge per strip replace one per tile).
 
-    Until a flush, later tiles are screened against the best lower bound on the K-th best |weight| known: the kept
-    set's exact K-th best, or a tile's own k-th best proposal v_k less its error bound e (its k best are exactly
-    ≥ v_k − e, so the matrix's K-th best is too)."""
+    Until a flush, later tiles are screened against `lower`, the best lower bound on the K-th best |weight|
+    (float32) of the whole matrix known: the kept set's exact K-th best, or a tile's own k-th best proposal v_k less
+    its error bound e (its k best are exactly ≥ v_k − e, so the matrix's K-th best is too). Both carry the factor
+    _SLACK = 1 − 2⁻²⁰ (thr·_SLACK; (v_k − e)·_SLACK): the margin that lets a cut-off `lower − e` be compared with
+    float32 proposals and float32-rounded exact values (rounding is ~2⁻²⁴ each). Do not drop it to tighten the
+    cut-off."""
 
     def __init__(self, kept: _Kept, src: torch.Tensor, dst: torch.Tensor, sel: Selection):
         self.kept, self.src, self.dst, self.sel = kept, src, dst, sel
         self.parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self.n, self.e_max, self.bound = 0, 0.0, -np.inf
-        self.lower = -np.inf  # lower_bound(), kept up to date (it changes only with `bound` and at a flush)
+        self.n, self.e_max, self.lower = 0, 0.0, -np.inf
         self.n_thresh = 0  # threshold-mode edges kept so far (the max_edges guard)
 
     def screen(self, block: torch.Tensor, e_blk: float, r0: int, c0: int) -> None:
@@ -295,9 +293,8 @@ class _Pool:
         if sel.top_k is not None and len(r) >= sel.top_k:
             # This block's own k-th best proposal v_k: a lower bound for every later block, and (when it holds many
             # more than K candidates, rows of large norm) a narrower set to re-score (_block_top).
-            kth = float(torch.topk(v, sel.top_k, sorted=False).values.min())
-            self.bound = max(self.bound, (kth - e_blk) * _SLACK)
-            self.lower = max(self.lower, self.bound)
+            kth = _kth_largest(v, sel.top_k)
+            self.lower = max(self.lower, (kth - e_blk) * _SLACK)
             if len(r) > 2 * sel.top_k:
                 r, c, v = _block_top(v, r, c, kth, e_blk)
         if len(r):
@@ -309,15 +306,6 @@ class _Pool:
             elif sel.top_k is not None and self.lower == -np.inf and self.n >= sel.top_k:
                 self.flush()  # K candidates and no cut-off yet (K above a tile's entries): the kept K-th best is one
 
-    def lower_bound(self) -> float:
-        """A value the K-th best |weight| (float32) of the whole matrix is known to reach, or −inf.
-
-        Both sources carry the factor _SLACK = 1 − 2⁻²⁰ (thr·_SLACK; (v_k − e)·_SLACK): the margin that lets a cut-off
-        `lower − e` be compared with float32 proposals and float32-rounded exact values (rounding is ~2⁻²⁴ each).
-        Do not drop it to tighten the cut-off."""
-        thr = self.kept.threshold
-        return max(self.bound, -np.inf if thr is None else thr * _SLACK)
-
     def flush(self) -> None:
         if not self.parts:
             return
@@ -326,7 +314,7 @@ class _Pool:
         e_max = self.e_max
         self.parts, self.n, self.e_max = [], 0, 0.0
         if sel.top_k is not None and len(r) > 2 * sel.top_k:
-            r, c, v = _block_top(v, r, c, float(torch.topk(v, sel.top_k, sorted=False).values.min()), e_max)
+            r, c, v = _block_top(v, r, c, _kth_largest(v, sel.top_k), e_max)
         w = exact(self.src, self.dst, r, c)
         if sel.min_abs is not None:
             keep = w.abs() >= sel.min_abs
@@ -338,7 +326,8 @@ class _Pool:
                                "or add a top-k limit", value_first=True)
         if len(w):
             self.kept.add(r, c, w)
-            self.lower = self.lower_bound()
+            if self.kept.threshold is not None:
+                self.lower = max(self.lower, self.kept.threshold * _SLACK)
 
 
 def _initial_cutoff(block: torch.Tensor, k: int) -> float:
@@ -351,7 +340,12 @@ def _initial_cutoff(block: torch.Tensor, k: int) -> float:
     chunks = min(flat.numel(), 4 * k)
     m = flat.numel() // chunks
     maxima = flat[: chunks * m].view(chunks, m).amax(dim=1)
-    return float(torch.topk(maxima, k, sorted=False).values.min())
+    return _kth_largest(maxima, k)
+
+
+def _kth_largest(v: torch.Tensor, k: int) -> float:
+    """The k-th largest value of v [n ≥ k]."""
+    return float(torch.topk(v, k, sorted=False).values.min())
 
 
 def _block_top(v: torch.Tensor, r: torch.Tensor, c: torch.Tensor, kth: float,
@@ -427,6 +421,24 @@ def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     r = torch.arange(rows, device=block.device).repeat_interleave(cols)
     c = torch.arange(cols, device=block.device).repeat(rows)
     return r, c, block.abs().flatten()
+
+
+def block_buffer(n_src: int, rows: int, cols: int, device: torch.device) -> torch.Tensor | None:
+    """The one float32 buffer every CPU block of `block_shape`'s shape is written into (None on a GPU, or with no
+    rows): reusing it spares the allocator a fresh mapping, its page faults and its unmapping per block."""
+    return torch.empty(min(rows, n_src) * cols, dtype=torch.float32) if device.type == "cpu" and n_src else None
+
+
+def strip_blocks(a: torch.Tensor, b: torch.Tensor, r0: int, r1: int, cols: int, precision: str,
+                 buf: torch.Tensor | None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """The blocks of rows r0:r1 of a @ b.T, `cols` columns at a time: (j, first column, block [r1 − r0, ≤ cols]).
+    On the CPU each is a view of `buf` (block_buffer; blocks at the right and bottom edges use its first elements),
+    valid until the next block is made."""
+    n_dst = b.shape[0]
+    for j, c0 in enumerate(range(0, n_dst, cols)):
+        c1 = min(n_dst, c0 + cols)
+        out = None if buf is None else buf[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
+        yield j, c0, _matmul(a[r0:r1], b[c0:c1], precision, out)
 
 
 def block_shape(n_dst: int, block_bytes: int, cuda: bool, whole_rows: bool = False) -> tuple[int, int]:
