@@ -29,6 +29,13 @@ def detect(folder: Path) -> Path | None:
     return folder / PARAMS if (folder / PARAMS).is_file() else None
 
 
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from the .npy header at fh's position; fh is left at the array's data."""
+    version = np.lib.format.read_magic(fh)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(fh)
+
+
 def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Shapes of the arrays in an .npz, read from the npy headers only."""
     shapes = {}
@@ -38,9 +45,7 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
                 if not name.endswith(".npy"):
                     continue
                 with zf.open(name) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(fh)
+                    shape, _, dtype = _npy_header(fh)
                 claimed = math.prod(shape) * dtype.itemsize
                 if claimed > zf.getinfo(name).file_size:  # a header claiming more than its entry holds: refuse, not allocate
                     raise BadInput(f"{path}: {name[:-4]}'s header claims shape {list(shape)} ({claimed / 2**30:.3g} GiB), more "
@@ -67,9 +72,7 @@ def npz_member(path: Path, npz: Any, key: str) -> np.ndarray:
                 return npz[key]
             start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
             fh.seek(start)
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(fh)
+            shape, fortran, dtype = _npy_header(fh)
             offset = fh.tell()
         if dtype.hasobject or offset - start + math.prod(shape) * dtype.itemsize > info.file_size:
             return npz[key]
