@@ -1,6 +1,8 @@
 // A feature's strongest edges both ways, by |weight|: its `limit` strongest out-edges (the feature is the key or
 // value), then its `limit` strongest in-edges (the query or output), with filters (what `featgraph serve`
-// draws when a feature is expanded). A like-to-like edge is in both parts.
+// draws when a feature is expanded). A like-to-like edge is in both parts. Cypher gives a UNION's rows no order
+// (LadybugDB may return the in-edges first): featgraph puts the parts back in order by `side` (@parts).
+// @parts side: out, in
 // @param feature str: feature id
 // @param only_layer int = -1: edges of this layer only (-1: any layer)
 // @param only_head int = -1: edges of this head only (-1: any head)

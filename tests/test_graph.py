@@ -348,3 +348,41 @@ def test_cypher_names_the_feature_index_as_the_schema_does():
     nodes = (root / "store" / "neo4j_nodes.cypher").read_text()
     for p in NODE_PROPS:
         assert (f"{{{p}: ${p}[i]}}" if p == "id" else f"f.{p} = ") in nodes and f"${p}[i]" in nodes, p
+
+
+def test_union_parts_come_in_the_declared_order(tmp_path, monkeypatch):
+    """Cypher gives a UNION's rows no order (LadybugDB returned `neighbours`' in-edges first in one CI run): a
+    query's @parts line puts the parts back in order, each keeping the order its own ORDER BY gave."""
+    assert library.library()["neighbours"].parts == ("side", ("out", "in"))
+    head = "// Both parts.\n// @parts side: out, in\n// @param limit int = 3: rows\n"
+    (tmp_path / "q.cypher").write_text(head + "RETURN 'in' AS side\n")
+    (tmp_path / "q.neo4j.cypher").write_text("// Both parts.\n// @param limit int = 3: rows\nRETURN 1 AS one\n")
+    monkeypatch.setenv("FEATGRAPH_CYPHER", str(tmp_path))
+    with pytest.raises(FeatgraphError, match=r"q\.neo4j\.cypher .*same @param and @parts"):
+        library.library()
+    (tmp_path / "q.neo4j.cypher").unlink()
+    q = library.library()["q"]
+    assert q.parts == ("side", ("out", "in")) and "@parts" not in q.description
+    swapped = pd.DataFrame({"side": ["in", "in", "out", "out", "out"], "w": [9, 1, 5, 4, 7]})
+    assert q.in_part_order(swapped).to_dict("list") == {"side": ["out"] * 3 + ["in"] * 2, "w": [5, 4, 7, 9, 1]}
+    assert q.in_part_order(swapped[["w"]]).equals(swapped[["w"]])  # no such column: unchanged
+
+
+def test_run_query_returns_neighbours_out_edges_first(loaded, monkeypatch):
+    """`Run.query` applies @parts whatever order the store returns: here a store that answers in-edges first."""
+    from featgraph.graph.embedded import EmbeddedStore
+
+    run = fg_api.open_run(loaded)
+    e = edges_of(run)
+    feature = e["dst"].value_counts().index[0]
+    want = run.query("neighbours", feature=feature, limit=5)
+    assert want["side"].tolist() == ["out"] * (want["side"] == "out").sum() + ["in"] * (want["side"] == "in").sum()
+    plain = EmbeddedStore.query
+
+    def in_first(self, cypher, params=None):  # the two parts swapped, each in its own order, as the CI run saw
+        rows = plain(self, cypher, params)
+        return pd.concat([rows[rows["side"] == "in"], rows[rows["side"] == "out"]], ignore_index=True)
+
+    monkeypatch.setattr(EmbeddedStore, "query", in_first)
+    assert (want["side"] == "in").any() and (want["side"] == "out").any()
+    pd.testing.assert_frame_equal(run.query("neighbours", feature=feature, limit=5), want)

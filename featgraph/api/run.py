@@ -373,6 +373,8 @@ class Run:
             else:
                 with EmbeddedStore(self._directory("the embedded store")) as store:
                     result = store.query(cypher, bound)
+        if is_named:
+            result = q.in_part_order(result)
         if is_named and result.empty and len(self.layers) == 1:
             why = _ACROSS_LAYERS.get(q.name)
             if why is not None and (q.name != "recurring_hubs" or int(bound.get("min_layers", 2)) > 1):

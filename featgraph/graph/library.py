@@ -7,6 +7,11 @@ FEATGRAPH_CYPHER points at another folder (for developing queries).
 Header format (comment lines before the query):
     // What the query answers (first lines).
     // @param NAME TYPE[ = DEFAULT]: description        TYPE is int, float or str
+    // @parts COLUMN: VALUE, VALUE...                   a UNION's parts, told apart by COLUMN, in this order
+
+Cypher gives a UNION's rows no order (LadybugDB may return its second part first), so a query whose
+parts have an order says so with @parts, and `Query.in_part_order` puts them back in it: a stable
+sort on the part, each part keeping the order its own ORDER BY gave.
 
 A query runs unchanged on both stores unless one engine's planner needs another text: then
 `NAME.STORE.cypher` (STORE one of STORES) holds that store's text, with the same parameters, and
@@ -22,10 +27,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featgraph.errors import BadInput, BadValue, FeatgraphError, MissingValue
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 _PARAM = re.compile(r"^//\s*@param\s+(?P<name>\w+)\s+(?P<type>int|float|str)(?:\s*=\s*(?P<default>[^:]+?))?\s*:\s*(?P<doc>.*)$")
+_PARTS = re.compile(r"^//\s*@parts\s+(?P<column>\w+)\s*:\s*(?P<values>.+)$")
 _CASTS = {"int": int, "float": float, "str": str}
 STORES = ("embedded", "neo4j")
 
@@ -47,6 +57,7 @@ class Query:
     text: str
     variants: dict[str, str] = field(default_factory=dict)  # store -> the text of NAME.STORE.cypher
     library: bool = True  # False for a file of the user's own: parameters its header does not declare pass as given
+    parts: tuple[str, tuple[str, ...]] | None = None  # @parts: (column, its values in the parts' order)
 
     def text_for(self, store: str) -> str:
         """The text `store` runs: its variant if the library has one, else the shared text."""
@@ -65,6 +76,18 @@ class Query:
                 raise MissingValue(p.name, f"by query {self.name}: {p.type}, {p.doc}")
             out[p.name] = cast(raw, p.type, p.name)
         return out | {k: given[k] for k in extra}
+
+
+    def in_part_order(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """`rows` (this query's answer from a store) with its UNION's parts in the order @parts gives, each part's
+        rows in the order the store returned them; unchanged without @parts."""
+        if self.parts is None or self.parts[0] not in rows.columns or len(rows) < 2:
+            return rows
+        import numpy as np
+
+        column, values = self.parts
+        part = rows[column].map({v: i for i, v in enumerate(values)}).fillna(len(values))
+        return rows.iloc[np.argsort(part.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def cast(raw, typ: str, name: str):
@@ -88,17 +111,20 @@ def library_dir() -> Traversable:
 
 def parse(path: Path | Traversable) -> Query:
     text = path.read_text(encoding="utf-8")
-    desc, params = [], []
+    desc, params, parts = [], [], None
     for line in text.splitlines():
         if not line.startswith("//"):
             break
         m = _PARAM.match(line)
+        p = _PARTS.match(line)
         if m:
             params.append(Param(m["name"], m["type"], m["default"], m["doc"].strip()))
+        elif p:
+            parts = (p["column"], tuple(v.strip() for v in p["values"].split(",")))
         else:
             desc.append(line[2:].strip())
     name = path.name.removesuffix(".cypher")
-    return Query(name, str(path), " ".join(desc), tuple(params), text)
+    return Query(name, str(path), " ".join(desc), tuple(params), text, parts=parts)
 
 
 def query_library() -> dict[str, Query]:
@@ -115,9 +141,9 @@ def library() -> dict[str, Query]:
         if store is None:
             continue
         base, variant = queries.get(name.rsplit(".", 1)[0]), parse(p)
-        if base is None or variant.params != base.params:
+        if base is None or variant.params != base.params or variant.parts != base.parts:
             raise FeatgraphError(f"query variant {p.name} needs {name.rsplit('.', 1)[0]}.cypher beside it, with the same "
-                                 "@param lines")
+                                 "@param and @parts lines")
         base.variants[store] = variant.text
     return queries
 
