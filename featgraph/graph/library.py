@@ -77,7 +77,6 @@ class Query:
             out[p.name] = cast(raw, p.type, p.name)
         return out | {k: given[k] for k in extra}
 
-
     def in_part_order(self, rows: pd.DataFrame) -> pd.DataFrame:
         """`rows` (this query's answer from a store) with its UNION's parts in the order @parts gives, each part's
         rows in the order the store returned them; unchanged without @parts."""
