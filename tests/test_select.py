@@ -8,7 +8,7 @@ import torch
 
 from featgraph.core import select as select_module
 from featgraph.core.circuits import moments
-from featgraph.core.select import Selection, select
+from featgraph.core.select import PRECISIONS, Selection, select
 from featgraph.errors import BadInput
 
 
@@ -360,3 +360,23 @@ def test_cuda_moments_in_float32_even_with_tf32_allowed():
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
     assert abs(mean - S.mean()) <= 1e-6 * S.std() and std == pytest.approx(S.std(), rel=1e-6)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_cuda_matmul_sets_the_flags_for_its_precision_and_restores_them(precision):
+    """The GPU products' flags (select._matmul and the moments' Gram products share them): TF32 only when asked, bf16
+    accumulating in fp32, the caller's settings back afterwards, after an error too. The flags are plain globals, so
+    this runs without a GPU; the CUDA tests above check the products themselves."""
+    from featgraph.core.select import cuda_matmul
+
+    m = torch.backends.cuda.matmul
+    before = (m.allow_tf32, m.allow_bf16_reduced_precision_reduction)
+    try:
+        for caller in ((True, True), (False, False)):
+            m.allow_tf32, m.allow_bf16_reduced_precision_reduction = caller
+            with pytest.raises(RuntimeError), cuda_matmul(precision):
+                assert (m.allow_tf32, m.allow_bf16_reduced_precision_reduction) == (precision == "tf32", False)
+                raise RuntimeError
+            assert (m.allow_tf32, m.allow_bf16_reduced_precision_reduction) == caller
+    finally:
+        m.allow_tf32, m.allow_bf16_reduced_precision_reduction = before

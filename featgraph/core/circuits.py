@@ -20,6 +20,7 @@ Raw values by default: no attention scale, no softcap, no 1/RMS factors, no bias
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 
 from featgraph import families
+from featgraph.core import select
 from featgraph.core.weights import AttentionWeights, ModelConfig, Rope
 from featgraph.errors import BadInput, BadValue
 
@@ -332,15 +334,11 @@ def mean_and_gram(x: torch.Tensor, rows: int = MOMENT_ROWS) -> tuple[torch.Tenso
     m = (total / max(n, 1)).float()
     gram = torch.zeros(d, d, dtype=torch.float64, device=x.device)
     off = torch.zeros(d, dtype=torch.float64, device=x.device)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    if x.is_cuda:  # float32 products, not TF32's 10-bit ones, whatever the caller's global setting
-        torch.backends.cuda.matmul.allow_tf32 = False
-    try:
+    # float32 products, not TF32's 10-bit ones, whatever the caller's global setting
+    with select.cuda_matmul("fp32") if x.is_cuda else contextlib.nullcontext():
         for r0 in range(0, n, rows):
             c = x[r0 : r0 + rows] - m
             gram += (c.T @ c).double()
             off += c.sum(0).double()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
     delta = off / max(n, 1)
     return m.double() + delta, gram - n * torch.outer(delta, delta)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,20 +172,27 @@ def _matmul(a: torch.Tensor, b: torch.Tensor, precision: str, out: torch.Tensor 
     """One block of a @ b.T in the requested precision, as float32.
 
     out: a float32 [rows, n_dst] buffer to write the block into (on the CPU, where reusing one buffer for every block
-    spares the allocator a fresh mapping, its page faults and its unmapping per block). On CUDA, fp32 must not
-    silently run as TF32 (the error bound assumes fp32), and bf16 must accumulate in fp32; the global flags are
-    restored afterwards.
+    spares the allocator a fresh mapping, its page faults and its unmapping per block). On CUDA the flags are
+    set for `precision` (cuda_matmul).
     """
     if not a.is_cuda:
         if out is not None and a.dtype == torch.float32:
             return torch.matmul(a, b.T, out=out)
         return (a @ b.T).float()
+    with cuda_matmul(precision):
+        return (a @ b.T).float()
+
+
+@contextmanager
+def cuda_matmul(precision: str = "fp32") -> Iterator[None]:
+    """CUDA's global matmul flags set for `precision` inside the block, restored after it: fp32 must not silently run
+    as TF32 whatever the caller allows globally (the error bounds assume fp32), and bf16 must accumulate in fp32."""
     m = torch.backends.cuda.matmul
     prev = (m.allow_tf32, m.allow_bf16_reduced_precision_reduction)
     m.allow_tf32 = precision == "tf32"
     m.allow_bf16_reduced_precision_reduction = False
     try:
-        return (a @ b.T).float()
+        yield
     finally:
         m.allow_tf32, m.allow_bf16_reduced_precision_reduction = prev
 
@@ -211,7 +219,7 @@ def select(
         return Selected(none, none.copy(), np.empty(0, dtype=np.float32))
     c_err = error_constant(sel.precision, d)
     src_norm, dst_norm = norms if norms is not None else (row_norms(src), row_norms(dst))
-    dst_norm_max = float(dst_norm.max()) if n_dst else 0.0
+    dst_norm_max = float(dst_norm.max())
     use_cast = sel.precision == "bf16"
     a_all = src.bfloat16() if use_cast else src
     b_all = dst.bfloat16() if use_cast else dst
@@ -249,7 +257,6 @@ def select(
         rs, cs, ws = rs[first], cs[first], ws[first]
     p = _order(rs, cs, ws)
     return Selected(rs[p].cpu().numpy(), cs[p].cpu().numpy(), ws[p].cpu().numpy())
-
 
 
 class _Pool:
