@@ -14,8 +14,8 @@ With --bare, the atlas' bare products are timed too, in their own subprocess. Th
 matrix products the atlas makes, by the same featgraph calls, with nothing else: for each layer, head and circuit in
 the atlas' order, (1) the factor products — circuit_factors' W_dec·W_Qᵀ etc., a key/value head's keys and values
 computed once for the query heads sharing it, as the atlas does — and (2) the block products S = src @ dst.T in
-featgraph's CPU tiles (select.block_shape and select.strip_blocks into one reused buffer; the tiles are also the fastest shape
-for the products alone, bench/select_tiles.py), nothing selected. Not in them:
+featgraph's CPU tiles (select.block_products: select's own block shape, buffer and block calls; the tiles are also the
+fastest shape for the products alone, bench/select_tiles.py), nothing selected. Not in them:
 loading and checking the inputs, the moments, the selection (screening, exact re-scoring, ordering), hashing and
 writing. The atlas' ratio to them is everything featgraph adds to the arithmetic it cannot avoid; issue 20's target is
 1.15. Both ratios are printed: to the bare products (blocks + factors) and to the block products alone (whose floor is
@@ -187,8 +187,8 @@ def child_atlas(model: str, template: str, layers: list[int], heads: list[int], 
 def child_bare(model: str, template: str, layers: list[int], heads: list[int], result: str) -> None:
     """The bare products of `layers` (module docstring): for each (head, circuit) in the atlas' order, its two factors
     by featgraph's circuit_factors (a key/value head's shared by its query heads, as the atlas shares them) and its
-    block products S = src @ dst.T by featgraph's own block calls (select.strip_blocks into one reused buffer, in
-    select.block_shape's CPU tiles), nothing selected; loading is not timed."""
+    block products S = src @ dst.T by featgraph's own block calls (select.block_products: select's CPU tiles, one
+    reused buffer), nothing selected; loading is not timed."""
     import torch
 
     from featgraph.core import select
@@ -197,7 +197,6 @@ def child_bare(model: str, template: str, layers: list[int], heads: list[int], r
     from featgraph.load import sae as sae_io
 
     sel = select.Selection().resolve(torch.device("cpu"))
-    assert sel.block_bytes is not None
     t_fac = t_blk = c_fac = c_blk = 0.0
     load0 = os.getloadavg()
     with torch.inference_mode():
@@ -212,14 +211,8 @@ def child_bare(model: str, template: str, layers: list[int], heads: list[int], r
                     f = circuit_factors(attn, W_dec, W_enc, h, circ, Conventions(), shared)
                     t_fac += time.perf_counter() - w
                     c_fac += time.process_time() - c
-                    n_src, n_dst = f.src.shape[0], f.dst.shape[0]
-                    rows, cols = select.block_shape(n_dst, sel.block_bytes, cuda=False)
                     w, c = time.perf_counter(), time.process_time()
-                    buf = select.block_buffer(n_src, rows, cols, f.src.device)
-                    for r0 in range(0, n_src, rows):
-                        for _ in select.strip_blocks(f.src, f.dst, r0, min(n_src, r0 + rows), cols, sel.precision, buf):
-                            pass
-                    del buf
+                    select.block_products(f.src, f.dst, sel)
                     t_blk += time.perf_counter() - w
                     c_blk += time.process_time() - c
     Path(result).write_text(json.dumps({"factors": t_fac, "blocks": t_blk, "factors_cpu": c_fac, "blocks_cpu": c_blk,

@@ -3,7 +3,7 @@ d_head 256), top 1,000, walked in whole-row blocks (the layout before tiles: 256
 in square tiles of several sizes (select.CPU_TILE_BYTES).
 
 For each shape, in process CPU seconds (both threads) and wall seconds, median of --reps runs taken in turns:
-  products   the block products alone in that shape (select.strip_blocks into one reused buffer), nothing selected
+  products   the block products alone in that shape (select.block_products: select's blocks, nothing selected)
   select     featgraph's select() in that shape (products, screening, exact re-scoring, ordering)
 and select's ratio to the whole-row products (the fixed baseline) and to its own products. Every shape must give the
 same edges (checked). Peak RSS is the process' (one process runs all shapes; the tile buffer is each shape's own).
@@ -53,11 +53,7 @@ def main() -> None:
 
     def products(tile: int) -> None:
         S.CPU_TILE_BYTES = tile
-        rows, cols = S.block_shape(dst.shape[0], sel.block_bytes, cuda=False)
-        buf = S.block_buffer(src.shape[0], rows, cols, src.device)
-        for r0 in range(0, src.shape[0], rows):
-            for _ in S.strip_blocks(src, dst, r0, min(src.shape[0], r0 + rows), cols, sel.precision, buf):
-                pass
+        S.block_products(src, dst, sel)
 
     edges = {}
 

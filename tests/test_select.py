@@ -195,6 +195,29 @@ def test_block_shape_cpu_tiles_and_whole_rows(cpu_tiles):
     assert block_shape(n_dst, 1 << 16, cuda=False)[0] <= block_rows(cols, 1 << 16)  # the memory budget still caps rows
 
 
+@pytest.mark.parametrize("kwargs", [dict(top_k=50), dict(top_k=None, min_abs=0.5), dict(top_k=5, per_source_k=2),
+                                    dict(top_k=50, precision="bf16")])
+def test_block_products_are_the_products_select_makes(kwargs, cpu_tiles, monkeypatch):
+    """select.block_products (the benches' bare products) makes the block products select makes: the same operands'
+    rows and columns, dtypes and precision, in the same order, into a buffer of the same shape."""
+    calls: list[tuple] = []
+    real = select_module._matmul
+
+    def record(a, b, precision, out=None):
+        calls.append((a.storage_offset(), tuple(a.shape), b.storage_offset(), tuple(b.shape), a.dtype, b.dtype,
+                      precision, None if out is None else (out.storage_offset(), tuple(out.shape))))
+        return real(a, b, precision, out)
+
+    monkeypatch.setattr(select_module, "_matmul", record)
+    a, b = _factors(90, 70, 8, seed=5)
+    sel = Selection(block_bytes=1 << 16, **kwargs)
+    select(a, b, sel)
+    made = calls.copy()
+    calls.clear()
+    select_module.block_products(a, b, sel)
+    assert made and calls == made
+
+
 @pytest.mark.parametrize("n,m", [(0, 30), (30, 0), (0, 0)])
 @pytest.mark.parametrize("kwargs", [dict(top_k=10), dict(top_k=None, min_abs=0.5), dict(top_k=5, per_source_k=2)])
 def test_empty_matrices_select_nothing(n, m, kwargs):
@@ -292,7 +315,6 @@ def test_cuda_matches_cpu(precision, block_bytes):
     gpu = select(a.cuda(), b.cuda(), Selection(top_k=500, per_source_k=2, precision=precision, block_bytes=block_bytes))
     for x, y in zip((cpu.src_idx, cpu.dst_idx, cpu.weight), (gpu.src_idx, gpu.dst_idx, gpu.weight)):
         np.testing.assert_array_equal(x, y)
-
 
 
 @pytest.mark.parametrize("k", [3, 40, 300])

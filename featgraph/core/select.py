@@ -211,7 +211,6 @@ def select(
     caller has them already (a key/value head's factor shared by its query heads, norms taken with its moments).
     """
     sel = sel.resolve(src.device)
-    assert sel.block_bytes is not None  # resolved
     n_src, d = src.shape
     n_dst = dst.shape[0]
     if not n_src or not n_dst:  # no entry to select (and no block to walk)
@@ -220,14 +219,10 @@ def select(
     c_err = error_constant(sel.precision, d)
     src_norm, dst_norm = norms if norms is not None else (row_norms(src), row_norms(dst))
     dst_norm_max = float(dst_norm.max())
-    use_cast = sel.precision == "bf16"
-    a_all = src.bfloat16() if use_cast else src
-    b_all = dst.bfloat16() if use_cast else dst
 
     kept = _Kept(sel.top_k, src.device)
     per_src: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    rows, cols = block_shape(n_dst, sel.block_bytes, src.is_cuda, whole_rows=sel.per_source_k is not None)
-    buf = block_buffer(n_src, rows, cols, src.device)
+    a_all, b_all, rows, cols, buf = _layout(src, dst, sel)
     col_max = [float(dst_norm[c0 : c0 + cols].max()) for c0 in range(0, n_dst, cols)]  # each tile's largest ‖dst‖
     pool = _Pool(kept, src, dst, sel)
     for r0 in range(0, n_src, rows):
@@ -428,6 +423,27 @@ def _all(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     r = torch.arange(rows, device=block.device).repeat_interleave(cols)
     c = torch.arange(cols, device=block.device).repeat(rows)
     return r, c, block.abs().flatten()
+
+
+def _layout(src: torch.Tensor, dst: torch.Tensor,
+            sel: Selection) -> tuple[torch.Tensor, torch.Tensor, int, int, torch.Tensor | None]:
+    """How `select` walks S = src @ dst.T (sel resolved): its operands (bf16 copies for bf16 proposals), the blocks'
+    (rows, cols) (block_shape) and the CPU block buffer (block_buffer)."""
+    assert sel.block_bytes is not None  # resolved
+    cast = sel.precision == "bf16"
+    rows, cols = block_shape(dst.shape[0], sel.block_bytes, src.is_cuda, whole_rows=sel.per_source_k is not None)
+    return (src.bfloat16() if cast else src, dst.bfloat16() if cast else dst, rows, cols,
+            block_buffer(src.shape[0], rows, cols, src.device))
+
+
+def block_products(src: torch.Tensor, dst: torch.Tensor, sel: Selection) -> None:
+    """Every block product `select(src, dst, sel)` makes (its operands, shapes, buffer and precision: _layout), and
+    nothing else: the arithmetic the selection adds to (bench/atlas.py's bare products, bench/select_tiles.py)."""
+    sel = sel.resolve(src.device)
+    a, b, rows, cols, buf = _layout(src, dst, sel)
+    for r0 in range(0, src.shape[0], rows):
+        for _ in strip_blocks(a, b, r0, min(src.shape[0], r0 + rows), cols, sel.precision, buf):
+            pass
 
 
 def block_buffer(n_src: int, rows: int, cols: int, device: torch.device) -> torch.Tensor | None:
